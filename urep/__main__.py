@@ -1,0 +1,5 @@
+import sys
+
+from urep.cli import main
+
+sys.exit(main())

@@ -1,0 +1,12 @@
+"""`urep compare` (not implemented yet)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("compare", help="(not implemented yet)")
+    parser.set_defaults(func=_not_implemented)
+
+
+def _not_implemented(args) -> int:
+    raise SystemExit("urep compare is not implemented yet")
