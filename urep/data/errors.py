@@ -1,0 +1,15 @@
+"""Errors raised by the data layer.
+
+Both subclass `ValueError` so callers that only know "bad input" can still catch them, and both carry a
+message that names the offending file or folder and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class ImageReadError(ValueError):
+    """An image or mask file is missing, corrupt, truncated, not an image, or of an unsupported kind."""
+
+
+class DatasetError(ValueError):
+    """A dataset folder or manifest does not have the expected layout or content."""

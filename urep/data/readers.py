@@ -1,0 +1,520 @@
+"""Read medical images and masks into the arrays every other layer expects.
+
+`read_image` returns a `float32 (H, W)` array in `[0, 1]`, grayscale, from PNG, JPEG, BMP, GIF, TIFF (8 or
+16 bit, one page unless a page is chosen), DICOM (through pydicom) and headerless raw files such as the JSRT
+`.IMG` radiographs. `read_mask` returns a `uint8 (H, W)` array in `{0, 1}`.
+
+Choices made where the papers are silent (each is a parameter or documented below):
+
+- Integer PNG/JPEG/BMP/TIFF pixels are divided by the maximum of their storage type (255 or 65535). A 16-bit
+  file that holds 12-bit data therefore looks dark; convert such files to DICOM or scale them yourself.
+  Floating-point TIFFs are kept when already inside `[0, 1]` and min-max scaled otherwise.
+- Colour files (BGR, BGRA, RGB DICOM, YBR DICOM, palette colour DICOM) become gray with the ITU-R BT.601
+  luma weights (OpenCV `COLOR_RGB2GRAY`); an alpha channel is dropped.
+- DICOM grayscale: the Modality LUT (Rescale Slope/Intercept or a Modality LUT Sequence) is applied, then the
+  VOI LUT or window (Window Center/Width, first view) when present, through `pydicom.pixels`. The result is
+  scaled to `[0, 1]` by the range the standard defines for that output: the window's output range (the full
+  range of the stored bit depth, `BitsStored`, after the rescale) when a window is applied, the LUT's bit
+  depth for a VOI LUT Sequence, and the stored bit depth after the rescale when there is no VOI at all. So a
+  15-bit image is divided by 32767, a 12-bit one by 4095, whatever its `BitsAllocated`. MONOCHROME1 images
+  are inverted last so that air is dark as in MONOCHROME2.
+- Multi-frame DICOM and multi-page TIFF files are refused unless `frame` picks one (0-based).
+- Raw files (`.img`/`.raw`) follow `RawFormat`; the default is the JSRT layout: 2048x2048, 12-bit values in
+  big-endian unsigned 16-bit words, no header, and high values dark (so the reader inverts them). The file
+  size must match exactly, which also catches truncated files.
+- Resizing uses OpenCV bicubic interpolation for images (then clipped back to `[0, 1]`, since bicubic
+  overshoots) and nearest-neighbour for masks. `size` is an int (square) or `(height, width)`.
+- A mask is binarized at half its maximum: a pixel is foreground when its value is strictly greater than
+  `max / 2` (so `{0, 255}`, `{0, 1}` and anti-aliased masks all work); an all-zero mask stays all zero.
+  Colour masks use the maximum over channels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from urep.data.errors import ImageReadError
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+Size = int | tuple[int, int]
+
+#: File name suffixes decoded with OpenCV.
+OPENCV_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+#: File name suffixes read as DICOM (files with another suffix are also read as DICOM when they carry the
+#: "DICM" preamble).
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+#: File name suffixes read as headerless raw data (see `RawFormat`).
+RAW_SUFFIXES = (".img", ".raw")
+
+#: Separator between the parts of a mask made of several files (e.g. left and right lung).
+MASK_SEPARATOR = ";"
+
+
+@dataclass(frozen=True)
+class RawFormat:
+    """Layout of a headerless raw image file.
+
+    The default is the JSRT database's `.IMG` files: 2048x2048 pixels, 12-bit values stored in big-endian
+    unsigned 16-bit words, no header, with high values meaning dark (more film density), hence `invert`.
+
+    Attributes:
+        shape: `(height, width)` in pixels.
+        dtype: NumPy dtype string of one stored value, with byte order (`">u2"` is big-endian uint16).
+        bits: number of significant bits; values are divided by `2**bits - 1`.
+        invert: whether high values are dark (then the result is `1 - value`).
+    """
+
+    shape: tuple[int, int] = (2048, 2048)
+    dtype: str = ">u2"
+    bits: int = 12
+    invert: bool = True
+
+
+JSRT_RAW = RawFormat()
+
+
+def _as_hw(size: Size) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        hw = (int(size), int(size))
+    elif isinstance(size, Sequence) and len(size) == 2:
+        hw = (int(size[0]), int(size[1]))
+    else:
+        raise ValueError(f"size must be an int or a (height, width) pair, got {size!r}")
+    if min(hw) < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return hw
+
+
+def _fail(path: Path, reason: str) -> ImageReadError:
+    return ImageReadError(f"cannot read image {path}: {reason}")
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise _fail(path, "file not found")
+    if path.is_dir():
+        raise _fail(path, "it is a directory, not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise _fail(path, f"{type(err).__name__}: {err}") from err
+    if not data:
+        raise _fail(path, "the file is empty (0 bytes)")
+    return data
+
+
+def _is_dicom_bytes(data: bytes) -> bool:
+    return len(data) >= 132 and data[128:132] == b"DICM"
+
+
+def _kind(path: Path, data: bytes) -> str:
+    suffix = path.suffix.lower()
+    if suffix in DICOM_SUFFIXES or _is_dicom_bytes(data):
+        return "dicom"
+    if suffix in RAW_SUFFIXES:
+        return "raw"
+    if suffix in OPENCV_SUFFIXES:
+        return "opencv"
+    raise _fail(
+        path,
+        f"unsupported file type {suffix or '(no suffix)'!r}; expected one of "
+        f"{', '.join(OPENCV_SUFFIXES + DICOM_SUFFIXES + RAW_SUFFIXES)} or a DICOM file with a DICM preamble",
+    )
+
+
+def _check_not_truncated(path: Path, data: bytes) -> None:
+    """OpenCV decodes a truncated JPEG without error (gray bottom rows); check the end markers instead."""
+    if data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data[-4096:]:
+        raise _fail(path, "truncated JPEG (no end-of-image marker)")
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-64:]:
+        raise _fail(path, "truncated PNG (no IEND chunk)")
+
+
+def _decode_opencv(path: Path, data: bytes, frame: int | None) -> np.ndarray:
+    _check_not_truncated(path, data)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED)
+        if not ok or not pages:
+            raise _fail(path, "OpenCV could not decode it as TIFF (corrupt, truncated or not an image)")
+        return _pick_frame(path, list(pages), frame, what="page")
+    array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise _fail(path, "OpenCV could not decode it (corrupt, truncated or not an image)")
+    if frame not in (None, 0):
+        raise _fail(path, f"frame={frame} was asked for, but this file holds a single image")
+    return array
+
+
+def _pick_frame(path: Path, frames: Sequence[np.ndarray], frame: int | None, what: str) -> np.ndarray:
+    count = len(frames)
+    if frame is None:
+        if count > 1:
+            raise _fail(path, f"multi-{what} file with {count} {what}s; pass frame=0..{count - 1} to choose one")
+        return frames[0]
+    if not 0 <= frame < count:
+        raise _fail(path, f"frame={frame} is out of range; the file has {count} {what}(s)")
+    return frames[frame]
+
+
+def _color_to_gray(array: np.ndarray, order: str) -> np.ndarray:
+    """`(H, W, C)` -> `(H, W)`; `order` is "bgr" (OpenCV) or "rgb" (DICOM); alpha is dropped."""
+    if array.shape[-1] == 1:
+        return array[..., 0]
+    if array.shape[-1] not in (3, 4):
+        raise ValueError(f"expected 1, 3 or 4 channels, got {array.shape[-1]}")
+    rgb = array[..., :3].astype(np.float32)
+    code = cv2.COLOR_BGR2GRAY if order == "bgr" else cv2.COLOR_RGB2GRAY
+    return cv2.cvtColor(rgb, code)
+
+
+def _scale_by_type(path: Path, array: np.ndarray, source_dtype: np.dtype) -> np.ndarray:
+    if np.issubdtype(source_dtype, np.integer):
+        info = np.iinfo(source_dtype)
+        if info.min < 0:
+            return (array.astype(np.float64) - info.min) / (info.max - info.min)
+        return array.astype(np.float64) / info.max
+    if np.issubdtype(source_dtype, np.floating):
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise _fail(path, "floating-point image holds NaN or infinite values")
+        low, high = float(array.min()), float(array.max())
+        if low >= 0.0 and high <= 1.0:
+            return array.astype(np.float64)
+        if high == low:
+            return np.zeros_like(array, dtype=np.float64)
+        return (array.astype(np.float64) - low) / (high - low)
+    raise _fail(path, f"unsupported pixel type {source_dtype}")
+
+
+def _read_opencv(path: Path, data: bytes, frame: int | None) -> np.ndarray:
+    array = _decode_opencv(path, data, frame)
+    source_dtype = array.dtype
+    if array.ndim == 3:
+        array = _color_to_gray(array, "bgr")
+    return _scale_by_type(path, array, source_dtype)
+
+
+def _read_raw(path: Path, data: bytes, raw: RawFormat, frame: int | None) -> np.ndarray:
+    dtype = np.dtype(raw.dtype)
+    expected = raw.shape[0] * raw.shape[1] * dtype.itemsize
+    if len(data) != expected:
+        raise _fail(
+            path,
+            f"raw file has {len(data)} bytes but {raw.shape[0]}x{raw.shape[1]} values of {raw.dtype} need "
+            f"{expected} (truncated file, or pass another RawFormat)",
+        )
+    if frame not in (None, 0):
+        raise _fail(path, f"frame={frame} was asked for, but a raw file holds a single image")
+    values = np.frombuffer(data, dtype=dtype).reshape(raw.shape).astype(np.float64)
+    top = 2**raw.bits - 1
+    if values.max() > top:
+        raise _fail(path, f"raw values reach {values.max():.0f}, above the {raw.bits}-bit maximum {top}")
+    scaled = values / top
+    return 1.0 - scaled if raw.invert else scaled
+
+
+# --- DICOM -------------------------------------------------------------------------------------------------
+
+
+def _dicom_stored_range(ds) -> tuple[float, float]:
+    """Range of the Modality LUT output, as the standard defines it for windowing (PS3.3 C.11.2.1.2)."""
+    if ds.get("ModalityLUTSequence"):
+        bits = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
+        return 0.0, float(2**bits - 1)
+    bits = int(ds.BitsStored)
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        low, high = 0.0, float(2**bits - 1)
+    else:
+        low, high = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        low, high = sorted((low * float(slope) + float(intercept), high * float(slope) + float(intercept)))
+    return low, high
+
+
+def _dicom_gray(ds, array: np.ndarray) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(array, ds)
+    if ds.get("VOILUTSequence"):
+        values = apply_voi_lut(values, ds, index=0, prefer_lut=True)
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        low, high = 0.0, float(2**bits - 1)
+    elif "WindowCenter" in ds and "WindowWidth" in ds:
+        values = apply_voi_lut(values, ds, index=0, prefer_lut=True)
+        low, high = _dicom_stored_range(ds)
+    else:
+        low, high = _dicom_stored_range(ds)
+    if high <= low:
+        raise ValueError(f"empty output range [{low}, {high}]")
+    scaled = (np.asarray(values, dtype=np.float64) - low) / (high - low)
+    scaled = np.clip(scaled, 0.0, 1.0)
+    if str(ds.PhotometricInterpretation).upper() == "MONOCHROME1":
+        scaled = 1.0 - scaled
+    return scaled
+
+
+def _dicom_color(ds, array: np.ndarray) -> np.ndarray:
+    from pydicom.pixels import apply_color_lut
+
+    photometric = str(ds.PhotometricInterpretation).upper()
+    if photometric == "PALETTE COLOR":
+        array = apply_color_lut(array, ds)
+        top = float(np.iinfo(array.dtype).max) if np.issubdtype(array.dtype, np.integer) else 1.0
+    else:
+        top = float(2 ** int(ds.BitsStored) - 1)
+    if array.ndim != 3:
+        raise ValueError(f"colour image ({photometric}) decoded to shape {array.shape}, expected (H, W, 3)")
+    return np.clip(_color_to_gray(array, "rgb").astype(np.float64) / top, 0.0, 1.0)
+
+
+def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError as err:
+        raise _fail(path, f"not a DICOM file ({err})") from err
+    except Exception as err:  # pydicom raises many kinds on damaged headers; report them all as read errors
+        raise _fail(path, f"damaged DICOM header ({type(err).__name__}: {err})") from err
+    if "PixelData" not in ds:
+        raise _fail(path, "DICOM file has no pixel data (PixelData element missing)")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frame is None and frames > 1:
+        raise _fail(path, f"multi-frame DICOM with {frames} frames; pass frame=0..{frames - 1} to choose one")
+    if frame is not None and not 0 <= frame < frames:
+        raise _fail(path, f"frame={frame} is out of range; the file has {frames} frame(s)")
+    try:
+        from pydicom.pixels import pixel_array
+
+        array = pixel_array(ds, index=frame if frames > 1 else None)
+        photometric = str(ds.PhotometricInterpretation).upper()
+        if photometric in ("MONOCHROME1", "MONOCHROME2"):
+            return _dicom_gray(ds, array)
+        return _dicom_color(ds, array)
+    except ImageReadError:
+        raise
+    except Exception as err:  # decoder errors: truncated pixel data, unsupported transfer syntax, ...
+        raise _fail(path, f"cannot decode DICOM pixel data ({type(err).__name__}: {err})") from err
+
+
+# --- public API --------------------------------------------------------------------------------------------
+
+
+def _read_native(path: PathLike, frame: int | None, raw: RawFormat) -> np.ndarray:
+    """Decode a file to float64 `(H, W)` in `[0, 1]` at its own size."""
+    path = Path(path)
+    data = _read_bytes(path)
+    kind = _kind(path, data)
+    if kind == "dicom":
+        image = _read_dicom(path, frame)
+    elif kind == "raw":
+        image = _read_raw(path, data, raw, frame)
+    else:
+        image = _read_opencv(path, data, frame)
+    if image.ndim != 2:
+        raise _fail(path, f"decoded to shape {image.shape}, expected a 2-D image")
+    return image
+
+
+def resize_image(image: np.ndarray, size: Size) -> np.ndarray:
+    """Resize a float image with OpenCV bicubic interpolation and clip it back to `[0, 1]`.
+
+    Args:
+        image: `(H, W)` float array in `[0, 1]`.
+        size: int (square) or `(height, width)`.
+
+    Returns:
+        `(height, width)` float32 array in `[0, 1]`.
+    """
+    height, width = _as_hw(size)
+    image = np.asarray(image, dtype=np.float32)
+    if image.shape[:2] != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC)
+    return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+def resize_mask(mask: np.ndarray, size: Size) -> np.ndarray:
+    """Resize a `{0, 1}` mask with nearest-neighbour interpolation.
+
+    Args:
+        mask: `(H, W)` uint8 array in `{0, 1}`.
+        size: int (square) or `(height, width)`.
+
+    Returns:
+        `(height, width)` uint8 array in `{0, 1}`.
+    """
+    height, width = _as_hw(size)
+    mask = np.asarray(mask, dtype=np.uint8)
+    if mask.shape[:2] != (height, width):
+        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    return mask
+
+
+def read_image(
+    path: PathLike,
+    size: Size | None = None,
+    frame: int | None = None,
+    *,
+    raw: RawFormat = JSRT_RAW,
+) -> np.ndarray:
+    """Read one image as grayscale `float32` in `[0, 1]`.
+
+    See the module docstring for how each format is scaled (DICOM rescale, VOI/window, MONOCHROME1
+    inversion, bit depth, colour to gray, raw JSRT files).
+
+    Args:
+        path: image file (PNG, JPEG, BMP, GIF, TIFF, DICOM, or raw `.img`/`.raw`).
+        size: output size, an int (square) or `(height, width)`; `None` keeps the file's size. Resizing is
+            OpenCV bicubic, clipped back to `[0, 1]`.
+        frame: 0-based frame of a multi-frame DICOM or page of a multi-page TIFF; required for those files.
+        raw: layout of headerless raw files (default: JSRT `.IMG`).
+
+    Returns:
+        `(H, W)` float32 array in `[0, 1]`.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated, corrupt, not an image, multi-frame without
+            `frame`, or `frame` is out of range. The message names the file and the reason.
+        ValueError: `size` is not an int or a `(height, width)` pair.
+    """
+    if size is not None:
+        _as_hw(size)
+    image = _read_native(path, frame, raw)
+    if size is None:
+        return np.clip(image, 0.0, 1.0).astype(np.float32)
+    return resize_image(image, size)
+
+
+def split_mask_parts(mask: PathLike | Sequence[PathLike]) -> list[Path]:
+    """The files that make up one mask: a path, a `"left;right"` string, or a sequence of paths."""
+    if isinstance(mask, (str, os.PathLike)):
+        parts = [part.strip() for part in str(mask).split(MASK_SEPARATOR)]
+        return [Path(part) for part in parts if part]
+    return [Path(part) for part in mask]
+
+
+def _binarize(path: Path, values: np.ndarray) -> np.ndarray:
+    if values.ndim == 3:
+        values = values.max(axis=2)
+    if values.ndim != 2:
+        raise _fail(path, f"mask decoded to shape {values.shape}, expected (H, W)")
+    top = float(values.max())
+    if top <= 0:
+        return np.zeros(values.shape, dtype=np.uint8)
+    return (values > top / 2.0).astype(np.uint8)
+
+
+def _read_one_mask(path: Path) -> np.ndarray:
+    data = _read_bytes(path)
+    kind = _kind(path, data)
+    if kind == "opencv":
+        return _binarize(path, _decode_opencv(path, data, None).astype(np.float64))
+    return _binarize(path, _read_native(path, None, JSRT_RAW))
+
+
+def read_mask(path: PathLike | Sequence[PathLike], size: Size | None = None) -> np.ndarray:
+    """Read a binary mask as `uint8` in `{0, 1}`.
+
+    A mask can be made of several files (e.g. the left and right lung masks of Montgomery or SCR/JSRT):
+    pass a sequence of paths or one string joined with `";"`; the result is their union.
+
+    A file is binarized at half its maximum (foreground: value `> max / 2`, maximum over colour channels);
+    an all-zero mask stays all zero. Resizing is nearest-neighbour.
+
+    Args:
+        path: mask file, `"a.png;b.png"`, or a sequence of mask files of equal size.
+        size: output size, int or `(height, width)`; `None` keeps the file's size.
+
+    Returns:
+        `(H, W)` uint8 array in `{0, 1}`.
+
+    Raises:
+        ImageReadError: a file is missing, corrupt or not an image, no file was given, or the parts differ
+            in size.
+        ValueError: `size` is not an int or a `(height, width)` pair.
+    """
+    if size is not None:
+        _as_hw(size)
+    mask = combine_masks(split_mask_parts(path))
+    return mask if size is None else resize_mask(mask, size)
+
+
+def combine_masks(paths: Iterable[PathLike]) -> np.ndarray:
+    """Union of several mask files of the same size.
+
+    Args:
+        paths: mask files.
+
+    Returns:
+        `(H, W)` uint8 array in `{0, 1}`.
+
+    Raises:
+        ImageReadError: no path was given, a file cannot be read, or two parts differ in size (both named).
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ImageReadError("cannot read mask: no mask file was given")
+    union = _read_one_mask(paths[0])
+    for other in paths[1:]:
+        part = _read_one_mask(other)
+        if part.shape != union.shape:
+            raise ImageReadError(
+                f"cannot combine masks: {paths[0]} is {union.shape[0]}x{union.shape[1]} but {other} is "
+                f"{part.shape[0]}x{part.shape[1]}"
+            )
+        union = np.maximum(union, part)
+    return union
+
+
+def _png_shape(data: bytes) -> tuple[int, int] | None:
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        width = int.from_bytes(data[16:20], "big")
+        height = int.from_bytes(data[20:24], "big")
+        return height, width
+    return None
+
+
+def image_shape(path: PathLike, raw: RawFormat = JSRT_RAW) -> tuple[int, int]:
+    """`(height, width)` of an image or mask file, read cheaply where the format allows it.
+
+    PNG sizes come from the IHDR header, DICOM sizes from Rows/Columns (pixel data not read), raw files from
+    `raw`; other formats (and multi-part masks, as `"a;b"`, whose first part is used) are decoded.
+
+    Raises:
+        ImageReadError: the file is missing or cannot be read.
+    """
+    parts = split_mask_parts(path)
+    if not parts:
+        raise ImageReadError("cannot read image: no file was given")
+    path = parts[0]
+    if not path.exists():
+        raise _fail(path, "file not found")
+    suffix = path.suffix.lower()
+    if suffix in RAW_SUFFIXES:
+        return raw.shape
+    if suffix == ".png":
+        with open(path, "rb") as handle:
+            shape = _png_shape(handle.read(24))
+        if shape is not None:
+            return shape
+    if suffix in DICOM_SUFFIXES:
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            return int(ds.Rows), int(ds.Columns)
+        except Exception as err:  # any header problem is a read error for this file
+            raise _fail(path, f"cannot read DICOM header ({type(err).__name__}: {err})") from err
+    return _read_native(path, 0 if suffix in (".tif", ".tiff") else None, raw).shape
