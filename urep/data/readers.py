@@ -83,9 +83,12 @@ JSRT_RAW = RawFormat()
 
 
 def _as_hw(size: Size) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+    def is_int(value) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    if is_int(size):
         hw = (int(size), int(size))
-    elif isinstance(size, Sequence) and len(size) == 2:
+    elif isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2 and all(map(is_int, size)):
         hw = (int(size[0]), int(size[1]))
     else:
         raise ValueError(f"size must be an int or a (height, width) pair, got {size!r}")
