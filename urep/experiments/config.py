@@ -1,0 +1,683 @@
+"""Experiment configs: YAML (loaded with `yaml.safe_load`) validated into frozen dataclasses.
+
+A config names its data sources (a dataset adapter and a folder relative to `--data-root`, or a phantom
+generator), the source representation, the task heads, the fine-tuning strategies, the baseline, the
+cross-validation, the statistics and the paper tables the report puts beside the measured numbers.
+
+Defaults are the papers' values (journal = UMS-Rep journal, preprint = U-Rep preprint; see SPEC sections 2-5):
+256x256 single-channel inputs (journal section 3.1), batch 16 and an initial learning rate of 1e-3 reduced on
+plateau with early stopping (journal section 3.3.1, preprint Tables 1 and 3), RMSprop for the CDAE and CXR
+segmentation head, SGD for classification heads, Adam for the Doppler representation and its segmentation
+head (preprint Tables 1 and 3), Gaussian noise sigma 0.03 (preprint, "Noise reduction"), 70/20/10
+patient-level splits and 10-fold cross-validation of the heads (journal section 4.1), McNemar's test at
+p < 0.05 (journal Tables 3, 5, 7, 9). Where the papers are silent the choice is written next to the field.
+
+Example:
+    >>> config = load_config("experiments/cxr_heterogeneous_phantom.yaml")
+    >>> config.tasks[0].name
+    'lung_segmentation'
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from urep.experiments.schema import ConfigError, build, to_plain
+
+__all__ = [
+    "ConfigError", "PhantomSpec", "DataSource", "NoiseLevel", "TrainSettings", "SourceConfig", "TaskConfig",
+    "BaselineConfig", "TrainingPhases", "CrossValidation", "StatisticsConfig", "ExplainConfig",
+    "RecommendationConfig", "MultiMixConfig", "ExperimentConfig", "SuiteConfig", "load_config", "load_any",
+    "load_suite_parts", "parse_config",
+    "find_config", "list_configs", "config_to_dict", "dump_config", "apply_overrides", "resolve_data_root",
+    "KNOWN_STRATEGIES",
+]
+
+KNOWN_STRATEGIES = ("independent", "alternating", "joint", "cross_stitch")
+DATA_ROOT_ENV = "UREP_DATA_ROOT"
+CONFIG_PACKAGE = "urep.experiments.configs"
+
+Optimizer = Literal["sgd", "adam", "rmsprop"]
+
+
+@dataclass(frozen=True)
+class PhantomSpec:
+    """Synthetic images generated into the run directory (no download).
+
+    Attributes:
+        generator: `cxr` (`urep.data.phantoms.make_cxr_phantoms`) or `doppler` (`make_doppler_phantoms`).
+        n_images: number of images to generate.
+        size: side of the generated square images in pixels.
+        seed: generator seed.
+        options: further keyword arguments passed to the generator.
+    """
+
+    generator: Literal["cxr", "doppler"]
+    n_images: int = 64
+    size: int = 64
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One data set: a dataset adapter on a folder, or a phantom generator.
+
+    Attributes:
+        adapter: name for `urep.data.datasets.load` (`rsna`, `shenzhen`, `montgomery`, `pediatric_pneumonia`,
+            `jsrt`, `doppler`, `folder`); `folder` for phantoms.
+        root: folder relative to the data root (`--data-root`, else `$UREP_DATA_ROOT`, else the current
+            folder); absolute paths are kept. Required unless `phantom` is given.
+        phantom: generate the images instead of reading `root`.
+        options: keyword arguments for the adapter.
+        limit: keep at most this many images (whole patients, drawn with the experiment seed); `null` keeps
+            all. Used for reduced-scale runs; the papers used every image.
+        include: names of other sources concatenated into this one (the preprint trained its CXR heads on
+            Shenzhen + Montgomery); `adapter`, `root` and `phantom` are then unused.
+    """
+
+    adapter: str = "folder"
+    root: str | None = None
+    phantom: PhantomSpec | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    include: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NoiseLevel:
+    """A corruption for the denoising source: `gaussian` (sigma), `poisson` (peak) or `speckle` (sigma)."""
+
+    kind: Literal["gaussian", "poisson", "speckle"]
+    level: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.level:g}"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How one model (or one phase) is trained; mapped onto `urep.training.TrainConfig`.
+
+    Defaults: batch 16, learning rate 1e-3 reduced on plateau, early stopping (journal section 3.3.1;
+    preprint Tables 1 and 3), 64 epochs (journal section 4.2, the only budget published). The plateau factor
+    (0.5) and patiences (3 and 8) are not published; they are `urep.training.TrainConfig`'s choices.
+
+    Attributes:
+        epochs: maximum epochs.
+        batch_size: mini-batch size.
+        optimizer: `sgd`, `adam` or `rmsprop`.
+        learning_rate: initial learning rate.
+        reduce_lr_factor: learning-rate factor on a plateau of the validation loss.
+        reduce_lr_patience: epochs without improvement before a reduction.
+        early_stopping_patience: epochs without improvement before stopping; `null` disables.
+        max_steps_per_epoch: cap on the steps of one epoch (reduced-scale runs); `null` = whole data set.
+        jit_compile: XLA-compile the training steps.
+    """
+
+    epochs: int = 64
+    batch_size: int = 16
+    optimizer: Optimizer = "rmsprop"
+    learning_rate: float = 1e-3
+    reduce_lr_factor: float = 0.5
+    reduce_lr_patience: int = 3
+    early_stopping_patience: int | None = 8
+    max_steps_per_epoch: int | None = None
+    jit_compile: bool = True
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """The shared representation (U-Rep / UMS-Rep) trained once on the source data.
+
+    Attributes:
+        kind: `cdae` (U-Rep 1, unsupervised denoising; preprint Fig. 2), `dilated_cnn` (U-Rep 2, supervised
+            on the task with most labels; preprint Fig. 4) or `super_resolution` (named in the preprint).
+        data: data source names the representation is trained on (split 70/20/10 by patient).
+        label: label column for a supervised source (`dilated_cnn`).
+        classes: class names of a supervised source, in output order.
+        noise: corruptions applied to the inputs while training (one drawn per batch); default Gaussian
+            sigma 0.03 (preprint).
+        eval_noise: the levels of the denoising table (journal Table 2). The sigma values were lost from the
+            journal's text; the defaults 0.03/0.05/0.07/0.1/0.15 and Poisson peak 30 are our choice.
+        model: keyword arguments for the builder in `urep.models`.
+        examples: number of denoising examples drawn in the report figure.
+    """
+
+    kind: Literal["cdae", "dilated_cnn", "super_resolution"] = "cdae"
+    data: tuple[str, ...] = ()
+    label: str = "label"
+    classes: tuple[str, ...] = ()
+    noise: tuple[NoiseLevel, ...] = (NoiseLevel("gaussian", 0.03),)
+    eval_noise: tuple[NoiseLevel, ...] = (
+        NoiseLevel("gaussian", 0.03), NoiseLevel("gaussian", 0.05), NoiseLevel("gaussian", 0.07),
+        NoiseLevel("gaussian", 0.1), NoiseLevel("gaussian", 0.15), NoiseLevel("poisson", 30.0),
+    )
+    model: dict[str, Any] = field(default_factory=dict)
+    examples: int = 4
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One target task: a light head on the truncated shared encoder.
+
+    Attributes:
+        name: task name (used for model files and tables).
+        kind: `classification` or `segmentation`.
+        data: data source the head is trained on (cross-validated when `cross_validation.folds > 1`).
+        test_data: data source used as the test set (journal Table 3: Montgomery); `null` holds out the test
+            fraction of `split` from `data` by patient.
+        label: label column of a classification task.
+        classes: class names; for classification the rows whose label is in `classes` are kept (this is how
+            the homogeneous tasks of journal Tables 5 and 9 are cut from one data set); output order.
+        paper_task: the task's name in `urep.experiments.paper_numbers` (e.g. `lung_segmentation`).
+        head: keyword arguments for the head builder.
+        optimizer: head optimizer; default SGD for classification, RMSprop for segmentation on a CDAE and
+            Adam on a dilated CNN (preprint Tables 1 and 3).
+        learning_rate: head learning rate; default the `training.heads` value.
+        loss_weight: weight of this task in the joint loss (journal: "learned empirically"; 1.0 is ours).
+    """
+
+    name: str
+    kind: Literal["classification", "segmentation"]
+    data: str
+    test_data: str | None = None
+    label: str = "label"
+    classes: tuple[str, ...] = ()
+    paper_task: str | None = None
+    head: dict[str, Any] = field(default_factory=dict)
+    optimizer: Optimizer | None = None
+    learning_rate: float | None = None
+    loss_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """The traditional approach: a separate denoiser, then one randomly initialised model per task.
+
+    Attributes:
+        enabled: train the baselines.
+        denoise_inputs: feed the baselines images denoised by a separately trained denoiser (journal
+            sections 4.1.1 and 4.1.2: "a separate image denoising model ... for a fair comparison").
+        classifier: keyword arguments for `urep.models.baseline_classifier` (journal Table 4: 1,573,506
+            parameters).
+        segmenter: keyword arguments for the separate segmentation model (same architecture as the head,
+            random initialisation).
+    """
+
+    enabled: bool = True
+    denoise_inputs: bool = True
+    classifier: dict[str, Any] = field(default_factory=dict)
+    segmenter: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingPhases:
+    """Training settings per phase: the source representation, the heads, the baselines."""
+
+    source: TrainSettings = field(default_factory=TrainSettings)
+    heads: TrainSettings = field(default_factory=lambda: TrainSettings(optimizer="sgd"))
+    baseline: TrainSettings = field(default_factory=TrainSettings)
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """K-fold cross-validation of the heads by patient (journal section 4.1: 10 folds).
+
+    Attributes:
+        folds: number of folds; 0 trains once on the train split.
+        ensemble: also report the fold ensemble (mean of the folds' probabilities) on the test set.
+    """
+
+    folds: int = 10
+    ensemble: bool = True
+
+
+@dataclass(frozen=True)
+class StatisticsConfig:
+    """Paired tests between strategies and against the baseline (journal: McNemar, p < 0.05).
+
+    Wilcoxon's signed-rank test on per-fold scores is our addition (used when there are folds).
+    """
+
+    tests: tuple[Literal["mcnemar", "wilcoxon"], ...] = ("mcnemar", "wilcoxon")
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Grad-CAM on a classification head (preprint Fig. 3; journal Fig. 9).
+
+    Attributes:
+        gradcam: draw Grad-CAM overlays.
+        task: classification task to explain; default the first classification task.
+        mask_task: segmentation task whose ground-truth masks measure the Grad-CAM energy inside the mask
+            per class (our measurement of "high activations are observed in the affected ROIs").
+        n_images: number of overlays drawn.
+    """
+
+    gradcam: bool = True
+    task: str | None = None
+    mask_task: str | None = None
+    n_images: int = 4
+
+
+@dataclass(frozen=True)
+class RecommendationConfig:
+    """The Doppler derivable task: merge flow-type and quality heads into use/exclude (journal Fig. 9).
+
+    Attributes:
+        enabled: compute the recommendation.
+        flow_task: classification task giving the flow type.
+        quality_task: classification task giving the quality.
+        options: keyword arguments for `urep.explain.recommend`.
+    """
+
+    enabled: bool = False
+    flow_task: str | None = None
+    quality_task: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MultiMixConfig:
+    """MultiMix (Haque et al., ISBI 2021) settings; see `urep.training.multimix`.
+
+    Attributes:
+        segmentation_data: labeled segmentation source (JSRT in the paper).
+        classification_data: labeled classification source (Kermany CheX in the paper).
+        classes: classification classes.
+        segmentation_labels: labeled segmentation images; `null` uses all (paper: 10 / 50 / all).
+        classification_labels: labeled classification images; `null` uses all (paper: 100 / 1000 / all).
+        cross_domain_segmentation: data source for cross-domain segmentation (Montgomery in the paper).
+        cross_domain_classification: data source for cross-domain classification (NIH subset in the paper).
+        options: keyword arguments for the MultiMix model and trainer (paper: lr 1e-4, batch 10, t 0.7,
+            lambda 0.25, alpha 5.0, beta 0.01).
+    """
+
+    segmentation_data: str
+    classification_data: str
+    classes: tuple[str, ...] = ("normal", "pneumonia")
+    classification_label: str = "label"
+    segmentation_labels: int | None = None
+    classification_labels: int | None = None
+    cross_domain_segmentation: str | None = None
+    cross_domain_classification: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment. See the module docstring for the papers' defaults.
+
+    Attributes:
+        name: experiment name (run directory tables and reports use it).
+        description: one line for humans.
+        experiment: `urep` (source + heads + strategies + baselines; no tasks = denoising only), `multimix`,
+            or `urep_vs_multimix` (both on the same data).
+        seed: seed of everything (`urep.seed_everything`).
+        deterministic: ask TensorFlow for deterministic kernels (slower).
+        image_size: `(height, width)` every image is resized to (journal: 256x256; preprint Doppler 224x224).
+        channels: input channels (1 for CXR; the paper's U-Rep 2 used 3).
+        data: named data sources.
+        split: patient-level train/val/test fractions (journal: 0.7/0.2/0.1).
+        source: the shared representation.
+        tasks: the target tasks (heads).
+        strategies: fine-tuning strategies to compare (`independent`, `alternating`, `joint`,
+            `cross_stitch`).
+        alternating_ratio: `proportional` (batches per task proportional to its data size, Luong et al.
+            2015, journal section 3.4) or `equal`.
+        baseline: the traditional approach.
+        training: training settings per phase.
+        cross_validation: k-fold CV of the heads.
+        statistics: paired tests.
+        explain: Grad-CAM.
+        recommendation: the Doppler recommendation.
+        multimix: MultiMix settings (for `multimix` and `urep_vs_multimix`).
+        paper_tables: keys of `urep.experiments.paper_numbers.PAPER_TABLES` reported beside the results.
+        figures: draw figures (training curves, denoising examples, overlays, cost chart).
+    """
+
+    name: str
+    description: str = ""
+    experiment: Literal["urep", "multimix", "urep_vs_multimix"] = "urep"
+    seed: int = 0
+    deterministic: bool = False
+    image_size: tuple[int, int] = (256, 256)
+    channels: int = 1
+    data: dict[str, DataSource] = field(default_factory=dict)
+    split: tuple[float, float, float] = (0.7, 0.2, 0.1)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    tasks: tuple[TaskConfig, ...] = ()
+    strategies: tuple[str, ...] = ("independent", "alternating", "joint")
+    alternating_ratio: Literal["proportional", "equal"] = "proportional"
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    training: TrainingPhases = field(default_factory=TrainingPhases)
+    cross_validation: CrossValidation = field(default_factory=CrossValidation)
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    recommendation: RecommendationConfig = field(default_factory=RecommendationConfig)
+    multimix: MultiMixConfig | None = None
+    paper_tables: tuple[str, ...] = ()
+    figures: bool = True
+    path: str | None = field(default=None, compare=False, init=False)
+
+    def task(self, name: str) -> TaskConfig:
+        """The task called `name` (KeyError naming the known tasks otherwise)."""
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(f"no task {name!r} in experiment {self.name!r}; tasks: {[t.name for t in self.tasks]}")
+
+    def task_train(self, task: TaskConfig) -> TrainSettings:
+        """The training settings of one head: `training.heads` with the task's optimizer/lr applied."""
+        base = self.training.heads
+        optimizer = task.optimizer or base.optimizer
+        return dataclasses.replace(base, optimizer=optimizer, learning_rate=task.learning_rate or base.learning_rate)
+
+
+def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
+    """Cross-field checks: references between sections, value ranges."""
+    names = set(config.data)
+    for key, source in config.data.items():
+        for i, ref in enumerate(source.include):
+            if ref not in names or config.data[ref].include:
+                raise ConfigError(f"include names another plain data source; {ref!r} is not one of "
+                                  f"{sorted(k for k, v in config.data.items() if not v.include)}",
+                                  f"data.{key}.include[{i}]", file)
+        if source.include:
+            continue
+        if source.phantom is None and source.root is None:
+            raise ConfigError("a data source needs `root` (a folder) or `phantom` (a generator)",
+                              f"data.{key}", file)
+        if source.limit is not None and source.limit < 2:
+            raise ConfigError(f"limit must be at least 2, got {source.limit}", f"data.{key}.limit", file)
+    if any(s <= 0 for s in config.image_size):
+        raise ConfigError(f"sizes must be positive, got {list(config.image_size)}", "image_size", file)
+    if config.channels not in (1, 3):
+        raise ConfigError(f"expected 1 or 3, got {config.channels}", "channels", file)
+    if abs(sum(config.split) - 1.0) > 1e-6 or any(f < 0 for f in config.split):
+        raise ConfigError(f"fractions must be non-negative and sum to 1, got {list(config.split)}", "split", file)
+    for i, name in enumerate(config.source.data):
+        if name not in names:
+            raise ConfigError(f"unknown data source {name!r}; defined: {sorted(names)}", f"source.data[{i}]", file)
+    if config.experiment != "multimix" and not config.source.data:
+        raise ConfigError("name at least one data source to train the representation on", "source.data", file)
+    if config.source.kind == "dilated_cnn" and len(config.source.classes) < 2:
+        raise ConfigError("a supervised source needs at least two classes", "source.classes", file)
+    seen = set()
+    for i, task in enumerate(config.tasks):
+        key = f"tasks[{i}]"
+        if task.name in seen:
+            raise ConfigError(f"duplicate task name {task.name!r}", f"{key}.name", file)
+        seen.add(task.name)
+        for attr in ("data", "test_data"):
+            ref = getattr(task, attr)
+            if ref is not None and ref not in names:
+                raise ConfigError(f"unknown data source {ref!r}; defined: {sorted(names)}", f"{key}.{attr}", file)
+        if task.kind == "classification" and len(task.classes) < 2:
+            raise ConfigError("a classification task needs at least two classes", f"{key}.classes", file)
+    for i, strategy in enumerate(config.strategies):
+        if strategy not in KNOWN_STRATEGIES:
+            raise ConfigError(f"unknown strategy {strategy!r}; expected one of {list(KNOWN_STRATEGIES)}",
+                              f"strategies[{i}]", file)
+    if config.tasks and not config.strategies:
+        raise ConfigError("name at least one fine-tuning strategy", "strategies", file)
+    phases = {"training.source": config.training.source, "training.heads": config.training.heads,
+              "training.baseline": config.training.baseline}
+    for key, train in phases.items():
+        for attr in ("epochs", "batch_size"):
+            if getattr(train, attr) < 1:
+                raise ConfigError(f"must be at least 1, got {getattr(train, attr)}", f"{key}.{attr}", file)
+        if train.learning_rate <= 0:
+            raise ConfigError(f"must be positive, got {train.learning_rate}", f"{key}.learning_rate", file)
+    folds = config.cross_validation.folds
+    if folds == 1 or folds < 0:
+        raise ConfigError(f"folds must be 0 (no CV) or at least 2, got {folds}", "cross_validation.folds", file)
+    if not 0 < config.statistics.alpha < 1:
+        raise ConfigError(f"alpha must be in (0, 1), got {config.statistics.alpha}", "statistics.alpha", file)
+    for attr in ("task", "mask_task"):
+        ref = getattr(config.explain, attr)
+        if ref is not None and ref not in seen:
+            raise ConfigError(f"unknown task {ref!r}; tasks: {sorted(seen)}", f"explain.{attr}", file)
+    if config.recommendation.enabled:
+        for attr in ("flow_task", "quality_task"):
+            ref = getattr(config.recommendation, attr)
+            if ref not in seen:
+                raise ConfigError(f"unknown task {ref!r}; tasks: {sorted(seen)}", f"recommendation.{attr}", file)
+    if config.experiment in ("multimix", "urep_vs_multimix"):
+        if config.multimix is None:
+            raise ConfigError(f"experiment {config.experiment!r} needs a `multimix` section", "multimix", file)
+        for attr in ("segmentation_data", "classification_data", "cross_domain_segmentation",
+                     "cross_domain_classification"):
+            ref = getattr(config.multimix, attr)
+            if ref is not None and ref not in names:
+                raise ConfigError(f"unknown data source {ref!r}; defined: {sorted(names)}",
+                                  f"multimix.{attr}", file)
+    from urep.experiments.paper_numbers import PAPER_TABLES
+
+    for i, key in enumerate(config.paper_tables):
+        if key not in PAPER_TABLES:
+            raise ConfigError(f"unknown paper table {key!r}; known: {sorted(PAPER_TABLES)}",
+                              f"paper_tables[{i}]", file)
+    for i, task in enumerate(config.tasks):
+        if task.paper_task is not None and not any(
+            task.paper_task in PAPER_TABLES[t].tasks for t in config.paper_tables
+        ):
+            raise ConfigError(
+                f"paper_task {task.paper_task!r} is in none of the paper tables {list(config.paper_tables)}",
+                f"tasks[{i}].paper_task", file,
+            )
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """Several experiments run one after the other into `RUN_DIR/<part>/` (e.g. the preprint's two U-Reps).
+
+    Attributes:
+        name: suite name.
+        description: one line for humans.
+        parts: config names or paths (relative paths are resolved next to the suite file first).
+    """
+
+    name: str
+    parts: tuple[str, ...]
+    description: str = ""
+    path: str | None = field(default=None, compare=False, init=False)
+
+
+def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
+    """The folder data sources' `root` is relative to: `data_root`, else `$UREP_DATA_ROOT`, else `.`."""
+    if data_root is not None:
+        return Path(data_root)
+    return Path(os.environ.get(DATA_ROOT_ENV, "."))
+
+
+def source_root(source: DataSource, data_root: str | os.PathLike | None = None) -> Path | None:
+    """Absolute path of a data source's folder (None for phantoms)."""
+    if source.root is None:
+        return None
+    root = Path(source.root).expanduser()
+    return root if root.is_absolute() else resolve_data_root(data_root) / root
+
+
+def check_data_roots(config: ExperimentConfig, data_root: str | os.PathLike | None = None) -> None:
+    """Raise `ConfigError` naming `data.NAME.root` and the file when a source's folder does not exist."""
+    for name, source in config.data.items():
+        if source.phantom is not None or source.include:
+            continue
+        folder = source_root(source, data_root)
+        if not folder.is_dir():
+            raise ConfigError(
+                f"data folder {str(folder)!r} does not exist (root {source.root!r} relative to data root "
+                f"{str(resolve_data_root(data_root))!r}; pass --data-root or set ${DATA_ROOT_ENV})",
+                f"data.{name}.root", config.path,
+            )
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...], file: str | None = None) -> dict:
+    """Apply `key.path=value` overrides (values parsed as YAML) to a raw config mapping.
+
+    List items are addressed by index (`tasks.0.classes=[a, b]`). Returns a new mapping.
+
+    Raises:
+        ConfigError: malformed override or a path through a non-container.
+    """
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE", item, file)
+        path, text = item.split("=", 1)
+        keys = path.strip().split(".")
+        node: Any = raw
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            where = ".".join(keys[: depth + 1])
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError(f"no list item {key!r} (list of {len(node)})", where, file)
+                key = int(key)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"cannot set a key inside {node!r}", where, file)
+            if last:
+                node[key] = yaml.safe_load(text)
+            else:
+                if isinstance(node, dict) and key not in node:
+                    node[key] = {}
+                node = node[key]
+    return raw
+
+
+def parse_config(raw: Any, file: str | os.PathLike | None = None) -> ExperimentConfig:
+    """Validate a raw mapping (e.g. from `yaml.safe_load`) into an `ExperimentConfig`.
+
+    Raises:
+        ConfigError: naming the key path and `file`.
+    """
+    file = str(file) if file is not None else None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the top level must be a mapping, got {type(raw).__name__}", "", file)
+    config = build(ExperimentConfig, raw, "", file)
+    object.__setattr__(config, "path", file)
+    _check_semantics(config, file)
+    return config
+
+
+def find_config(name_or_path: str | os.PathLike) -> Path:
+    """A config file path: an existing path, else a config shipped with urep (`cxr_heterogeneous`).
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped config name; lists the shipped names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    shipped = resources.files(CONFIG_PACKAGE) / f"{stem}.yaml"
+    if shipped.is_file():
+        return Path(str(shipped))
+    raise FileNotFoundError(
+        f"no config file {str(name_or_path)!r} and no shipped config of that name; shipped: {list_configs()}"
+    )
+
+
+def list_configs() -> list[str]:
+    """Names of the configs shipped with urep (`urep/experiments/configs/*.yaml`)."""
+    folder = resources.files(CONFIG_PACKAGE)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(
+    path: str | os.PathLike,
+    data_root: str | os.PathLike | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    check_data: bool = False,
+) -> ExperimentConfig:
+    """Load and validate an experiment config.
+
+    Args:
+        path: a YAML file, or the name of a shipped config (see `list_configs`).
+        data_root: folder the data sources' `root` is relative to (see `resolve_data_root`).
+        overrides: `key.path=value` strings applied before validation (see `apply_overrides`).
+        check_data: also check that every non-phantom data folder exists.
+
+    Returns:
+        The validated config; `config.path` is the file it came from.
+
+    Raises:
+        FileNotFoundError: no such file or shipped config.
+        ConfigError: invalid YAML, unknown key, wrong type, bad reference, or (with `check_data`) a missing
+            data folder; the message names the key path and the file.
+    """
+    file = find_config(path)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"not valid YAML: {err}", "", file) from err
+    if overrides:
+        raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides, str(file))
+    config = parse_config(raw, file)
+    if check_data:
+        check_data_roots(config, data_root)
+    return config
+
+
+def load_any(
+    path: str | os.PathLike,
+    data_root: str | os.PathLike | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    check_data: bool = False,
+) -> ExperimentConfig | SuiteConfig:
+    """Load an experiment config, or a suite (a file with a top-level `parts` list).
+
+    Overrides and data checks apply to the experiments; a suite's parts are loaded with `load_suite_parts`.
+
+    Raises:
+        FileNotFoundError, ConfigError: as `load_config`.
+    """
+    file = find_config(path)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"not valid YAML: {err}", "", file) from err
+    if isinstance(raw, dict) and "parts" in raw:
+        suite = build(SuiteConfig, raw, "", file)
+        object.__setattr__(suite, "path", str(file))
+        if not suite.parts:
+            raise ConfigError("a suite needs at least one part", "parts", file)
+        return suite
+    return load_config(file, data_root=data_root, overrides=overrides, check_data=check_data)
+
+
+def load_suite_parts(
+    suite: SuiteConfig,
+    data_root: str | os.PathLike | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    check_data: bool = False,
+) -> list[ExperimentConfig]:
+    """The experiment configs of a suite, each loaded with the same overrides and data checks."""
+    configs = []
+    for part in suite.parts:
+        beside = Path(suite.path).parent / (part if part.endswith(".yaml") else f"{part}.yaml")
+        configs.append(load_config(beside if beside.is_file() else part, data_root=data_root,
+                                   overrides=overrides, check_data=check_data))
+    return configs
+
+
+def config_to_dict(config: ExperimentConfig) -> dict:
+    """The config as plain data (what `config.yaml` of a run holds); `parse_config` reads it back equal."""
+    return to_plain(config)
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
