@@ -1,0 +1,43 @@
+"""Models: backbones, truncation with weight inheritance, task heads, the multi-task assembly, baselines.
+
+Every backbone names the last layer of its encoder `encoder_out`; heads, Grad-CAM and checkpoints find
+layers by name. See `docs/design.md` and the journal's Tables 4, 6, 8 and 10 for the parameter counts.
+"""
+
+from urep.models.assembly import MultiTaskModel
+from urep.models.baselines import baseline_classifier, baseline_denoiser, baseline_like
+from urep.models.cdae import cdae, cdae_parameter_count, closest_constant_width
+from urep.models.decoders import decoder_layers, segmentation_decoder
+from urep.models.dilated_cnn import dilated_cnn, dilated_convolutions
+from urep.models.heads import (
+    classification_head,
+    reconstruction_head_from_autoencoder,
+    segmentation_head_from_autoencoder,
+    segmentation_head_from_encoder,
+)
+from urep.models.inspection import last_conv_layer_name, parameter_counts
+from urep.models.super_resolution import super_resolution
+from urep.models.truncation import ENCODER_OUT, truncate
+
+__all__ = [
+    "ENCODER_OUT",
+    "MultiTaskModel",
+    "baseline_classifier",
+    "baseline_denoiser",
+    "baseline_like",
+    "cdae",
+    "cdae_parameter_count",
+    "classification_head",
+    "closest_constant_width",
+    "decoder_layers",
+    "dilated_cnn",
+    "dilated_convolutions",
+    "last_conv_layer_name",
+    "parameter_counts",
+    "reconstruction_head_from_autoencoder",
+    "segmentation_decoder",
+    "segmentation_head_from_autoencoder",
+    "segmentation_head_from_encoder",
+    "super_resolution",
+    "truncate",
+]

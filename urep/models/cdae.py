@@ -1,0 +1,156 @@
+"""U-Rep 1: the convolutional denoising autoencoder (CDAE) trained once on a modality's unlabeled images.
+
+Journal (UMS-Rep) section 4.1.1 and Fig. 6; preprint "U-Rep 1": an encoder of four 3x3 convolutions with
+stride 2 (no pooling), batch normalization and ReLU; a symmetric decoder with upsampling layers; MSE
+loss; RMSprop. The papers report 800,067 parameters (journal Table 4) but not the filter counts.
+
+How the default widths were chosen (reproducible with `cdae_parameter_count` / `closest_constant_width`):
+the count of this layout (every convolution with a bias, batch normalization counted with its four
+per-channel weights as `model.count_params()` does, decoder = mirror image of the encoder, final 3x3
+convolution to one channel) was computed for every constant width 1-512 and for doubling widths
+`(b, 2b, 4b, 8b)`. Constant width 112 gives **796,769** parameters (trainable 794,977), 0.41% below the
+paper; the exact real-valued solution is 112.2, so no integer width matches. Doubling widths bracket the
+target badly (b=16: 343,681; b=24: 771,265; b=32: 1,369,345). Unequal widths such as (64, 80, 128, 144)
+come within 126 parameters but follow no rule, so the clean constant-width design is the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from urep.models._checks import check_filters, check_input_shape, check_positive_int
+
+#: Journal Table 4, "Shared Source" / "Separate Denoising Model".
+PAPER_PARAMS = 800_067
+#: Default encoder widths (see the module docstring for the search behind them).
+DEFAULT_FILTERS = (112, 112, 112, 112)
+
+
+def cdae(
+    input_shape: Sequence[int] = (256, 256, 1),
+    filters: Sequence[int] = DEFAULT_FILTERS,
+    kernel_size: int = 3,
+    strides: int = 2,
+    decoder_filters: Sequence[int] | None = None,
+    output_channels: int | None = None,
+    output_activation: str = "sigmoid",
+    name: str = "cdae",
+) -> keras.Model:
+    """Build the convolutional denoising autoencoder (U-Rep 1 source model).
+
+    Encoder level i: `enc_conv{i}` (strided convolution) -> `enc_bn{i}` -> `enc_relu{i}`; the last ReLU is
+    named `encoder_out` (the truncation point). Decoder level i: `dec_up{i}` (nearest upsampling by
+    `strides`) -> `dec_conv{i}` -> `dec_bn{i}` -> `dec_relu{i}`; then `reconstruction`, a convolution to
+    `output_channels` with `output_activation`. With the defaults: 796,769 parameters (paper: 800,067,
+    journal Table 4; see the module docstring).
+
+    Args:
+        input_shape: `(height, width, channels)`; height and width divisible by `strides ** len(filters)`.
+        filters: encoder widths, one per strided convolution (papers: four convolutions).
+        kernel_size: every convolution's kernel size (journal: 3, chosen by Talos from 3/5/7).
+        strides: encoder stride and decoder upsampling factor (journal: 2).
+        decoder_filters: decoder widths, one per level; default: `filters` reversed (symmetric decoder).
+        output_channels: reconstruction channels; default: the input's channels.
+        output_activation: activation of `reconstruction` (sigmoid for images in [0, 1]).
+        name: model name.
+
+    Returns:
+        A Functional `keras.Model` mapping `(batch, H, W, C)` float32 in [0, 1] to `(batch, H, W,
+        output_channels)`.
+
+    Raises:
+        ValueError: a malformed size, a decoder with a different number of levels than the encoder, or
+            an input size not divisible by the total stride.
+    """
+    height, width, channels = check_input_shape(input_shape)
+    filters = check_filters(filters)
+    kernel_size = check_positive_int(kernel_size, "kernel_size")
+    strides = check_positive_int(strides, "strides")
+    decoder_filters = check_filters(
+        tuple(reversed(filters)) if decoder_filters is None else decoder_filters,
+        "decoder_filters",
+        len(filters),
+    )
+    output_channels = check_positive_int(
+        channels if output_channels is None else output_channels, "output_channels"
+    )
+    total_stride = strides ** len(filters)
+    if height % total_stride or width % total_stride:
+        raise ValueError(
+            f"input_shape {tuple(input_shape)!r}: height and width must be divisible by "
+            f"strides ** len(filters) = {total_stride} so the reconstruction has the input's size"
+        )
+
+    inputs = keras.Input((height, width, channels), name="image")
+    x = inputs
+    for i, width_i in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(width_i, kernel_size, strides=strides, padding="same", name=f"enc_conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"enc_bn{i}")(x)
+        x = keras.layers.ReLU(name="encoder_out" if i == len(filters) else f"enc_relu{i}")(x)
+    for i, width_i in enumerate(decoder_filters, start=1):
+        x = keras.layers.UpSampling2D(strides, name=f"dec_up{i}")(x)
+        x = keras.layers.Conv2D(width_i, kernel_size, padding="same", name=f"dec_conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"dec_bn{i}")(x)
+        x = keras.layers.ReLU(name=f"dec_relu{i}")(x)
+    outputs = keras.layers.Conv2D(
+        output_channels, kernel_size, padding="same", activation=output_activation, name="reconstruction"
+    )(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def cdae_parameter_count(
+    filters: Sequence[int] = DEFAULT_FILTERS,
+    decoder_filters: Sequence[int] | None = None,
+    kernel_size: int = 3,
+    input_channels: int = 1,
+    output_channels: int | None = None,
+) -> int:
+    """Count `cdae(...)`'s parameters without building it (what `model.count_params()` returns).
+
+    Args:
+        filters: encoder widths.
+        decoder_filters: decoder widths; default `filters` reversed.
+        kernel_size: convolution kernel size.
+        input_channels: channels of the input image.
+        output_channels: channels of the reconstruction; default `input_channels`.
+
+    Returns:
+        Total parameters, batch-normalization moving statistics included.
+    """
+    filters = check_filters(filters)
+    decoder_filters = check_filters(
+        tuple(reversed(filters)) if decoder_filters is None else decoder_filters,
+        "decoder_filters",
+        len(filters),
+    )
+    out_channels = input_channels if output_channels is None else output_channels
+    total = 0
+    previous = input_channels
+    for width in (*filters, *decoder_filters):
+        total += previous * kernel_size * kernel_size * width + width  # convolution kernel and bias
+        total += 4 * width  # batch normalization: gamma, beta, moving mean, moving variance
+        previous = width
+    return total + previous * kernel_size * kernel_size * out_channels + out_channels
+
+
+def closest_constant_width(
+    target: int = PAPER_PARAMS, max_width: int = 512, levels: int = 4, **kwargs
+) -> int:
+    """The constant encoder/decoder width whose `cdae` parameter count is closest to `target`.
+
+    Args:
+        target: parameter count to approach (default: the paper's 800,067).
+        max_width: largest width tried (widths 1..max_width).
+        levels: number of encoder levels.
+        **kwargs: passed to `cdae_parameter_count` (kernel_size, input_channels, output_channels).
+
+    Returns:
+        The width `w` minimising `|cdae_parameter_count((w,) * levels) - target|` (112 for the defaults).
+    """
+    check_positive_int(max_width, "max_width")
+    return min(
+        range(1, max_width + 1),
+        key=lambda w: abs(cdae_parameter_count((w,) * levels, **kwargs) - target),
+    )

@@ -1,0 +1,136 @@
+"""The symmetric segmentation decoder appended at an encoder's truncation point.
+
+Journal section 4.2.2 and Fig. 8: U-Rep 2 is truncated at its deepest convolution and "a symmetrical
+decoder" is appended (convolutions 128/64/32/16/8, then a 1x1 sigmoid convolution), fine-tuned with Adam
+and BCE + Dice. Every segmentation model of the journal has 786,497 parameters (Tables 4 and 8), and that
+fixes the decoder exactly: with the 1-channel U-Rep 2 encoder (393,408 parameters) the decoder must hold
+393,089, which is what plain 3x3 convolutions with biases and no batch normalization give:
+
+    256->128: 295,040   128->64: 73,792   64->32: 18,464   32->16: 4,624   16->8: 1,160   8->1 (1x1): 9
+
+Up-sampling layers have no weights, so the count cannot tell whether the decoder up-samples; since the
+dilated CNN has no pooling there is nothing to undo, and the decoder up-samples only when the encoder's
+features are smaller than the image (`segmentation_head_from_encoder` works that out; e.g. a CDAE encoder).
+(A stride-1 transposed convolution would have the same count; a plain convolution is used.)
+
+Where the papers are silent: ReLU after every decoder convolution, and dilation that mirrors the encoder.
+The decoder's first three convolutions (128, 64, 32 filters) undo encoder layers 6, 5 and 4, which are
+dilated, so they are dilated too (`dilation_rates=(2, 2, 2, 1, 1)`); pass all ones for plain convolutions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from urep.models._checks import check_filters, check_input_shape, check_positive_int
+
+#: Journal Tables 4 and 8: every segmentation model (U-Rep 2 encoder + this decoder, 256x256x1 input).
+PAPER_PARAMS = 786_497
+DEFAULT_FILTERS = (128, 64, 32, 16, 8)
+DEFAULT_DILATION_RATES = (2, 2, 2, 1, 1)
+
+
+def decoder_layers(
+    x: keras.KerasTensor,
+    filters: Sequence[int] = DEFAULT_FILTERS,
+    kernel_size: int = 3,
+    dilation_rates: Sequence[int] | None = DEFAULT_DILATION_RATES,
+    upsample_levels: int = 0,
+    upsampling: int = 2,
+    output_channels: int = 1,
+    output_activation: str = "sigmoid",
+    prefix: str = "",
+) -> keras.KerasTensor:
+    """Apply the segmentation decoder's layers to a feature map.
+
+    Level i (1-based): `{prefix}dec_up{i}` (only for the first `upsample_levels` levels; nearest
+    up-sampling by `upsampling`) -> `{prefix}dec_conv{i}` (same padding, ReLU); then `{prefix}mask`, a 1x1
+    convolution to `output_channels` with `output_activation`.
+
+    Args:
+        x: feature map `(batch, h, w, c)`.
+        filters: widths of the decoder convolutions (journal: 128/64/32/16/8).
+        kernel_size: kernel size of the decoder convolutions.
+        dilation_rates: one dilation per convolution; None for no dilation. Default: the encoder's mirror.
+        upsample_levels: how many of the first levels up-sample (0 for the dilated CNN).
+        upsampling: up-sampling factor of each such level.
+        output_channels: mask channels (1 for a binary mask).
+        output_activation: activation of the mask layer.
+        prefix: prepended to every layer name (a head's name plus "_"), so several decoders coexist.
+
+    Returns:
+        The mask tensor `(batch, h * upsampling ** upsample_levels, w * ..., output_channels)`.
+
+    Raises:
+        ValueError: malformed sizes, `dilation_rates` of another length than `filters`, or more
+            up-sampling levels than convolutions.
+    """
+    filters = check_filters(filters, "decoder filters")
+    kernel_size = check_positive_int(kernel_size, "kernel_size")
+    rates = (
+        (1,) * len(filters)
+        if dilation_rates is None
+        else check_filters(dilation_rates, "dilation_rates", len(filters))
+    )
+    if (
+        isinstance(upsample_levels, bool)
+        or not isinstance(upsample_levels, int)
+        or not (0 <= upsample_levels <= len(filters))
+    ):
+        raise ValueError(f"upsample_levels must be an integer in 0..{len(filters)}, got {upsample_levels!r}")
+    upsampling = check_positive_int(upsampling, "upsampling")
+    output_channels = check_positive_int(output_channels, "output_channels")
+    for i, (width, rate) in enumerate(zip(filters, rates, strict=True), start=1):
+        if i <= upsample_levels:
+            x = keras.layers.UpSampling2D(upsampling, name=f"{prefix}dec_up{i}")(x)
+        x = keras.layers.Conv2D(
+            width,
+            kernel_size,
+            padding="same",
+            dilation_rate=rate,
+            activation="relu",
+            name=f"{prefix}dec_conv{i}",
+        )(x)
+    return keras.layers.Conv2D(output_channels, 1, activation=output_activation, name=f"{prefix}mask")(x)
+
+
+def segmentation_decoder(
+    input_shape: Sequence[int] = (256, 256, 256),
+    filters: Sequence[int] = DEFAULT_FILTERS,
+    kernel_size: int = 3,
+    dilation_rates: Sequence[int] | None = DEFAULT_DILATION_RATES,
+    upsample_levels: int = 0,
+    upsampling: int = 2,
+    output_channels: int = 1,
+    output_activation: str = "sigmoid",
+    name: str = "segmentation_decoder",
+) -> keras.Model:
+    """Build the decoder alone as a model on a feature-map input (to inspect or count it).
+
+    Heads do not nest this model: `segmentation_head_from_encoder` applies `decoder_layers` directly to
+    the encoder's output so every layer stays addressable by name. With the defaults: 393,089 parameters;
+    with the 1-channel U-Rep 2 encoder, 786,497 (journal Tables 4 and 8).
+
+    Args:
+        input_shape: feature map `(h, w, c)` (default: U-Rep 2's `encoder_out` at 256x256).
+        filters, kernel_size, dilation_rates, upsample_levels, upsampling, output_channels,
+            output_activation: see `decoder_layers`.
+        name: model name.
+
+    Returns:
+        A Functional `keras.Model` mapping `(batch, h, w, c)` to a mask `(batch, H, W, output_channels)`.
+    """
+    inputs = keras.Input(check_input_shape(input_shape), name="features")
+    outputs = decoder_layers(
+        inputs,
+        filters,
+        kernel_size,
+        dilation_rates,
+        upsample_levels,
+        upsampling,
+        output_channels,
+        output_activation,
+    )
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,281 @@
+"""Task heads appended to a shared (truncated) encoder.
+
+Every head is a Functional model from the encoder's input to the head's output, built directly on the
+encoder's output tensor: the encoder's layers (and variables) are shared, never copied, so the head
+inherits the trained weights and several heads can live in one graph. Head-specific layers are named
+`{head name}_{layer}` so heads never clash; the head name must therefore be an identifier.
+
+Heads (journal section 3.2 and Figs. 6 and 8):
+- `classification_head`: GAP, fully connected, dropout, softmax (CCE);
+- `segmentation_head_from_encoder`: encoder + the symmetric decoder of `urep.models.decoders` (U-Rep 2);
+- `segmentation_head_from_autoencoder`: the whole CDAE with its final convolution replaced by a 1-filter
+  sigmoid convolution (U-Rep 1);
+- `reconstruction_head_from_autoencoder`: the CDAE's own decoder as a head (the denoising task in a
+  multi-task assembly).
+
+Choice for the autoencoder-based heads (the papers are silent): the encoder layers are shared; the
+decoder layers are COPIES carrying the autoencoder's trained weights (inherited, bit for bit). Sharing
+the decoder too would make fine-tuning the segmentation head silently change the denoiser that produced
+it, and two heads built from one autoencoder would fight over one decoder.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import keras
+
+from urep.models._checks import check_positive_int, check_rate
+from urep.models.decoders import DEFAULT_DILATION_RATES, DEFAULT_FILTERS, decoder_layers
+from urep.models.truncation import ENCODER_OUT, truncate
+
+_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def check_head_name(name: str) -> str:
+    """Return `name` if it can prefix layer names (a letter, then letters, digits or underscores).
+
+    Raises:
+        ValueError: otherwise.
+    """
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise ValueError(
+            f"head name must start with a letter and contain only letters, digits and '_', got {name!r}"
+        )
+    return name
+
+
+def classification_head(
+    encoder: keras.Model,
+    n_classes: int,
+    dense_units: int = 256,
+    dropout: float = 0.5,
+    name: str = "classification",
+) -> keras.Model:
+    """Append GAP, a fully connected layer, dropout and a softmax to `encoder` (shared, not copied).
+
+    Layers: `{name}_gap`, `{name}_fc` (Dense, ReLU), `{name}_dropout`, `{name}_predictions` (softmax).
+    Defaults: the journal's (Dense 256 as in U-Rep 2, dropout 0.5; sections 4.1.2 and 4.2.2).
+
+    Args:
+        encoder: a model whose output is a feature map `(batch, h, w, c)` (e.g. `truncate(source)`).
+        n_classes: number of classes.
+        dense_units: units of the fully connected layer.
+        dropout: dropout rate.
+        name: head name; prefixes the head's layers and names the returned model.
+
+    Returns:
+        A Functional `keras.Model` from `encoder.input` to probabilities `(batch, n_classes)`.
+
+    Raises:
+        ValueError: bad sizes or name, or an encoder output that is not a 4-D feature map.
+    """
+    name = check_head_name(name)
+    n_classes = check_positive_int(n_classes, "n_classes")
+    dense_units = check_positive_int(dense_units, "dense_units")
+    dropout = check_rate(dropout, "dropout")
+    features = _feature_map(encoder)
+    x = keras.layers.GlobalAveragePooling2D(name=f"{name}_gap")(features)
+    x = keras.layers.Dense(dense_units, activation="relu", name=f"{name}_fc")(x)
+    x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name=f"{name}_predictions")(x)
+    return keras.Model(encoder.input, outputs, name=name)
+
+
+def segmentation_head_from_encoder(
+    encoder: keras.Model,
+    decoder_filters: Sequence[int] = DEFAULT_FILTERS,
+    kernel_size: int = 3,
+    dilation_rates: Sequence[int] | None = DEFAULT_DILATION_RATES,
+    upsample_levels: int | None = None,
+    output_channels: int = 1,
+    name: str = "segmentation",
+) -> keras.Model:
+    """Append the symmetric segmentation decoder (`urep.models.decoders`) to `encoder`.
+
+    With the U-Rep 2 encoder on 256x256x1 and the defaults: exactly 786,497 parameters (journal Table 8).
+
+    Args:
+        encoder: a model whose output is a feature map `(batch, h, w, c)`.
+        decoder_filters: widths of the decoder convolutions (journal: 128/64/32/16/8).
+        kernel_size: kernel size of the decoder convolutions.
+        dilation_rates: per-convolution dilation (see `urep.models.decoders`); None for none.
+        upsample_levels: decoder levels that up-sample by 2. None: inferred from the ratio of the input's
+            height to the feature map's (0 for the dilated CNN, 4 for a CDAE encoder).
+        output_channels: mask channels.
+        name: head name; prefixes the decoder's layers (`{name}_dec_conv1` ... `{name}_mask`).
+
+    Returns:
+        A Functional `keras.Model` from `encoder.input` to a sigmoid mask `(batch, H, W, output_channels)`.
+
+    Raises:
+        ValueError: bad sizes or name, an encoder without a 4-D output, or a size ratio that is not a
+            power of two no larger than `2 ** len(decoder_filters)` when `upsample_levels` is None.
+    """
+    name = check_head_name(name)
+    features = _feature_map(encoder)
+    if upsample_levels is None:
+        upsample_levels = _upsample_levels(encoder, features, len(tuple(decoder_filters)))
+    outputs = decoder_layers(
+        features,
+        decoder_filters,
+        kernel_size,
+        dilation_rates,
+        upsample_levels=upsample_levels,
+        output_channels=output_channels,
+        prefix=f"{name}_",
+    )
+    return keras.Model(encoder.input, outputs, name=name)
+
+
+def segmentation_head_from_autoencoder(
+    autoencoder: keras.Model,
+    encoder: keras.Model | None = None,
+    encoder_layer: str = ENCODER_OUT,
+    output_layer: str | None = None,
+    output_channels: int = 1,
+    name: str = "segmentation",
+) -> keras.Model:
+    """The whole autoencoder with its final convolution replaced by a sigmoid convolution to a mask.
+
+    Encoder layers are shared with `encoder` (default: `truncate(autoencoder, encoder_layer)`); the
+    decoder layers between `encoder_layer` and `output_layer` are copied with their trained weights and
+    renamed `{name}_{original name}`; the final layer becomes `{name}_mask`, a fresh convolution with
+    `output_channels` filters, the replaced one's kernel size and padding, and a sigmoid. For the default
+    `cdae` the count equals the CDAE's (796,769).
+
+    Args:
+        autoencoder: the trained source (e.g. `cdae(...)` or loaded from `.keras`); its decoder must be a
+            plain chain of layers from `encoder_layer` to `output_layer`.
+        encoder: the shared encoder to build on (its output must have the shape of `encoder_layer`'s
+            output); default: the autoencoder's own layers, truncated.
+        encoder_layer: name of the autoencoder's last encoder layer.
+        output_layer: name of the final convolution to replace; default: the autoencoder's output layer.
+        output_channels: mask channels.
+        name: head name.
+
+    Returns:
+        A Functional `keras.Model` from the encoder's input to a sigmoid mask `(batch, H, W, channels)`.
+
+    Raises:
+        ValueError: unknown layer names, a non-chain decoder, a final layer that is not a convolution, or
+            an encoder whose output shape does not fit the decoder.
+    """
+    name = check_head_name(name)
+    output_channels = check_positive_int(output_channels, "output_channels")
+    encoder, decoder, final = _autoencoder_parts(autoencoder, encoder, encoder_layer, output_layer)
+    if not isinstance(final, keras.layers.Conv2D):
+        raise ValueError(
+            f"layer {final.name!r} of {autoencoder.name!r} is a {type(final).__name__}, expected the final "
+            "Conv2D to replace"
+        )
+    x = _apply_copies(encoder.output, decoder, name)
+    outputs = keras.layers.Conv2D(
+        output_channels,
+        final.kernel_size,
+        padding=final.padding,
+        activation="sigmoid",
+        name=f"{name}_mask",
+    )(x)
+    return keras.Model(encoder.input, outputs, name=name)
+
+
+def reconstruction_head_from_autoencoder(
+    autoencoder: keras.Model,
+    encoder: keras.Model | None = None,
+    encoder_layer: str = ENCODER_OUT,
+    output_layer: str | None = None,
+    name: str = "denoising",
+) -> keras.Model:
+    """The autoencoder's decoder, final layer included, as a head on `encoder` (weights inherited).
+
+    Same sharing rule as `segmentation_head_from_autoencoder`: encoder shared, decoder copied with its
+    trained weights, layers renamed `{name}_{original name}`. Use it to keep the denoising task in a
+    multi-task assembly.
+
+    Returns:
+        A Functional `keras.Model` from the encoder's input to the reconstruction `(batch, H, W, C)`.
+
+    Raises:
+        ValueError: as `segmentation_head_from_autoencoder`.
+    """
+    name = check_head_name(name)
+    encoder, decoder, final = _autoencoder_parts(autoencoder, encoder, encoder_layer, output_layer)
+    outputs = _apply_copies(encoder.output, [*decoder, final], name)
+    return keras.Model(encoder.input, outputs, name=name)
+
+
+def _feature_map(encoder: keras.Model) -> keras.KerasTensor:
+    if not isinstance(encoder, keras.Model):
+        raise TypeError(f"encoder must be a keras.Model, got {type(encoder).__name__}")
+    if len(encoder.outputs) != 1 or len(encoder.outputs[0].shape) != 4:
+        shapes = [tuple(t.shape) for t in encoder.outputs]
+        raise ValueError(
+            f"encoder {encoder.name!r} must have one 4-D output (batch, h, w, c), got outputs {shapes}"
+        )
+    return encoder.outputs[0]
+
+
+def _upsample_levels(encoder: keras.Model, features: keras.KerasTensor, n_levels: int) -> int:
+    in_height = encoder.inputs[0].shape[1]
+    out_height = features.shape[1]
+    if in_height is None or out_height is None:
+        raise ValueError(f"encoder {encoder.name!r} has a dynamic height; pass upsample_levels explicitly")
+    ratio = in_height / out_height
+    levels = round(math.log2(ratio)) if ratio >= 1 else -1
+    if levels < 0 or 2**levels != ratio or levels > n_levels:
+        raise ValueError(
+            f"encoder {encoder.name!r} maps height {in_height} to {out_height}: the decoder can only undo a "
+            f"power-of-two reduction up to 2**{n_levels}; pass upsample_levels explicitly"
+        )
+    return levels
+
+
+def _autoencoder_parts(
+    autoencoder: keras.Model,
+    encoder: keras.Model | None,
+    encoder_layer: str,
+    output_layer: str | None,
+) -> tuple[keras.Model, list[keras.layers.Layer], keras.layers.Layer]:
+    """Split `autoencoder` into (shared encoder, decoder chain, final layer)."""
+    source_encoder = truncate(autoencoder, encoder_layer)
+    if output_layer is None:
+        output_layer = autoencoder.layers[-1].name
+    names = [layer.name for layer in autoencoder.layers]
+    if output_layer not in names:
+        raise ValueError(
+            f"model {autoencoder.name!r} has no layer {output_layer!r}; available layers: {', '.join(names)}"
+        )
+    start, stop = names.index(encoder_layer), names.index(output_layer)
+    if stop <= start:
+        raise ValueError(f"layer {output_layer!r} does not follow {encoder_layer!r} in {autoencoder.name!r}")
+    chain = autoencoder.layers[start : stop + 1]
+    for previous, layer in zip(chain, chain[1:], strict=False):
+        if layer.input is not previous.output:
+            raise ValueError(
+                f"the decoder of {autoencoder.name!r} is not a plain chain: {layer.name!r} does not take "
+                f"its input from {previous.name!r}"
+            )
+    if encoder is None:
+        encoder = source_encoder
+    else:
+        expected = tuple(source_encoder.outputs[0].shape[1:])
+        got = tuple(_feature_map(encoder).shape[1:])
+        if got != expected:
+            raise ValueError(
+                f"encoder {encoder.name!r} outputs {got}, but the decoder of {autoencoder.name!r} expects "
+                f"{expected} (the output of {encoder_layer!r})"
+            )
+    return encoder, chain[1:-1], chain[-1]
+
+
+def _apply_copies(x: keras.KerasTensor, layers: list[keras.layers.Layer], prefix: str) -> keras.KerasTensor:
+    """Apply fresh copies of `layers` (same config, name prefixed, same weights) to `x` in order."""
+    for layer in layers:
+        config = {**layer.get_config(), "name": f"{prefix}_{layer.name}"}
+        copy = type(layer).from_config(config)
+        x = copy(x)
+        copy.set_weights(layer.get_weights())
+    return x
