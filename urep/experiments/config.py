@@ -54,14 +54,17 @@ class PhantomSpec:
 
     Attributes:
         generator: `cxr` (`urep.data.phantoms.make_cxr_phantoms`) or `doppler` (`make_doppler_phantoms`).
-        n_images: number of images to generate.
-        size: side of the generated square images in pixels.
+        n_patients: number of generated patients.
+        per_patient: images per patient (`views_per_patient` / `images_per_patient` of the generator).
+        size: side of the generated square images in pixels (32 to 512).
         seed: generator seed.
-        options: further keyword arguments passed to the generator.
+        options: further keyword arguments for the generator (`labels` for CXR; `flows`, `qualities`,
+            `quality_labeled_fraction` for Doppler).
     """
 
     generator: Literal["cxr", "doppler"]
-    n_images: int = 64
+    n_patients: int = 32
+    per_patient: int = 2
     size: int = 64
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,179 @@
+"""Experiment configs: loading, validation errors naming the key and the file, overrides, round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from urep.experiments.config import (
+    ConfigError,
+    ExperimentConfig,
+    SuiteConfig,
+    apply_overrides,
+    check_data_roots,
+    config_to_dict,
+    find_config,
+    list_configs,
+    load_any,
+    load_config,
+    parse_config,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+PAPER_CONFIGS = ("cxr_denoising", "cxr_heterogeneous", "cxr_homogeneous", "doppler_heterogeneous",
+                 "doppler_homogeneous", "urep_preprint")
+
+
+def _minimal() -> dict:
+    return {
+        "name": "tiny",
+        "data": {"heads": {"phantom": {"generator": "cxr", "n_patients": 4}}},
+        "source": {"data": ["heads"]},
+        "tasks": [{"name": "cls", "kind": "classification", "data": "heads", "classes": ["normal", "abnormal"]}],
+    }
+
+
+def _write(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_every_paper_config_has_a_phantom_twin_that_loads(name):
+    assert name in list_configs() and f"{name}_phantom" in list_configs()
+    for stem in (name, f"{name}_phantom"):
+        config = load_any(stem)
+        assert isinstance(config, (ExperimentConfig, SuiteConfig))
+
+
+def test_experiments_folder_mirrors_the_packaged_configs():
+    shipped = set(list_configs())
+    linked = {p.stem for p in (REPO / "experiments").glob("*.yaml")}
+    assert linked == shipped
+    for stem in linked:
+        assert (REPO / "experiments" / f"{stem}.yaml").read_bytes() == find_config(stem).read_bytes()
+
+
+def test_defaults_are_the_papers_values():
+    config = parse_config(_minimal())
+    assert config.image_size == (256, 256)
+    assert config.split == (0.7, 0.2, 0.1)
+    assert config.cross_validation.folds == 10
+    assert config.training.source.batch_size == 16 and config.training.source.learning_rate == 1e-3
+    assert config.source.noise[0].kind == "gaussian" and config.source.noise[0].level == 0.03
+    assert config.statistics.alpha == 0.05 and "mcnemar" in config.statistics.tests
+
+
+def test_heterogeneous_config_encodes_the_table3_protocol():
+    config = load_config("cxr_heterogeneous")
+    assert [t.name for t in config.tasks] == ["lung_segmentation", "abnormality_classification"]
+    assert {t.data for t in config.tasks} == {"shenzhen"} and {t.test_data for t in config.tasks} == {"montgomery"}
+    assert config.cross_validation.folds == 10
+    assert config.strategies == ("independent", "alternating", "joint") and config.baseline.enabled
+
+
+def test_unknown_key_names_key_path_and_file(tmp_path):
+    raw = _minimal()
+    raw["tasks"][0]["clases"] = ["a", "b"]
+    path = _write(tmp_path, raw)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "tasks[0].clases" in str(err.value) and str(path) in str(err.value)
+    assert "unknown key" in str(err.value)
+
+
+def test_wrong_type_names_key_path_and_file(tmp_path):
+    raw = _minimal()
+    raw["training"] = {"heads": {"epochs": "ten"}}
+    path = _write(tmp_path, raw)
+    with pytest.raises(ConfigError, match=r"training\.heads\.epochs: expected an integer, got 'ten'") as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_bool_is_not_an_integer(tmp_path):
+    raw = _minimal()
+    raw["seed"] = True
+    with pytest.raises(ConfigError, match="seed: expected an integer"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_missing_required_key(tmp_path):
+    raw = _minimal()
+    del raw["tasks"][0]["kind"]
+    with pytest.raises(ConfigError, match=r"tasks\[0\]\.kind: required key is missing"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_bad_reference_and_literal(tmp_path):
+    raw = _minimal()
+    raw["tasks"][0]["data"] = "nowhere"
+    with pytest.raises(ConfigError, match=r"tasks\[0\]\.data: unknown data source 'nowhere'"):
+        load_config(_write(tmp_path, raw))
+    raw = _minimal()
+    raw["strategies"] = ["independent", "together"]
+    with pytest.raises(ConfigError, match=r"strategies\[1\]: unknown strategy 'together'"):
+        load_config(_write(tmp_path, raw))
+    raw = _minimal()
+    raw["source"]["kind"] = "vae"
+    with pytest.raises(ConfigError, match=r"source\.kind: expected one of 'cdae'"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_missing_data_root_names_key_and_file(tmp_path):
+    raw = _minimal()
+    raw["data"]["real"] = {"adapter": "shenzhen", "root": "no_such_folder"}
+    path = _write(tmp_path, raw)
+    config = load_config(path)
+    with pytest.raises(ConfigError) as err:
+        check_data_roots(config, tmp_path)
+    message = str(err.value)
+    assert "data.real.root" in message and str(path) in message and "no_such_folder" in message
+    with pytest.raises(ConfigError, match="data.real.root"):
+        load_config(path, data_root=tmp_path, check_data=True)
+    (tmp_path / "no_such_folder").mkdir()
+    load_config(path, data_root=tmp_path, check_data=True)
+
+
+def test_invalid_yaml_and_top_level(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML") as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+    path.write_text("- a\n- b\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(path)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['true']\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_overrides_apply_before_validation(tmp_path):
+    path = _write(tmp_path, _minimal())
+    config = load_config(path, overrides=["image_size=[32, 32]", "tasks.0.classes=[a, b]", "training.heads.epochs=2"])
+    assert config.image_size == (32, 32)
+    assert config.tasks[0].classes == ("a", "b")
+    assert config.training.heads.epochs == 2
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        apply_overrides({}, ["image_size"])
+    with pytest.raises(ConfigError, match=r"tasks\.5: no list item"):
+        apply_overrides(_minimal(), ["tasks.5.name=x"])
+
+
+def test_resolved_config_round_trips():
+    config = load_config("cxr_heterogeneous_phantom")
+    again = parse_config(yaml.safe_load(yaml.safe_dump(config_to_dict(config))))
+    assert again == config
+
+
+def test_unknown_config_name_lists_the_shipped_ones():
+    with pytest.raises(FileNotFoundError, match="cxr_heterogeneous"):
+        find_config("no_such_experiment")

@@ -1,0 +1,456 @@
+"""Tables of a run, laid out like the papers' tables, with the papers' numbers in adjacent columns.
+
+Everything here reads only the results dict (`results.json`) and `urep.experiments.paper_numbers`, so
+`urep report RUN_DIR` rebuilds byte-identical tables from a finished run.
+
+The results dict (written by `urep.experiments.runner`) holds, among others:
+`config` (the resolved config as plain data), `tasks[TASK]["methods"][METHOD]` with `metrics` (fold means
+when cross-validated), `std`, `folds`, `ensemble`; `models` (one entry per trained model: role, task, method,
+seconds, parameters, history); `denoising` (one entry per noise level); `statistics` (paired tests); `data`
+(sample sizes); `recommendation`; `explain`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from urep.experiments.paper_numbers import PAPER_TABLES, STRATEGY_LABELS, TASK_LABELS, PaperTable, paper_value
+from urep.experiments.tables import Table
+from urep.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["build_tables", "write_tables", "summary_table", "METRIC_LABELS"]
+
+METRIC_LABELS = {
+    "accuracy": "Acc", "f1": "F", "iou": "IoU", "mcc": "MCC", "auc": "AUC", "sensitivity": "Sens",
+    "precision": "Prec", "dice": "Dice", "psnr": "PSNR (dB)", "ssim": "SSIM", "ms_ssim": "MS-SSIM",
+    "minutes": "Minutes", "seconds": "Seconds", "params": "Parameters", "val_loss": "Val loss",
+    "val_accuracy": "Val acc", "hausdorff": "HD", "avg_hausdorff": "Avg HD", "f1_normal": "F1-N",
+    "f1_pneumonia": "F1-P",
+}
+
+#: Metrics of the run-wide table (every task, every method), in this order.
+ALL_METRICS = ("accuracy", "auc", "sensitivity", "precision", "f1", "mcc", "iou", "dice")
+
+
+def _label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def _task_label(task: dict) -> str:
+    return task["name"]
+
+
+def _methods(results: dict) -> list[str]:
+    """Strategies in config order, then the baseline when it was trained."""
+    config = results["config"]
+    methods = list(config["strategies"])
+    if config["baseline"]["enabled"]:
+        methods.append("baseline")
+    return methods
+
+
+def _measured(results: dict, task: str, method: str, metric: str) -> tuple[float, float | None] | None:
+    entry = results.get("tasks", {}).get(task, {}).get("methods", {}).get(method)
+    if entry is None:
+        return None
+    value = entry.get("metrics", {}).get(metric)
+    if value is None:
+        return None
+    std = entry.get("std", {}).get(metric)
+    return (value, std)
+
+
+def _method_aliases(table: PaperTable, results: dict) -> dict[str, str]:
+    """Map the paper's method names to the run's (the preprint's `urep`/`traditional`)."""
+    strategies = results["config"]["strategies"]
+    aliases = {m: m for m in (*strategies, "baseline")}
+    if any(r.method in ("urep", "traditional") for r in table.rows):
+        aliases = {"urep": strategies[0] if strategies else "independent", "traditional": "baseline"}
+    return aliases
+
+
+def performance_table(table: PaperTable, results: dict) -> Table:
+    """A performance table (journal Tables 3/5/7/9, preprint Tables 2/4) with paper values adjacent."""
+    columns = ["Method", "Task"]
+    for metric in table.metrics:
+        columns += [_label(metric), f"{_label(metric)} (paper)"]
+    out = Table(table.key, f"{table.citation}: {table.title}", columns)
+    aliases = _method_aliases(table, results)
+    folds = results["config"]["cross_validation"]["folds"]
+    for paper_method, method in aliases.items():
+        if method != "baseline" and method not in results["config"]["strategies"]:
+            continue
+        if method == "baseline" and not results["config"]["baseline"]["enabled"]:
+            continue
+        for task in results["config"]["tasks"]:
+            cells: list[Any] = [STRATEGY_LABELS.get(method, method), _task_label(task)]
+            for metric in table.metrics:
+                cells.append(_measured(results, task["name"], method, metric))
+                paper_task = task.get("paper_task")
+                cells.append(paper_value(table.key, paper_method, paper_task, metric) if paper_task else None)
+            out.add(*cells)
+    out.notes.append(
+        f"Measured on this run's test set{f' (mean ± std over {folds} fold models)' if folds else ''}; "
+        "'(paper)' columns: " + table.citation + ". Segmentation: Acc = pixel accuracy, F = Dice."
+    )
+    if table.notes:
+        out.notes.append(f"Paper: {table.notes}")
+    return out
+
+
+def _models(results: dict, role: str, task: str | None = None, method: str | None = None) -> list[dict]:
+    return [m for m in results.get("models", [])
+            if m["role"] == role and (task is None or m.get("task") == task)
+            and (method is None or m.get("method") == method)]
+
+
+def _cost_method(results: dict) -> str | None:
+    strategies = results["config"]["strategies"]
+    if not strategies:
+        return None
+    return "independent" if "independent" in strategies else strategies[0]
+
+
+def _minutes(models: list[dict]) -> float | None:
+    if not models:
+        return None
+    return sum(m["seconds"] for m in models) / 60.0
+
+
+def _params(models: list[dict], key: str = "total_params") -> int | None:
+    if not models:
+        return None
+    return int(sum(m[key] for m in models))
+
+
+def _head_models(results: dict, method: str, task: str) -> list[dict]:
+    """Models that trained task `task` with `method` (a joint/alternating model is shared by its tasks)."""
+    return [m for m in results.get("models", []) if m["role"] == "head" and m.get("method") == method
+            and task in m.get("tasks", [m.get("task")])]
+
+
+def cost_table(table: PaperTable, results: dict) -> Table:
+    """Training time and parameters of U-Rep vs the baseline (journal Tables 4/6/8/10)."""
+    columns = ["Method", "Model", "Minutes", "Minutes (paper)", "Parameters", "Parameters (paper)",
+               "Trainable"]
+    out = Table(table.key, f"{table.citation}: {table.title}", columns, digits=2)
+    method = _cost_method(results)
+    tasks = results["config"]["tasks"]
+
+    def add(paper_method: str, paper_task: str | None, label: str, models: list[dict]) -> None:
+        out.add(STRATEGY_LABELS.get(paper_method, paper_method), label, _minutes(models),
+                paper_value(table.key, paper_method, paper_task, "minutes") if paper_task else None,
+                _params(models),
+                paper_value(table.key, paper_method, paper_task, "params") if paper_task else None,
+                _params(models, "trainable_params"))
+
+    source = _models(results, "source")
+    proposed = list(source)
+    add("proposed", "source", "Shared source", source)
+    for task in tasks:
+        per_fold = _per_training(_head_models(results, method, task["name"])) if method else []
+        proposed += per_fold
+        add("proposed", task.get("paper_task"), f"{task['name']} head ({method})", per_fold)
+    add("proposed", "total", "Source + heads", list({m["id"]: m for m in proposed}.values()))
+    if results["config"]["baseline"]["enabled"]:
+        denoiser = _models(results, "denoiser")
+        baseline = list(denoiser)
+        if denoiser:
+            add("baseline", "denoiser", "Separate denoiser", denoiser)
+        for task in tasks:
+            models = _per_training(_models(results, "baseline", task["name"]))
+            baseline += models
+            add("baseline", task.get("paper_task"), f"Separate {task['name']} model", models)
+        add("baseline", "total", "Separate models", baseline)
+    folds = results["config"]["cross_validation"]["folds"]
+    out.notes.append("Minutes: wall-clock training time on this run's machine"
+                     + (f", one fold's model (mean over {folds} folds)" if folds else "")
+                     + "; Parameters: all parameters of each model (the paper's convention: the totals add the "
+                       "models up, shared layers counted per model); Trainable: parameters updated.")
+    if table.notes:
+        out.notes.append(f"Paper: {table.notes}")
+    return out
+
+
+def _per_training(models: list[dict]) -> list[dict]:
+    """Fold models of one (task, method) collapsed into one mean entry (a fold is one training)."""
+    if len(models) <= 1:
+        return models
+    first = dict(models[0])
+    first["seconds"] = sum(m["seconds"] for m in models) / len(models)
+    return [first]
+
+
+def training_table(table: PaperTable, results: dict) -> Table:
+    """Validation loss (and accuracy) and training seconds per model (preprint Tables 1 and 3)."""
+    columns = ["Method", "Model"]
+    for metric in table.metrics:
+        columns += [_label(metric), f"{_label(metric)} (paper)"]
+    out = Table(table.key, f"{table.citation}: {table.title}", columns, digits=4)
+    aliases = _method_aliases(table, results)
+    method = aliases.get("urep")
+
+    def add(paper_method: str, paper_task: str | None, label: str, models: list[dict]) -> None:
+        cells: list[Any] = [STRATEGY_LABELS.get(paper_method, paper_method), label]
+        models = _per_training(models)
+        for metric in table.metrics:
+            if metric == "seconds":
+                cells.append(sum(m["seconds"] for m in models) if models else None)
+            else:
+                values = [m.get("best", {}).get(metric) for m in models if m.get("best", {}).get(metric) is not None]
+                cells.append(values[0] if values else None)
+            cells.append(paper_value(table.key, paper_method, paper_task, metric) if paper_task else None)
+        out.add(*cells)
+
+    source_task = "source"
+    if results["config"]["source"]["kind"] == "dilated_cnn":
+        source_task = "flow_classification"
+    add("urep", source_task, "Shared source", _models(results, "source"))
+    for task in results["config"]["tasks"]:
+        if task.get("paper_task") == source_task:
+            continue
+        add("urep", task.get("paper_task"), f"{task['name']} head", _head_models(results, method, task["name"]))
+    if results["config"]["baseline"]["enabled"]:
+        for task in results["config"]["tasks"]:
+            add("traditional", task.get("paper_task"), f"Separate {task['name']} model",
+                _models(results, "baseline", task["name"]))
+    out.notes.append("Best validation values of each model's history; seconds of training on this run's machine.")
+    return out
+
+
+def comparison_table(table: PaperTable, results: dict) -> Table:
+    """Preprint Table 5: U-Rep 2 measured here beside the paper's U-Rep 2, Taskonomy and Genesis rows."""
+    columns = ["Method", "Task"] + [_label(m) for m in table.metrics]
+    out = Table(table.key, f"{table.citation}: {table.title}", columns)
+    method = _method_aliases(table, results)["urep"]
+    for task in results["config"]["tasks"]:
+        paper_task = task.get("paper_task")
+        if paper_task not in table.tasks:
+            continue
+        out.add("U-Rep (this run)", task["name"],
+                *[(_measured(results, task["name"], method, m) or (None, None))[0] for m in table.metrics])
+        for paper_method in ("urep", "taskonomy", "genesis"):
+            out.add(f"{paper_method} (paper)", task["name"],
+                    *[paper_value(table.key, paper_method, paper_task, m) for m in table.metrics])
+    return out
+
+
+def denoising_table(table: PaperTable, results: dict) -> Table:
+    """PSNR / SSIM / MS-SSIM per noise level with the paper's rows matched by order (journal Table 2)."""
+    columns = ["Noise"]
+    for metric in table.metrics:
+        columns += [_label(metric), f"{_label(metric)} (paper)"]
+    columns += ["Noisy PSNR (dB)", "Noisy SSIM"]
+    out = Table(table.key, f"{table.citation}: {table.title}", columns)
+    counters: dict[str, int] = {}
+    for level in results.get("denoising", []):
+        counters[level["kind"]] = counters.get(level["kind"], 0) + 1
+        paper_method = f"{level['kind']}_{counters[level['kind']]}"
+        cells: list[Any] = [level["noise"]]
+        for metric in table.metrics:
+            cells += [level.get(metric), paper_value(table.key, paper_method, "denoising", metric)]
+        cells += [level.get("noisy_psnr"), level.get("noisy_ssim")]
+        out.add(*cells)
+    out.notes.append("Computed on the source's test split, images in [0, 1]; 'Noisy' columns compare the "
+                     "corrupted input with the clean image (the starting point).")
+    if table.notes:
+        out.notes.append(f"Paper: {table.notes}")
+    return out
+
+
+def multimix_table(table: PaperTable, results: dict) -> Table:
+    """MultiMix runs (label budgets) beside the paper's MultiMix rows (MultiMix Table 2)."""
+    columns = ["Model", "Budget", "Domain"]
+    for metric in table.metrics:
+        columns += [_label(metric), f"{_label(metric)} (paper)"]
+    out = Table(table.key, f"{table.citation}: {table.title}", columns)
+    for run in results.get("multimix", {}).get("runs", []):
+        for domain in ("in_domain", "cross_domain"):
+            metrics = run.get(domain)
+            if metrics is None:
+                continue
+            cells: list[Any] = [run.get("model", "multimix"), run["setting"], domain.replace("_", "-")]
+            for metric in table.metrics:
+                cells += [metrics.get(metric),
+                          paper_value(table.key, run.get("model", "multimix"), domain, metric, run["setting"])]
+            out.add(*cells)
+    if table.notes:
+        out.notes.append(f"Paper: {table.notes}")
+    return out
+
+
+def metrics_table(results: dict) -> Table:
+    """Every task x method with all metrics (no paper columns)."""
+    out = Table("metrics", "All test metrics", ["Task", "Method", *[_label(m) for m in ALL_METRICS], "N test"])
+    for task in results["config"]["tasks"]:
+        for method in _methods(results):
+            entry = results.get("tasks", {}).get(task["name"], {}).get("methods", {}).get(method)
+            if entry is None:
+                continue
+            out.add(task["name"], STRATEGY_LABELS.get(method, method),
+                    *[_measured(results, task["name"], method, m) for m in ALL_METRICS], entry.get("n_test"))
+    return out
+
+
+def ensemble_table(results: dict) -> Table | None:
+    """Test metrics of the fold ensembles (mean of the fold models' probabilities)."""
+    out = Table("ensemble", "Fold ensembles on the test set", ["Task", "Method", *[_label(m) for m in ALL_METRICS]])
+    for task in results["config"]["tasks"]:
+        for method in _methods(results):
+            entry = results.get("tasks", {}).get(task["name"], {}).get("methods", {}).get(method) or {}
+            ensemble = entry.get("ensemble")
+            if ensemble:
+                out.add(task["name"], STRATEGY_LABELS.get(method, method), *[ensemble.get(m) for m in ALL_METRICS])
+    return out if out.rows else None
+
+
+def statistics_table(results: dict) -> Table | None:
+    """Paired tests between strategies and against the baseline."""
+    tests = results.get("statistics", [])
+    if not tests:
+        return None
+    alpha = results["config"]["statistics"]["alpha"]
+    out = Table("statistics", "Paired tests (McNemar on per-image correctness; Wilcoxon on per-image scores)",
+                ["Task", "A", "B", "Test", "On", "Statistic", "p", f"p < {alpha:g}"], digits=4)
+    for test in tests:
+        p = test["p_value"]
+        out.add(test["task"], STRATEGY_LABELS.get(test["a"], test["a"]), STRATEGY_LABELS.get(test["b"], test["b"]),
+                test["test"], test.get("on", ""), test["statistic"], p,
+                None if p is None or (isinstance(p, float) and math.isnan(p)) else bool(p < alpha))
+    for key in results["config"].get("paper_tables", []):
+        notes = PAPER_TABLES[key].notes
+        if PAPER_TABLES[key].kind == "performance" and "McNemar" in notes:
+            out.notes.append(f"{PAPER_TABLES[key].citation}: {notes}")
+    return out
+
+
+def data_table(results: dict) -> Table | None:
+    """Sample sizes: images, patients and labels per data source; split sizes per task."""
+    data = results.get("data")
+    if not data:
+        return None
+    out = Table("data", "Data (sample sizes)", ["Data", "Images", "Patients", "Labels"])
+    for name, info in data.get("sources", {}).items():
+        labels = ", ".join(f"{k} {v}" for k, v in sorted(info.get("labels", {}).items()))
+        out.add(name, info.get("images"), info.get("patients"), labels or "-")
+    for name, info in data.get("tasks", {}).items():
+        out.add(f"task {name}", info.get("train", 0) + info.get("val", 0) + info.get("test", 0), None,
+                f"train {info.get('train')}, val {info.get('val')}, test {info.get('test')}, "
+                f"folds {info.get('folds', 0)}")
+    return out
+
+
+def recommendation_table(results: dict) -> Table | None:
+    """Counts of the Doppler recommendation over the test images (flow x quality -> decision)."""
+    rec = results.get("recommendation")
+    if not rec or not rec.get("counts"):
+        return None
+    out = Table("recommendation", "Derivable task: recommendation (flow type x quality)",
+                ["Flow", "Quality", "Recommendation", "Images"])
+    for row in rec["counts"]:
+        out.add(row["flow"], row["quality"], row["recommendation"], row["count"])
+    if rec.get("agreement") is not None:
+        out.notes.append(f"Agreement with the recommendation from the true labels: {rec['agreement']:.3f}.")
+    return out
+
+
+def explain_table(results: dict) -> Table | None:
+    """Grad-CAM energy inside the lung (or other) mask per class."""
+    explain = results.get("explain") or {}
+    energy = explain.get("energy_by_class")
+    if not energy:
+        return None
+    out = Table("gradcam_energy", f"Grad-CAM energy inside the {explain.get('mask_task', 'mask')} mask "
+                f"({explain.get('task')})", ["Class", "Mean energy inside", "Images"])
+    for name, info in energy.items():
+        out.add(name, info.get("mean"), info.get("n"))
+    return out
+
+
+_BUILDERS = {
+    "performance": performance_table, "cost": cost_table, "training": training_table,
+    "comparison": comparison_table, "denoising": denoising_table, "multimix": multimix_table,
+}
+
+
+def build_tables(results: dict) -> list[Table]:
+    """Every table of a run: the configured paper tables, then the run-wide ones.
+
+    Args:
+        results: the results dict of a run (`results.json`).
+
+    Returns:
+        Tables in report order.
+    """
+    tables: list[Table] = []
+    for key in results["config"].get("paper_tables", []):
+        paper = PAPER_TABLES[key]
+        builder = _BUILDERS.get(paper.kind)
+        if builder is not None:
+            tables.append(builder(paper, results))
+    if results["config"]["tasks"]:
+        tables.append(metrics_table(results))
+    for extra in (ensemble_table, statistics_table, explain_table, recommendation_table, data_table):
+        table = extra(results)
+        if table is not None:
+            tables.append(table)
+    return tables
+
+
+def summary_table(results: dict) -> Table:
+    """A short table for the terminal: per task, the main metric of each method."""
+    out = Table("summary", f"{results['config']['name']}: test results", ["Task", *(
+        STRATEGY_LABELS.get(m, m) for m in _methods(results))])
+    for task in results["config"]["tasks"]:
+        metric = "iou" if task["kind"] == "segmentation" else "accuracy"
+        out.add(f"{task['name']} ({_label(metric)})",
+                *[(_measured(results, task["name"], m, metric) or (None, None))[0] for m in _methods(results)])
+    for level in results.get("denoising", []):
+        out.add(f"denoising {level['noise']} (PSNR dB)", *[level.get("psnr")] + [None] * (len(out.columns) - 2))
+    return out
+
+
+def write_tables(results: dict, run_dir: str | os.PathLike) -> list[Path]:
+    """Write `tables/NAME.md` and `tables/NAME.csv` for every table and `report.md` at the run's root.
+
+    Returns:
+        The written paths.
+    """
+    run_dir = Path(run_dir)
+    written = []
+    tables = build_tables(results)
+    for table in tables:
+        written.append(atomic_write_text(run_dir / "tables" / f"{table.name}.md", table.to_markdown()))
+        written.append(atomic_write_text(run_dir / "tables" / f"{table.name}.csv", table.to_csv()))
+    written.append(atomic_write_text(run_dir / "report.md", _report_markdown(results, tables, run_dir)))
+    logger.info("wrote %d tables under %s", len(tables), run_dir / "tables")
+    return written
+
+
+def _report_markdown(results: dict, tables: list[Table], run_dir: Path) -> str:
+    config = results["config"]
+    lines = [f"# {config['name']}", "", config.get("description", ""), ""]
+    env = results.get("environment", {})
+    lines.append(f"Seed {results.get('seed')}; urep {env.get('urep', '?')}; TensorFlow "
+                 f"{env.get('packages', {}).get('tensorflow', env.get('packages', {}).get('tensorflow-cpu', '?'))}; "
+                 f"{env.get('cpu', '?')} ({env.get('cpu_count', '?')} CPUs); GPUs: {len(env.get('gpus', []))}; "
+                 f"wall time {results.get('wall_seconds', 0) / 60:.1f} min.")
+    lines.append("")
+    for table in tables:
+        lines.append(table.to_markdown())
+    figures = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "figures").glob("*.png")) \
+        if (run_dir / "figures").is_dir() else []
+    if figures:
+        lines += ["### Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def task_labels() -> dict[str, str]:
+    """Human names of the papers' tasks (for figures)."""
+    return dict(TASK_LABELS)
