@@ -134,16 +134,24 @@ def _kind(path: Path, data: bytes) -> str:
     )
 
 
-def _check_not_truncated(path: Path, data: bytes) -> None:
-    """OpenCV decodes a truncated JPEG without error (gray bottom rows); check the end markers instead."""
-    if data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data[-4096:]:
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SIGNATURE = b"\xff\xd8\xff"
+_TAIL_BYTES = 4096
+
+
+def _check_not_truncated(path: Path, head: bytes, tail: bytes) -> None:
+    """OpenCV decodes a truncated JPEG without error (gray bottom rows); check the end markers instead.
+
+    `head` is the start of the file and `tail` its last `_TAIL_BYTES` bytes (or all of it).
+    """
+    if head[:3] == _JPEG_SIGNATURE and b"\xff\xd9" not in tail:
         raise _fail(path, "truncated JPEG (no end-of-image marker)")
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-64:]:
+    if head[:8] == _PNG_SIGNATURE and b"IEND" not in tail[-64:]:
         raise _fail(path, "truncated PNG (no IEND chunk)")
 
 
 def _decode_opencv(path: Path, data: bytes, frame: int | None) -> np.ndarray:
-    _check_not_truncated(path, data)
+    _check_not_truncated(path, data, data[-_TAIL_BYTES:])
     buffer = np.frombuffer(data, dtype=np.uint8)
     if path.suffix.lower() in (".tif", ".tiff"):
         ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED)
@@ -481,22 +489,63 @@ def combine_masks(paths: Iterable[PathLike]) -> np.ndarray:
     return union
 
 
-def _png_shape(data: bytes) -> tuple[int, int] | None:
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-        width = int.from_bytes(data[16:20], "big")
-        height = int.from_bytes(data[20:24], "big")
-        return height, width
+def _png_shape(head: bytes) -> tuple[int, int] | None:
+    if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
     return None
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_shape(head: bytes) -> tuple[int, int] | None:
+    """Height and width from the first start-of-frame segment, or None when it is not in `head`."""
+    if head[:3] != _JPEG_SIGNATURE:
+        return None
+    i = 2
+    while i + 9 <= len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        if marker in _JPEG_SOF:
+            return int.from_bytes(head[i + 5 : i + 7], "big"), int.from_bytes(head[i + 7 : i + 9], "big")
+        i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
+    return None
+
+
+def _head_and_tail(path: Path, head_bytes: int) -> tuple[bytes, bytes]:
+    with open(path, "rb") as handle:
+        head = handle.read(head_bytes)
+        handle.seek(0, os.SEEK_END)
+        end = handle.tell()
+        handle.seek(max(end - _TAIL_BYTES, 0))
+        tail = handle.read()
+    return head, tail
 
 
 def image_shape(path: PathLike, raw: RawFormat = JSRT_RAW) -> tuple[int, int]:
     """`(height, width)` of an image or mask file, read cheaply where the format allows it.
 
-    PNG sizes come from the IHDR header, DICOM sizes from Rows/Columns (pixel data not read), raw files from
-    `raw`; other formats (and multi-part masks, as `"a;b"`, whose first part is used) are decoded.
+    PNG and JPEG sizes come from their headers (and the file's end is checked for truncation), DICOM sizes
+    from Rows/Columns (pixel data not read), raw files from `raw` (the file size is checked); other formats
+    are decoded. For a multi-part mask (`"a;b"`) the first part is used. A PNG/JPEG whose middle is damaged
+    passes this check and fails later in `read_image`.
+
+    Args:
+        path: image or mask file.
+        raw: layout of headerless raw files.
+
+    Returns:
+        `(height, width)` in pixels.
 
     Raises:
-        ImageReadError: the file is missing or cannot be read.
+        ImageReadError: the file is missing, empty, truncated or its header cannot be read.
     """
     parts = split_mask_parts(path)
     if not parts:
@@ -504,15 +553,24 @@ def image_shape(path: PathLike, raw: RawFormat = JSRT_RAW) -> tuple[int, int]:
     path = parts[0]
     if not path.exists():
         raise _fail(path, "file not found")
+    if path.is_dir():
+        raise _fail(path, "it is a directory, not a file")
     suffix = path.suffix.lower()
-    if suffix in RAW_SUFFIXES:
+    head, tail = _head_and_tail(path, 1 << 16)
+    if not head:
+        raise _fail(path, "the file is empty (0 bytes)")
+    if suffix in RAW_SUFFIXES and not _is_dicom_bytes(head):
+        expected = raw.shape[0] * raw.shape[1] * np.dtype(raw.dtype).itemsize
+        size = path.stat().st_size
+        if size != expected:
+            raise _fail(path, f"raw file has {size} bytes but {raw.shape[0]}x{raw.shape[1]} values of "
+                              f"{raw.dtype} need {expected} (truncated file, or pass another RawFormat)")
         return raw.shape
-    if suffix == ".png":
-        with open(path, "rb") as handle:
-            shape = _png_shape(handle.read(24))
-        if shape is not None:
-            return shape
-    if suffix in DICOM_SUFFIXES:
+    _check_not_truncated(path, head, tail)
+    shape = _png_shape(head) or _jpeg_shape(head)
+    if shape is not None:
+        return shape
+    if suffix in DICOM_SUFFIXES or _is_dicom_bytes(head):
         import pydicom
 
         try:
