@@ -1,0 +1,170 @@
+"""Distribution and precision plumbing shared by every training loop.
+
+Every loop in `urep.training` runs under a `tf.distribute.Strategy` (the default, single-device strategy when
+none is given): datasets are distributed with `strategy.experimental_distribute_dataset`, the replica step is
+run with `strategy.run`, and the loss of each replica is scaled by the *global* batch size so that the
+gradients all-reduced (summed) by the Keras optimizer are those of the mean loss over the whole batch.
+
+Facts this module relies on (STACK.md, checked with TF 2.21 / Keras 3.15):
+
+- a Keras 3 Adam or RMSprop optimizer built lazily inside a distributed step fails, so
+  `build_optimizer` builds it inside `strategy.scope()` before the first step;
+- XLA (`jit_compile=True`) inside `strategy.run` over two logical CPU devices fails ("Trying to access
+  resource ... located in device CPU:1 from device CPU:0"), so `use_xla` turns it off for strategies with
+  several replicas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+import keras
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+
+def get_strategy(strategy: tf.distribute.Strategy | None = None) -> tf.distribute.Strategy:
+    """The strategy to run under: `strategy` if given, else the current one (the default strategy)."""
+    if strategy is None:
+        return tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.Strategy):
+        raise TypeError(f"strategy must be a tf.distribute.Strategy or None, got {type(strategy).__name__}")
+    return strategy
+
+
+def use_xla(strategy: tf.distribute.Strategy, requested: bool) -> bool:
+    """Whether the replica step may be XLA-compiled: only when asked and with a single replica."""
+    if requested and strategy.num_replicas_in_sync > 1:
+        logger.info("jit_compile disabled: %s has %d replicas and XLA cannot reach variables on other devices",
+                    type(strategy).__name__, strategy.num_replicas_in_sync)
+        return False
+    return requested
+
+
+def build_optimizer(optimizer: keras.optimizers.Optimizer, variables: list,
+                    strategy: tf.distribute.Strategy) -> keras.optimizers.Optimizer:
+    """Create the optimizer's slot variables for `variables` inside `strategy.scope()`.
+
+    Args:
+        optimizer: a Keras 3 optimizer, possibly a `LossScaleOptimizer`.
+        variables: the variables it will update.
+        strategy: the strategy the training runs under.
+
+    Returns:
+        The same optimizer, built.
+
+    Raises:
+        ValueError: the optimizer was already built for a different set of variables.
+    """
+    if optimizer.built:
+        known = {id(v) for v in optimizer._trainable_variables}
+        missing = [v.path for v in variables if id(v) not in known]
+        if missing:
+            raise ValueError(f"optimizer already built for other variables; it does not cover {missing[:5]}")
+        return optimizer
+    with strategy.scope():
+        optimizer.build(variables)
+    return optimizer
+
+
+def distribute_dataset(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy):
+    """The dataset as the strategy wants it (unchanged for a single replica)."""
+    if strategy.num_replicas_in_sync == 1:
+        return dataset
+    return strategy.experimental_distribute_dataset(dataset)
+
+
+def local_results(value) -> list:
+    """The per-replica parts of a (possibly per-replica) value, as a list."""
+    return list(tf.distribute.get_strategy().experimental_local_results(value))
+
+
+def _to_float32(value):
+    return tf.nest.map_structure(
+        lambda t: tf.cast(t, tf.float32) if t.dtype.is_floating and t.dtype != tf.float32 else t, value)
+
+
+def unreduced_loss(loss_fn: Callable, y_true, y_pred) -> tf.Tensor:
+    """The loss before reduction, computed in float32.
+
+    Keras `Loss` objects are called through `.call` (their per-sample values, e.g. `(batch, H, W)` for MSE
+    on images); plain functions such as `keras.losses.mean_squared_error` already return per-sample values.
+    A loss defined on the whole mini-batch (e.g. Dice over the batch) returns a scalar.
+    """
+    y_true = _to_float32(y_true)
+    y_pred = _to_float32(y_pred)
+    if isinstance(loss_fn, keras.losses.Loss):
+        return tf.convert_to_tensor(loss_fn.call(y_true, y_pred))
+    return tf.convert_to_tensor(loss_fn(y_true, y_pred))
+
+
+def batch_size_of(y_true) -> tf.Tensor:
+    """Number of examples in a (nested) batch, as an int32 scalar tensor."""
+    return tf.shape(tf.nest.flatten(y_true)[0])[0]
+
+
+def replica_loss(loss_fn: Callable, y_true, y_pred) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """This replica's share of the global mean loss; call in replica context.
+
+    Per-example losses (the mean over every non-batch axis of the unreduced loss) are summed and divided by
+    the global batch size (`tf.nn.compute_average_loss`, the global size all-reduced so that an uneven last
+    batch is weighted right). A batch-level loss (scalar) counts as the mean over this replica's examples.
+
+    Returns:
+        `(scaled, loss_sum, n)`: the scaled loss to differentiate (summing it over replicas gives the
+        global mean), the sum of the per-example losses on this replica and its number of examples (float32).
+    """
+    values = unreduced_loss(loss_fn, y_true, y_pred)
+    n = batch_size_of(y_true)
+    global_n = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, n)
+    n_float = tf.cast(n, tf.float32)
+    if values.shape.rank == 0:
+        loss_sum = values * n_float
+        scaled = tf.math.divide_no_nan(loss_sum, tf.cast(global_n, tf.float32))
+    else:
+        per_example = values
+        if values.shape.rank > 1:
+            per_example = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
+        loss_sum = tf.reduce_sum(per_example)
+        scaled = tf.nn.compute_average_loss(per_example, global_batch_size=global_n)
+    return scaled, loss_sum, n_float
+
+
+def is_loss_scaled(optimizer) -> bool:
+    """True for a `keras.optimizers.LossScaleOptimizer` (mixed_float16)."""
+    return isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def gradients(tape: tf.GradientTape, loss: tf.Tensor, variables: list, optimizer) -> list:
+    """Gradients of `loss`, through the optimizer's loss scale when it has one (unscaled by `apply`)."""
+    if is_loss_scaled(optimizer):
+        loss = optimizer.scale_loss(loss)
+    return tape.gradient(loss, variables)
+
+
+@contextlib.contextmanager
+def mixed_precision_scope(policy: str | None) -> Iterator[None]:
+    """Set Keras' global dtype policy for the models built inside; the previous policy is put back after.
+
+    Args:
+        policy: None (float32), "mixed_float16" or "mixed_bfloat16" (a `TrainConfig.mixed_precision`).
+    """
+    previous = keras.config.dtype_policy()
+    if policy is not None:
+        keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def check_precision(model: keras.Model, policy: str | None) -> None:
+    """Log a warning when a model's compute dtype does not match the configured mixed-precision policy."""
+    expected = {None: "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}[policy]
+    compute = getattr(model.dtype_policy, "compute_dtype", "float32")
+    if compute != expected:
+        logger.warning("model %s computes in %s but the training config asks for %s; build the model inside "
+                       "urep.training.distribute.mixed_precision_scope(%r)", model.name, compute, expected, policy)

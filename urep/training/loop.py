@@ -1,0 +1,560 @@
+"""The training engine: the epoch loop shared by every model, strategy and baseline.
+
+`PhaseEngine` runs one *phase* (one model, or several task models trained together) epoch by epoch: it asks
+the phase's epoch function to train, evaluates every task on its validation data, keeps the history, reduces
+learning rates on plateaus, stops early, keeps the best weights, checkpoints, logs and writes TensorBoard.
+`train_model` is the single-model entry point (the source models, every baseline and each independent head go
+through it, so their times are comparable); the multi-task strategies live in `urep.training.strategies`.
+
+Semantics (Keras' callbacks, implemented here because the loops are custom):
+
+- ReduceLROnPlateau: when the monitored value has not improved by more than `min_delta` for
+  `reduce_lr_patience` epochs, the learning rate is multiplied by `reduce_lr_factor` (not below
+  `min_learning_rate`) and the wait restarts.
+- EarlyStopping: after `early_stopping_patience` epochs without such an improvement (at least one), the
+  phase stops. With `restore_best_weights` the weights of the best epoch (strictly best monitored value)
+  are put back at the end.
+
+Time attribution (`TrainResult.seconds`): each epoch's wall clock is split into each task's own training
+steps (measured around them; in the joint strategy one step trains every task, so its time is split
+equally), each task's own evaluation, and the rest (checkpoints, logs) split equally, so that the tasks'
+seconds add up to `phase_seconds`, the wall clock of the whole phase (the time the shared encoder trained).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from urep.io import atomic_save
+from urep.seed import seed_everything
+from urep.training.config import TrainConfig, make_optimizer, resolve_mode
+from urep.training.distribute import check_precision, distribute_dataset, get_strategy
+from urep.training.run import (
+    ProgressBar,
+    Run,
+    check_finite,
+    format_epoch_line,
+    progress_enabled,
+    restore_snapshot,
+    save_variables,
+    snapshot,
+)
+from urep.training.steps import Evaluator, TaskSteps, count_params, unique_variables
+
+logger = logging.getLogger(__name__)
+
+#: A training or validation set: a dataset of `(x, y)` batches, or a function `epoch -> dataset` (0-based
+#: epoch) so that the data order of every epoch is a function of (seed, epoch) and a resumed run sees the
+#: same batches as an uninterrupted one. A plain dataset that reshuffles each iteration resumes with a
+#: different order.
+DataSource = tf.data.Dataset | Callable[[int], tf.data.Dataset]
+
+
+def epoch_dataset(source: DataSource, epoch: int) -> tf.data.Dataset:
+    """The dataset of `source` for a 0-based epoch.
+
+    Raises:
+        TypeError: `source` is neither a dataset nor a callable returning one.
+    """
+    dataset = source(epoch) if callable(source) and not isinstance(source, tf.data.Dataset) else source
+    if not isinstance(dataset, tf.data.Dataset):
+        raise TypeError(f"expected a tf.data.Dataset or a function epoch -> tf.data.Dataset, got "
+                        f"{type(dataset).__name__}")
+    return dataset
+
+
+def steps_per_epoch(dataset: tf.data.Dataset, n_train: int | None, batch_size: int,
+                    cap: int | None) -> int | None:
+    """Number of training batches in one epoch: the dataset's cardinality when known, else
+    ceil(n_train / batch_size), capped by `cap`; None when unknowable."""
+    cardinality = int(dataset.cardinality())
+    if cardinality == tf.data.INFINITE_CARDINALITY:
+        steps = None
+    elif cardinality >= 0:
+        steps = cardinality
+    elif n_train:
+        steps = math.ceil(n_train / batch_size)
+    else:
+        steps = None
+    if cap is not None:
+        steps = cap if steps is None else min(steps, cap)
+    return steps
+
+
+def resolve_loss(loss: str | Callable) -> Callable:
+    """A loss object or function from a name ("mse", "bce_dice", "categorical_crossentropy", ...) or itself.
+
+    Names are looked up in `urep.losses.get_loss` first (when that module exists), then `keras.losses.get`.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    if callable(loss):
+        return loss
+    try:
+        from urep.losses import get_loss
+    except ImportError:
+        get_loss = None
+    if get_loss is not None:
+        try:
+            return get_loss(loss)
+        except (ValueError, KeyError):
+            pass
+    try:
+        return keras.losses.get(loss)
+    except ValueError as error:
+        raise ValueError(f"unknown loss {loss!r}: not in urep.losses nor keras.losses") from error
+
+
+def learning_rate_of(optimizer) -> float:
+    """The current learning rate of a Keras optimizer, as a Python float."""
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+@dataclass
+class TrainResult:
+    """What one task's training produced (serialisable with `to_dict`).
+
+    Attributes:
+        name: task (or model) name.
+        phase: the phase it trained in (e.g. "source", "independent/seg", "joint").
+        strategy: "single", "independent", "alternating", "joint", ...
+        history: per-epoch lists: "loss", "val_loss", "val_<metric>", "lr", "seconds", ...
+        epochs_run: epochs completed.
+        steps_run: optimizer steps taken on this task.
+        seconds: wall clock attributed to this task (see the module docstring).
+        phase_seconds: wall clock of the whole phase.
+        best_epoch: 1-based epoch whose weights were kept (None when not tracked).
+        best_value: monitored value at `best_epoch`.
+        monitor: the monitored quantity.
+        stop_reason: "max_epochs" or "early_stopping".
+        trainable_params: trainable parameters of the task model while training (heads only when frozen).
+        total_params: all parameters of the task model.
+        checkpoint: path of the best weights file (`TASK.weights.h5`), None without a run directory.
+        learning_rate: the learning rate at the end.
+        extra: strategy details (alternating schedule, loss weights, ...).
+    """
+
+    name: str
+    phase: str
+    strategy: str
+    history: dict[str, list[float]]
+    epochs_run: int
+    steps_run: int
+    seconds: float
+    phase_seconds: float
+    best_epoch: int | None
+    best_value: float | None
+    monitor: str
+    stop_reason: str
+    trainable_params: int
+    total_params: int
+    checkpoint: str | None
+    learning_rate: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainResult:
+        """Inverse of `to_dict`."""
+        return cls(**data)
+
+
+@dataclass
+class PhaseTask:
+    """One task inside a phase, as the engine sees it.
+
+    Attributes:
+        name: task name (also a folder name: letters, digits, `_`, `-`, `.`).
+        model: the task model.
+        evaluator: its compiled evaluation (`urep.training.steps.Evaluator` or `TaskSteps`).
+        train: training data source.
+        val: validation data source, or None.
+        optimizer: the optimizer training it (the same object for every task of a joint phase).
+        n_train: number of training examples (steps when the cardinality is unknown; alternating ratios).
+        weight: weight of its loss in the combined monitored value.
+        kind: "classification" | "segmentation" | "reconstruction" | "regression".
+    """
+
+    name: str
+    model: keras.Model
+    evaluator: Evaluator | TaskSteps
+    train: DataSource
+    val: DataSource | None
+    optimizer: Any
+    n_train: int | None = None
+    weight: float = 1.0
+    kind: str = "classification"
+
+
+@dataclass
+class EpochOutcome:
+    """What one epoch of training returns to the engine (per task)."""
+
+    losses: dict[str, float]
+    steps: dict[str, int]
+    seconds: dict[str, float]
+    scalars: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class _Watch:
+    """Improvement tracking shared by the plateau and early-stopping rules."""
+
+    def __init__(self, mode: str, min_delta: float) -> None:
+        self.mode, self.min_delta = mode, min_delta
+        self.best = math.inf if mode == "min" else -math.inf
+        self.wait = 0
+
+    def improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def observe(self, value: float) -> bool:
+        """Record `value`; True when the wait reached the patience (checked by the caller)."""
+        if self.improved(value):
+            self.best, self.wait = value, 0
+            return False
+        self.wait += 1
+        return True
+
+    def state(self) -> dict:
+        return {"best": self.best, "wait": self.wait}
+
+    def load(self, state: dict) -> None:
+        self.best, self.wait = float(state["best"]), int(state["wait"])
+
+
+class ReduceLROnPlateau:
+    """Multiply an optimizer's learning rate by `factor` after `patience` epochs without improvement."""
+
+    def __init__(self, optimizer, factor: float, patience: int, min_lr: float, mode: str, min_delta: float) -> None:
+        self.optimizer, self.factor, self.patience, self.min_lr = optimizer, factor, patience, min_lr
+        self.watch = _Watch(mode, min_delta)
+
+    def step(self, value: float) -> float | None:
+        """Observe one epoch's value; returns the new learning rate when it was reduced."""
+        if not self.watch.observe(value) or self.factor >= 1.0 or self.watch.wait < max(self.patience, 1):
+            return None
+        self.watch.wait = 0
+        old = learning_rate_of(self.optimizer)
+        if old <= self.min_lr:
+            return None
+        new = max(old * self.factor, self.min_lr)
+        self.optimizer.learning_rate = new
+        return new
+
+
+class EarlyStopping:
+    """Stop after `patience` epochs (at least one) without an improvement larger than `min_delta`."""
+
+    def __init__(self, patience: int | None, mode: str, min_delta: float) -> None:
+        self.patience = patience
+        self.watch = _Watch(mode, min_delta)
+
+    def step(self, value: float) -> bool:
+        """Observe one epoch's value; True when training should stop."""
+        not_improved = self.watch.observe(value)
+        return self.patience is not None and not_improved and self.watch.wait >= max(self.patience, 1)
+
+
+def _combine(values: dict[str, float], weights: dict[str, float], monitor: str) -> float:
+    if len(values) == 1:
+        return next(iter(values.values()))
+    if monitor in ("loss", "val_loss"):
+        return float(sum(weights[name] * value for name, value in values.items()))
+    return float(np.mean(list(values.values())))
+
+
+class PhaseEngine:
+    """Runs the epochs of one phase and returns a `TrainResult` per task.
+
+    Args:
+        phase: phase name, unique within a run (checkpoint and TensorBoard folder).
+        strategy_name: recorded in the results ("single", "independent", "alternating", "joint", ...).
+        tasks: the phase's tasks.
+        config: the training configuration.
+        train_epoch: `(epoch (0-based), progress bar) -> EpochOutcome`, the strategy's epoch of training.
+        run: where to checkpoint/log, or None (in memory only).
+        extra_variables: more state to checkpoint (loss-weighting variables and their optimizer).
+        extra_info: `() -> dict` stored in every result's `extra` (schedule, loss weights, ...).
+        steps_hint: training steps per epoch for the progress bar (None: unknown).
+
+    Raises:
+        ValueError: `config.monitor` needs validation data that a task lacks, or task names repeat.
+    """
+
+    def __init__(self, phase: str, strategy_name: str, tasks: Sequence[PhaseTask], config: TrainConfig,
+                 train_epoch: Callable[[int, ProgressBar], EpochOutcome], run: Run | None = None,
+                 extra_variables: Sequence = (), extra_info: Callable[[], dict] | None = None,
+                 steps_hint: int | None = None) -> None:
+        names = [task.name for task in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be unique within a phase, got {names}")
+        if config.monitor.startswith("val_"):
+            missing = [task.name for task in tasks if task.val is None]
+            if missing:
+                raise ValueError(f"monitor {config.monitor!r} needs validation data, which tasks {missing} lack; "
+                                 "give `val` data or set monitor='loss'")
+        self.phase, self.strategy_name, self.tasks, self.config = phase, strategy_name, list(tasks), config
+        self.train_epoch, self.run, self.steps_hint = train_epoch, run, steps_hint
+        self.extra_info = extra_info or dict
+        self.mode = resolve_mode(config.monitor, config.monitor_mode)
+        self.model_variables = unique_variables(v for task in tasks for v in task.model.variables)
+        optimizers = unique_variables(task.optimizer for task in tasks)
+        self.optimizers = optimizers
+        self.all_variables = unique_variables(
+            [*self.model_variables, *(v for opt in optimizers for v in opt.variables), *extra_variables])
+        combined = len(optimizers) == 1 and len(tasks) > 1
+        self.plateaus = {
+            id(opt): ReduceLROnPlateau(opt, config.reduce_lr_factor, config.reduce_lr_patience,
+                                       config.min_learning_rate, self.mode, config.min_delta)
+            for opt in optimizers}
+        self._plateau_source = {id(task.optimizer): (None if combined else task.name) for task in tasks}
+        self.early = EarlyStopping(config.early_stopping_patience, self.mode, config.min_delta)
+        self.params = {task.name: (count_params(task.model.trainable_weights), count_params(task.model.weights))
+                       for task in tasks}
+        for task in tasks:
+            check_precision(task.model, config.mixed_precision)
+
+    # -- state -----------------------------------------------------------------------------------------------
+    def _fresh_state(self) -> dict:
+        return {
+            "phase": self.phase, "strategy": self.strategy_name, "tasks": [t.name for t in self.tasks],
+            "n_variables": len(self.all_variables), "epoch": 0, "finished": False, "stop_reason": "max_epochs",
+            "history": {t.name: {} for t in self.tasks}, "phase_history": {}, "seconds": {t.name: 0.0 for t in
+                                                                                          self.tasks},
+            "steps": {t.name: 0 for t in self.tasks}, "phase_seconds": 0.0, "best_epoch": None,
+            "best_value": None, "task_best": {t.name: None for t in self.tasks},
+            "plateau": {}, "early": None,
+        }
+
+    def _check_state(self, state: dict) -> None:
+        expected = {"phase": self.phase, "strategy": self.strategy_name, "tasks": [t.name for t in self.tasks],
+                    "n_variables": len(self.all_variables)}
+        found = {key: state.get(key) for key in expected}
+        if found != expected:
+            raise ValueError(f"cannot resume phase {self.phase!r}: its checkpoint was written for {found}, "
+                             f"this run has {expected}")
+
+    def _controller_state(self) -> tuple[dict, dict]:
+        plateau = {str(i): p.watch.state() for i, p in enumerate(self.plateaus.values())}
+        return plateau, self.early.watch.state()
+
+    def _load_controllers(self, state: dict) -> None:
+        for i, plateau in enumerate(self.plateaus.values()):
+            if str(i) in state["plateau"]:
+                plateau.watch.load(state["plateau"][str(i)])
+        if state["early"] is not None:
+            self.early.watch.load(state["early"])
+
+    # -- main loop ---------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, TrainResult]:
+        """Train (or resume, or skip a finished phase of a resumed run) and return results per task.
+
+        Raises:
+            NonFiniteLossError: a loss became NaN/inf (the last checkpoint is left as it was).
+        """
+        config = self.config
+        seed_everything(config.seed, config.deterministic)
+        checkpoint = self.run.checkpoint(self.phase) if self.run is not None else None
+        state = self._fresh_state()
+        best_values: list[np.ndarray] | None = None
+        if checkpoint is not None and self.run.resume:
+            saved = checkpoint.load_state()
+            if saved is not None:
+                self._check_state(saved)
+                checkpoint.restore(saved, self.all_variables)
+                state = saved
+                self._load_controllers(state)
+                if checkpoint.best_path.exists():
+                    with np.load(checkpoint.best_path) as data:
+                        best_values = [data[f"v{i:05d}"] for i in range(len(self.model_variables))]
+                if state["finished"]:
+                    logger.info("phase %s already finished in %s; restored its final weights", self.phase,
+                                self.run.root)
+                    return {name: TrainResult.from_dict(result) for name, result in state["results"].items()}
+                logger.info("phase %s resumes after epoch %d", self.phase, state["epoch"])
+        show_bar = progress_enabled(config.progress_bar)
+        for epoch in range(state["epoch"], config.epochs):
+            stop, best_values = self._one_epoch(epoch, state, best_values, checkpoint, show_bar)
+            if stop:
+                state["stop_reason"] = "early_stopping"
+                break
+        return self._finish(state, best_values, checkpoint)
+
+    def _one_epoch(self, epoch: int, state: dict, best_values, checkpoint, show_bar: bool):
+        config, names = self.config, [t.name for t in self.tasks]
+        start = time.perf_counter()
+        bar = ProgressBar(self.steps_hint, f"{self.phase} {epoch + 1}/{config.epochs}", show_bar)
+        outcome = self.train_epoch(epoch, bar)
+        bar.close()
+        logs: dict[str, dict[str, float]] = {}
+        eval_seconds: dict[str, float] = {}
+        for task in self.tasks:
+            logs[task.name] = {"loss": outcome.losses[task.name]}
+            eval_start = time.perf_counter()
+            if task.val is not None:
+                results = task.evaluator.evaluate(epoch_dataset(task.val, epoch), config.max_val_steps)
+                logs[task.name].update({f"val_{key}": value for key, value in results.items()})
+            eval_seconds[task.name] = time.perf_counter() - eval_start
+        values = {}
+        for name in names:
+            if config.monitor not in logs[name]:
+                raise ValueError(f"monitor {config.monitor!r} is not among task {name!r}'s logs "
+                                 f"{sorted(logs[name])}")
+            values[name] = logs[name][config.monitor]
+        weights = {t.name: t.weight for t in self.tasks}
+        combined = _combine(values, weights, config.monitor)
+        state["phase_history"].setdefault(config.monitor, []).append(combined)
+        if best_values is None or (combined < state["best_value"] if self.mode == "min"
+                                   else combined > state["best_value"]):
+            state["best_epoch"], state["best_value"] = epoch + 1, combined
+            best_values = snapshot(self.model_variables)
+            if checkpoint is not None:
+                save_variables(checkpoint.best_path, self.model_variables)
+        for name in names:
+            previous = state["task_best"][name]
+            if previous is None or (values[name] < previous[1] if self.mode == "min" else values[name] > previous[1]):
+                state["task_best"][name] = [epoch + 1, values[name]]
+        for key, plateau in self.plateaus.items():
+            source = self._plateau_source[key]
+            new_lr = plateau.step(combined if source is None else values[source])
+            if new_lr is not None:
+                logger.info("%s epoch %d: learning rate reduced to %.3g (%s)", self.phase, epoch + 1, new_lr,
+                            source or "combined")
+        stop = self.early.step(combined)
+        learning_rates = {t.name: learning_rate_of(t.optimizer) for t in self.tasks}
+        total = time.perf_counter() - start
+        overhead = max(total - sum(outcome.seconds.values()) - sum(eval_seconds.values()), 0.0)
+        for task in self.tasks:
+            name = task.name
+            seconds = outcome.seconds[name] + eval_seconds[name] + overhead / len(self.tasks)
+            state["seconds"][name] += seconds
+            state["steps"][name] += outcome.steps[name]
+            entry = {**logs[name], "lr": learning_rates[name], "seconds": seconds,
+                     **outcome.scalars.get(name, {})}
+            for key, value in entry.items():
+                state["history"][name].setdefault(key, []).append(float(value))
+            if self.run is not None and config.tensorboard:
+                self.run.log_scalars(self.phase, name, epoch + 1, entry)
+        state["phase_seconds"] += time.perf_counter() - start
+        state["epoch"] = epoch + 1
+        logger.info(format_epoch_line(self.phase, epoch + 1, config.epochs, total, logs, learning_rates))
+        if checkpoint is not None and config.checkpoint_every_epoch:
+            plateau, early = self._controller_state()
+            state["plateau"], state["early"] = plateau, early
+            checkpoint.save(epoch + 1, self.all_variables, state)
+        if stop:
+            logger.info("%s: early stopping after epoch %d (best epoch %s, %s %.4g)", self.phase, epoch + 1,
+                        state["best_epoch"], config.monitor, state["best_value"])
+        return stop, best_values
+
+    def _finish(self, state: dict, best_values, checkpoint) -> dict[str, TrainResult]:
+        config = self.config
+        if config.restore_best_weights and best_values is not None:
+            restore_snapshot(self.model_variables, best_values)
+        info = self.extra_info()
+        results = {}
+        for task in self.tasks:
+            path = None
+            if checkpoint is not None:
+                path = str(checkpoint.directory / f"{task.name}.weights.h5")
+                atomic_save(path, task.model.save_weights)
+            trainable, total = self.params[task.name]
+            task_best = state["task_best"][task.name]
+            results[task.name] = TrainResult(
+                name=task.name, phase=self.phase, strategy=self.strategy_name,
+                history=state["history"][task.name], epochs_run=state["epoch"], steps_run=state["steps"][task.name],
+                seconds=state["seconds"][task.name], phase_seconds=state["phase_seconds"],
+                best_epoch=state["best_epoch"], best_value=state["best_value"], monitor=config.monitor,
+                stop_reason=state["stop_reason"], trainable_params=trainable, total_params=total,
+                checkpoint=path, learning_rate=learning_rate_of(task.optimizer),
+                extra={**info, "task_best_epoch": task_best[0] if task_best else None,
+                       "phase_history": state["phase_history"]},
+            )
+        if checkpoint is not None:
+            plateau, early = self._controller_state()
+            state.update(plateau=plateau, early=early, finished=True,
+                         results={name: result.to_dict() for name, result in results.items()})
+            checkpoint.save(state["epoch"], self.all_variables, state, name="final.npz")
+        return results
+
+
+def single_task_epoch(task: PhaseTask, steps: TaskSteps, config: TrainConfig, strategy: tf.distribute.Strategy
+                      ) -> Callable[[int, ProgressBar], EpochOutcome]:
+    """The epoch function of a phase with one task: every batch of its data (capped), one step each."""
+
+    def run_epoch(epoch: int, bar: ProgressBar) -> EpochOutcome:
+        dataset = epoch_dataset(task.train, epoch)
+        start = time.perf_counter()
+        total, count = 0.0, 0
+        for x, y in distribute_dataset(dataset, strategy):
+            loss = float(steps.train_step(x, y))
+            count += 1
+            if config.check_finite:
+                check_finite(loss, task.name, epoch + 1, count)
+            total += loss
+            bar.update(1, loss=total / count)
+            if config.max_steps_per_epoch is not None and count >= config.max_steps_per_epoch:
+                break
+        if count == 0:
+            raise ValueError(f"task {task.name!r}: the training dataset of epoch {epoch + 1} gave no batches")
+        return EpochOutcome({task.name: total / count}, {task.name: count},
+                            {task.name: time.perf_counter() - start})
+
+    return run_epoch
+
+
+def train_model(model: keras.Model, loss: str | Callable, train: DataSource, val: DataSource | None,
+                config: TrainConfig, *, name: str = "model", kind: str = "classification", metrics: Sequence = (),
+                optimizer=None, n_train: int | None = None, run: Run | None = None, phase: str | None = None,
+                strategy: tf.distribute.Strategy | None = None, strategy_name: str = "single",
+                variables: Sequence | None = None) -> TrainResult:
+    """Train one model with the custom loop (source models, baselines, independent heads).
+
+    Args:
+        model: a Keras model, built under `strategy.scope()` when a strategy is used.
+        loss: a loss name (see `resolve_loss`), object or function.
+        train: training batches `(x, y)` (or `epoch -> dataset`).
+        val: validation batches (or `epoch -> dataset`), or None (then monitor "loss").
+        config: the training configuration.
+        name: task/model name (results, checkpoints, logs).
+        kind: "classification" | "segmentation" | "reconstruction" | "regression" (recorded).
+        metrics: Keras metrics evaluated on the validation data each epoch (`val_<name>` in the history).
+        optimizer: an `OptimizerConfig`, a Keras optimizer, or None for `config.optimizer`.
+        n_train: number of training examples (for step counts when the dataset cardinality is unknown).
+        run: the run directory manager, or None.
+        phase: phase name (default `name`).
+        strategy: a `tf.distribute.Strategy` (default: the current one).
+        strategy_name: recorded in the result.
+        variables: the variables to train (default: the model's trainable variables).
+
+    Returns:
+        The `TrainResult`.
+    """
+    strategy = get_strategy(strategy)
+    if optimizer is None or not isinstance(optimizer, keras.optimizers.Optimizer):
+        with strategy.scope():
+            optimizer = make_optimizer(optimizer if optimizer is not None else config.optimizer,
+                                       mixed_float16=config.mixed_precision == "mixed_float16")
+    steps = TaskSteps(name, model, resolve_loss(loss), optimizer, strategy, config.jit_compile, variables, metrics)
+    task = PhaseTask(name=name, model=model, evaluator=steps, train=train, val=val, optimizer=optimizer,
+                     n_train=n_train, kind=kind)
+    hint = steps_per_epoch(epoch_dataset(train, 0), n_train, config.batch_size, config.max_steps_per_epoch)
+    engine = PhaseEngine(phase or name, strategy_name, [task], config, single_task_epoch(task, steps, config, strategy),
+                         run=run, steps_hint=hint)
+    return engine.fit()[name]

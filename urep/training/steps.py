@@ -1,0 +1,238 @@
+"""Compiled training and evaluation steps: one set per (task, model), traced once and reused every epoch.
+
+`TaskSteps` trains one model on one loss (the source models, the baselines, every independent head and each
+task of the alternating strategy). `JointStep` trains several task models sharing an encoder on one weighted
+loss, one batch of every task per step (the joint strategy).
+
+The replica step is XLA-compiled when `jit_compile` is on and the strategy has one replica (see
+`urep.training.distribute.use_xla`); it is wrapped in an outer `tf.function` running it with `strategy.run`
+when there are several replicas. Retracing is limited with `reduce_retracing=True`: the only new traces
+are the smaller last batch of an epoch (once) and a new input shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from urep.training.distribute import (
+    build_optimizer,
+    distribute_dataset,
+    gradients,
+    replica_loss,
+    use_xla,
+)
+
+SUM = tf.distribute.ReduceOp.SUM
+
+
+def unique_variables(variables) -> list:
+    """Variables in first-seen order with duplicates (the same object seen twice) removed."""
+    seen: set[int] = set()
+    unique = []
+    for variable in variables:
+        if id(variable) not in seen:
+            seen.add(id(variable))
+            unique.append(variable)
+    return unique
+
+
+def count_params(variables) -> int:
+    """Number of scalars in `variables`."""
+    return int(sum(np.prod(v.shape) for v in variables))
+
+
+def _regularization(model: keras.Model, num_replicas: int) -> tf.Tensor | None:
+    if not model.losses:
+        return None
+    return tf.add_n([tf.cast(loss, tf.float32) for loss in model.losses]) / num_replicas
+
+
+class Evaluator:
+    """The compiled evaluation of one model with one loss: mean loss over examples and Keras metrics.
+
+    Args:
+        name: the task name (used in errors).
+        model: a Keras model `x -> y_pred`.
+        loss_fn: a Keras loss object or function `(y_true, y_pred) -> loss`.
+        strategy: the distribution strategy.
+        jit_compile: XLA-compile the forward pass (single replica only).
+        metrics: Keras metrics, reset and updated at every `evaluate`.
+    """
+
+    def __init__(self, name: str, model: keras.Model, loss_fn: Callable, strategy: tf.distribute.Strategy,
+                 jit_compile: bool = True, metrics: Sequence = ()) -> None:
+        self.name, self.model, self.loss_fn, self.strategy = name, model, loss_fn, strategy
+        self.metrics = list(metrics)
+        self._eval = _compile(self._replica_eval, strategy, use_xla(strategy, jit_compile), None)
+        self._update_metrics = tf.function(self._metrics_update, reduce_retracing=True)
+
+    def _replica_eval(self, x, y):
+        y_pred = self.model(x, training=False)
+        _, loss_sum, n = replica_loss(self.loss_fn, y, y_pred)
+        return loss_sum, n, y_pred
+
+    def _metrics_update(self, y, y_pred):
+        y_pred = tf.cast(y_pred, tf.float32)
+        for metric in self.metrics:
+            metric.update_state(y, y_pred)
+
+    def evaluate(self, dataset: tf.data.Dataset, max_steps: int | None = None) -> dict[str, float]:
+        """Mean loss over the examples of `dataset` and the metrics' results.
+
+        Args:
+            dataset: batches `(x, y)` (not yet distributed).
+            max_steps: stop after this many batches (None: the whole dataset).
+
+        Returns:
+            `{"loss": float, <metric name>: float, ...}`.
+
+        Raises:
+            ValueError: the dataset gave no batches.
+        """
+        for metric in self.metrics:
+            metric.reset_state()
+        loss_sum, count = 0.0, 0.0
+        for step, (x, y) in enumerate(distribute_dataset(dataset, self.strategy)):
+            if max_steps is not None and step >= max_steps:
+                break
+            sums, ns, preds = self._eval(x, y)
+            if self.strategy.num_replicas_in_sync == 1:
+                parts = [(sums, ns, y, preds)]
+            else:
+                local = self.strategy.experimental_local_results
+                parts = list(zip(local(sums), local(ns), local(y), local(preds), strict=True))
+            for part_sum, part_n, part_y, part_pred in parts:
+                loss_sum += float(part_sum)
+                count += float(part_n)
+                if self.metrics:
+                    self._update_metrics(part_y, part_pred)
+        if count == 0:
+            raise ValueError(f"task {self.name!r}: the validation dataset gave no batches")
+        results = {"loss": loss_sum / count}
+        for metric in self.metrics:
+            results[metric.name] = float(metric.result())
+        return results
+
+
+def _compile(replica_fn: Callable, strategy: tf.distribute.Strategy, xla: bool, reduce_op):
+    """`replica_fn` as one traced function: XLA-compiled itself with one replica, else run by `strategy.run`
+    inside an outer `tf.function` (and reduced with `reduce_op` unless None)."""
+    if strategy.num_replicas_in_sync == 1:
+        return tf.function(replica_fn, jit_compile=xla, reduce_retracing=True)
+
+    def distributed(*args):
+        result = strategy.run(replica_fn, args=args)
+        if reduce_op is None:
+            return result
+        return tf.nest.map_structure(lambda value: strategy.reduce(reduce_op, value, axis=None), result)
+
+    return tf.function(distributed, reduce_retracing=True)
+
+
+class TaskSteps:
+    """The compiled train step of one model with one loss and one optimizer, and its `Evaluator`.
+
+    Args:
+        name: the task name (used in errors).
+        model: a Keras model `x -> y_pred`.
+        loss_fn: a Keras loss object or function `(y_true, y_pred) -> loss`.
+        optimizer: a Keras 3 optimizer; built here, inside the strategy scope, for `variables`.
+        strategy: the distribution strategy.
+        jit_compile: XLA-compile the replica step (single replica only).
+        variables: the variables to train; default the model's trainable variables at construction time
+            (freeze layers before building the steps).
+        metrics: Keras metrics updated during `evaluate`.
+
+    Raises:
+        ValueError: the model has no trainable variables.
+    """
+
+    def __init__(self, name: str, model: keras.Model, loss_fn: Callable, optimizer, strategy: tf.distribute.Strategy,
+                 jit_compile: bool = True, variables: Sequence | None = None, metrics: Sequence = ()) -> None:
+        self.name, self.model, self.loss_fn, self.optimizer, self.strategy = name, model, loss_fn, optimizer, strategy
+        self.variables = unique_variables(model.trainable_variables if variables is None else variables)
+        if not self.variables:
+            raise ValueError(f"task {name!r}: model {model.name!r} has no trainable variables to train")
+        build_optimizer(optimizer, self.variables, strategy)
+        self.xla = use_xla(strategy, jit_compile)
+        self._train = _compile(self._replica_train, strategy, self.xla, SUM)
+        self.evaluator = Evaluator(name, model, loss_fn, strategy, jit_compile, metrics)
+
+    def _replica_train(self, x, y):
+        with tf.GradientTape() as tape:
+            y_pred = self.model(x, training=True)
+            scaled, _, _ = replica_loss(self.loss_fn, y, y_pred)
+            regularization = _regularization(self.model, self.strategy.num_replicas_in_sync)
+            total = scaled if regularization is None else scaled + regularization
+        grads = gradients(tape, total, self.variables, self.optimizer)
+        self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
+        return scaled
+
+    def train_step(self, x, y) -> tf.Tensor:
+        """One optimizer step on a (possibly distributed) batch; returns the global mean loss (scalar)."""
+        return self._train(x, y)
+
+    def evaluate(self, dataset: tf.data.Dataset, max_steps: int | None = None) -> dict[str, float]:
+        """See `Evaluator.evaluate`."""
+        return self.evaluator.evaluate(dataset, max_steps)
+
+
+class JointStep:
+    """One optimizer step on the weighted sum of several tasks' losses, one batch of each task.
+
+    Args:
+        names: task names, in the order batches are given.
+        models: the task models (sharing an encoder).
+        loss_fns: the tasks' losses.
+        weighting: a `urep.training.loss_weighting.LossWeighting`, built here for the tasks.
+        optimizer: the single optimizer of the whole network (and the weighting's trainable parameters).
+        strategy: the distribution strategy.
+        jit_compile: XLA-compile the replica step (single replica, and not with GradNorm's second optimizer).
+    """
+
+    def __init__(self, names: Sequence[str], models: Sequence[keras.Model], loss_fns: Sequence[Callable],
+                 weighting, optimizer, strategy: tf.distribute.Strategy, jit_compile: bool = True) -> None:
+        self.names = list(names)
+        self.models = list(models)
+        self.loss_fns = list(loss_fns)
+        self.weighting = weighting
+        self.optimizer = optimizer
+        self.strategy = strategy
+        self.network_variables = unique_variables(v for m in self.models for v in m.trainable_variables)
+        self.variables = self.network_variables + list(weighting.trainable_variables)
+        build_optimizer(optimizer, self.variables, strategy)
+        self.xla = use_xla(strategy, jit_compile)
+        self._train = _compile(self._replica_train, strategy, self.xla, SUM)
+
+    def _replica_train(self, batches):
+        num_replicas = self.strategy.num_replicas_in_sync
+        with tf.GradientTape(persistent=self.weighting.needs_task_gradients) as tape:
+            losses = []
+            regularization = []
+            for model, loss_fn, (x, y) in zip(self.models, self.loss_fns, batches, strict=True):
+                y_pred = model(x, training=True)
+                scaled, _, _ = replica_loss(loss_fn, y, y_pred)
+                losses.append(scaled)
+                extra = _regularization(model, num_replicas)
+                if extra is not None:
+                    regularization.append(extra)
+            total = self.weighting.combine(losses, num_replicas)
+            objective = total + tf.add_n(regularization) if regularization else total
+        grads = gradients(tape, objective, self.variables, self.optimizer)
+        if self.weighting.needs_task_gradients:
+            self.weighting.update(tape, losses)
+        del tape
+        self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
+        return total, tf.stack(losses)
+
+    def train_step(self, batches) -> tuple[tf.Tensor, tf.Tensor]:
+        """One step; `batches` is a tuple of `(x, y)` per task (distributed when there are replicas).
+
+        Returns:
+            `(total, losses)`: the combined loss (scalar) and the per-task mean losses `(n_tasks,)`.
+        """
+        return self._train(tuple(batches))
