@@ -196,14 +196,14 @@ def _sample_lesions(rng: np.random.Generator, label: str, lungs: list[np.ndarray
                     rng.uniform(x0 + 0.3 * (x1 - x0), x1 - 0.25 * (x1 - x0)),
                     y0 + rng.uniform(0.08, 0.38) * (y1 - y0),
                 )
-                nodules.append((*centre, rng.uniform(0.010, 0.024), rng.uniform(0.05, 0.16)))
+                nodules.append((*centre, rng.uniform(0.014, 0.032), rng.uniform(0.08, 0.18)))
             if rng.random() < 0.55:
                 centre = (
                     rng.uniform(x0 + 0.35 * (x1 - x0), x1 - 0.3 * (x1 - x0)),
                     y0 + rng.uniform(0.12, 0.3) * (y1 - y0),
                 )
-                cavities.append((*centre, rng.uniform(0.022, 0.04), rng.uniform(0.08, 0.18)))
-        infiltrate = [(rng.choice(sides), rng.uniform(0.04, 0.09))]
+                cavities.append((*centre, rng.uniform(0.028, 0.048), rng.uniform(0.08, 0.18)))
+        infiltrate = [(rng.choice(sides), rng.uniform(0.05, 0.12))]
         return {
             "kind": kind,
             "nodules": nodules,
@@ -233,7 +233,7 @@ def _sample_lesions(rng: np.random.Generator, label: str, lungs: list[np.ndarray
         }
     return {
         "kind": kind,
-        "density": rng.uniform(0.05, 0.12),
+        "density": rng.uniform(0.08, 0.16),
         "spread": rng.uniform(0.16, 0.26),
         "reticular": rng.uniform(0.5, 1.0),
         "seed": int(rng.integers(0, 2**31 - 1)),
@@ -470,8 +470,9 @@ def _pose_and_exposure(
     contrast = rng.uniform(0.85, 1.1)
     brightness = rng.uniform(-0.05, 0.05)
     image = np.clip(image, 0, 1) ** gamma * contrast + brightness
-    grain = rng.standard_normal(image.shape).astype(np.float32)
-    image = image + rng.uniform(0.006, 0.02) * grain + 0.01 * _blur(grain, 0.006) * 3
+    # Film grain is white at 256 px; a smaller image averages it (std / 4 at 64 px), a larger one shows more.
+    grain = rng.standard_normal(image.shape).astype(np.float32) * (size / 256.0)
+    image = image + rng.uniform(0.006, 0.02) * grain + 0.03 * _blur(grain, 0.006)
     image = _blur(image, 0.0015)
     image = np.clip(image, 0.0, 1.0).astype(np.float32)
     return image, [(m > 0.5).astype(np.uint8) for m in masks]
