@@ -151,7 +151,8 @@ class SourceConfig:
         noise: corruptions applied to the inputs while training (one drawn per batch); default Gaussian
             sigma 0.03 (preprint).
         eval_noise: the levels of the denoising table (journal Table 2). The sigma values were lost from the
-            journal's text; the defaults 0.03/0.05/0.07/0.1/0.15 and Poisson peak 30 are our choice.
+            journal's text; the defaults are `urep.data.noise.DEFAULT_NOISES` (Gaussian 0.01/0.03/0.05/0.07/0.10,
+            Poisson peak 100).
         model: keyword arguments for the builder in `urep.models`.
         examples: number of denoising examples drawn in the report figure.
     """
@@ -162,8 +163,8 @@ class SourceConfig:
     classes: tuple[str, ...] = ()
     noise: tuple[NoiseLevel, ...] = (NoiseLevel("gaussian", 0.03),)
     eval_noise: tuple[NoiseLevel, ...] = (
-        NoiseLevel("gaussian", 0.03), NoiseLevel("gaussian", 0.05), NoiseLevel("gaussian", 0.07),
-        NoiseLevel("gaussian", 0.1), NoiseLevel("gaussian", 0.15), NoiseLevel("poisson", 30.0),
+        NoiseLevel("gaussian", 0.01), NoiseLevel("gaussian", 0.03), NoiseLevel("gaussian", 0.05),
+        NoiseLevel("gaussian", 0.07), NoiseLevel("gaussian", 0.1), NoiseLevel("poisson", 100.0),
     )
     model: dict[str, Any] = field(default_factory=dict)
     examples: int = 4

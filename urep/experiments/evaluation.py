@@ -1,0 +1,138 @@
+"""Test-set evaluation of trained task models: predictions, metrics under urep's metric names, fold summaries,
+fold ensembles and the paired tests between methods.
+
+Metric names of the tables (`urep.experiments.paper_numbers`): classification `accuracy, auc, sensitivity,
+specificity, precision, f1, mcc` (from `urep.metrics.classification_metrics`); segmentation `accuracy`
+(= pixel accuracy), `f1` (= Dice, the F-score of the pixels), `iou`, `dice`, `precision`, `recall`,
+`hausdorff`, `avg_hausdorff` (from `urep.metrics.segmentation_metrics`).
+
+Paired tests (the journal: McNemar, p < 0.05): classification methods are compared with McNemar's test on
+per-image correctness; segmentation methods (where per-image correctness is not defined) with Wilcoxon's
+signed-rank test on per-image IoU. Both use the fold ensemble's predictions when cross-validated (the paper
+does not say which of its fold models it tested).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["predict", "task_metrics", "summarise_method", "paired_tests"]
+
+CLASSIFICATION_KEYS = ("accuracy", "auc", "sensitivity", "specificity", "precision", "f1", "mcc")
+SEGMENTATION_KEYS = ("accuracy", "f1", "iou", "dice", "precision", "recall", "hausdorff", "avg_hausdorff")
+
+
+def predict(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Model outputs on `images` in eager batches (no tracing per model), as float32 NumPy."""
+    outputs = [np.asarray(model(images[i:i + batch_size], training=False), dtype=np.float32)
+               for i in range(0, len(images), batch_size)]
+    return np.concatenate(outputs)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return None if math.isnan(value) else value
+    return value
+
+
+def task_metrics(kind: str, truth: np.ndarray, outputs: np.ndarray, classes: tuple[str, ...] = ()) -> dict:
+    """Metrics of one task model on the test set, under the tables' names.
+
+    Args:
+        kind: `classification` or `segmentation`.
+        truth: `(N,)` class indices, or `(N, H, W, 1)` masks.
+        outputs: `(N, K)` probabilities, or `(N, H, W, 1)` mask probabilities.
+        classes: class names (classification).
+
+    Returns:
+        `{metric: float | None}` (None where undefined, e.g. an AUC with one class present).
+    """
+    from urep.metrics import classification_metrics, segmentation_metrics
+
+    if kind == "classification":
+        m = classification_metrics(truth, outputs, class_names=list(classes) or None)
+        return {k: _clean(m[k]) for k in CLASSIFICATION_KEYS}
+    m = segmentation_metrics(truth, outputs)
+    values = {"accuracy": m["pixel_accuracy"], "f1": m["dice"], **{k: m[k] for k in SEGMENTATION_KEYS[2:]}}
+    return {k: _clean(v) for k, v in values.items()}
+
+
+def per_image_scores(kind: str, truth: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """Correctness (classification, bool) or IoU (segmentation) of every test image."""
+    if kind == "classification":
+        return outputs.argmax(axis=-1) == truth
+    from urep.metrics import segmentation_metrics
+
+    return np.asarray(segmentation_metrics(truth, outputs)["per_image"]["iou"], dtype=np.float64)
+
+
+def summarise_method(kind: str, truth: np.ndarray, fold_outputs: list[np.ndarray],
+                     classes: tuple[str, ...] = ()) -> dict:
+    """Metrics of one method on one task: per fold, mean and std over folds, and the fold ensemble.
+
+    Args:
+        kind: task kind.
+        truth: test targets.
+        fold_outputs: test outputs of each fold model (one entry without cross-validation).
+        classes: class names.
+
+    Returns:
+        `{"metrics": {m: mean}, "std": {m: std}, "folds": [{m: v}], "ensemble": {m: v} | None,
+        "n_test": int}`. Without folds `metrics` is the single model's and `std` is empty.
+    """
+    folds = [task_metrics(kind, truth, out, classes) for out in fold_outputs]
+    if len(folds) == 1:
+        return {"metrics": folds[0], "std": {}, "folds": folds, "ensemble": None, "n_test": int(len(truth))}
+    means, stds = {}, {}
+    for key in folds[0]:
+        values = np.array([f[key] for f in folds if f[key] is not None], dtype=np.float64)
+        means[key] = float(values.mean()) if values.size else None
+        stds[key] = float(values.std(ddof=1)) if values.size > 1 else None
+    ensemble = task_metrics(kind, truth, np.mean(fold_outputs, axis=0), classes)
+    return {"metrics": means, "std": stds, "folds": folds, "ensemble": ensemble, "n_test": int(len(truth))}
+
+
+def ensemble_outputs(fold_outputs: list[np.ndarray]) -> np.ndarray:
+    """Mean of the fold models' outputs (probabilities or mask probabilities)."""
+    return np.mean(fold_outputs, axis=0)
+
+
+def paired_tests(task: str, kind: str, truth: np.ndarray, outputs: dict[str, np.ndarray],
+                 tests: tuple[str, ...], alpha: float) -> list[dict]:
+    """McNemar (classification) or Wilcoxon (segmentation) between every pair of methods on one task.
+
+    Args:
+        task: task name (recorded).
+        kind: task kind.
+        truth: test targets.
+        outputs: method -> test outputs (ensemble when cross-validated), same images.
+        tests: the configured tests; McNemar runs for classification when listed, Wilcoxon for segmentation
+            when listed.
+        alpha: significance level (recorded as `significant`).
+
+    Returns:
+        One dict per pair: `task, a, b, test, on, statistic, p_value, significant, n, detail`.
+    """
+    from urep.statistics import mcnemar, wilcoxon_paired
+
+    records = []
+    scores = {m: per_image_scores(kind, truth, out) for m, out in outputs.items()}
+    for a, b in itertools.combinations(outputs, 2):
+        if kind == "classification" and "mcnemar" in tests:
+            result = mcnemar(scores[a], scores[b])
+            records.append({"task": task, "a": a, "b": b, "test": "mcnemar", "on": "per-image correctness",
+                            "statistic": result.statistic, "p_value": result.p_value,
+                            "significant": bool(result.p_value < alpha), "n": int(len(truth)),
+                            "detail": {"b": result.b, "c": result.c, "method": result.method}})
+        elif kind == "segmentation" and "wilcoxon" in tests:
+            result = wilcoxon_paired(scores[a], scores[b])
+            records.append({"task": task, "a": a, "b": b, "test": "wilcoxon", "on": "per-image IoU",
+                            "statistic": result.statistic, "p_value": result.p_value,
+                            "significant": bool(result.p_value < alpha), "n": int(len(truth)),
+                            "detail": {"median_difference": result.median_difference, "note": result.note}})
+    return records

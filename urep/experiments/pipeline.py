@@ -1,0 +1,643 @@
+"""The U-Rep pipeline of one experiment: source representation -> heads with each strategy -> baselines ->
+statistics -> derivable tasks (Grad-CAM, recommendation) -> saved models.
+
+One code path serves both papers' pipelines: U-Rep 1 (CXR, `source.kind: cdae`, unsupervised denoising
+source) and U-Rep 2 (Doppler, `source.kind: dilated_cnn`, supervised on the task with most labels). Every
+model, baselines included, trains through `urep.training` (`train_model` / `finetune`) so times and
+parameter counts are comparable. Inputs are mean-normalised with the normalizer fitted on the source's
+training split (`normalizer.json`); denoising targets and metrics stay in [0, 1].
+
+Choices where the papers are silent (each is a config parameter or documented here):
+- The source trains on its patient-level 70% split; the remaining 20%/10% are its validation and test sets.
+- With cross-validation, each fold's held-out patients are that fold's validation set (early stopping); the
+  test set is `test_data`, or else the `split` test fraction of the task's data, held out before the folds.
+- Every strategy and every fold starts from a fresh copy of the trained source weights.
+- The baseline's inputs pass through the separate denoiser when `baseline.denoise_inputs` (journal 4.1.1).
+- The models saved for `urep explain` / `urep recommend` are fold 0's of the first configured strategy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from urep.experiments.config import ExperimentConfig, TaskConfig, TrainSettings
+from urep.experiments.evaluation import ensemble_outputs, paired_tests, predict, summarise_method
+from urep.experiments.sources import (
+    TaskArrays,
+    load_sources,
+    patient_folds,
+    patient_split,
+    read_arrays,
+    source_summary,
+    task_frame,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["UrepPipeline"]
+
+LOSSES = {"classification": "cce", "segmentation": "bce_dice", "reconstruction": "mse"}
+
+
+def _one_hot(labels: np.ndarray, n: int) -> np.ndarray:
+    return np.eye(n, dtype=np.float32)[labels]
+
+
+@dataclass
+class TaskData:
+    """One task's arrays: the training pool (cross-validated or split) and the test set."""
+
+    config: TaskConfig
+    pool: TaskArrays
+    test: TaskArrays
+    folds: list[tuple[np.ndarray, np.ndarray]]
+
+    def targets(self, arrays: TaskArrays) -> np.ndarray:
+        if self.config.kind == "classification":
+            return _one_hot(arrays.labels, len(self.config.classes))
+        return arrays.masks
+
+    def truth(self) -> np.ndarray:
+        return self.test.labels if self.config.kind == "classification" else self.test.masks
+
+
+@dataclass
+class MethodOutputs:
+    """Test outputs of one method on one task, per fold."""
+
+    folds: list[np.ndarray] = field(default_factory=list)
+
+
+class UrepPipeline:
+    """Runs the U-Rep pipeline of `config` inside `run_dir` and fills a results dict.
+
+    Args:
+        config: the validated experiment config.
+        run_dir: the (prepared) run directory.
+        data_root: folder the data sources' `root` is relative to.
+        resume: continue finished/interrupted training phases from their checkpoints.
+    """
+
+    def __init__(self, config: ExperimentConfig, run_dir: Path, data_root: str | None = None,
+                 resume: bool = False) -> None:
+        from urep.training.run import Run
+
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.data_root = data_root
+        # The runner prepared the directory (refusing to overwrite); `resume=True` here only lets a phase
+        # continue from a checkpoint found in it, and a fresh directory has none.
+        self.manager = Run(self.run_dir, resume=True)
+        self.resume = resume
+        self.shape = (*config.image_size, config.channels)
+        self.results: dict[str, Any] = {"models": [], "tasks": {}, "statistics": [], "denoising": []}
+        self.outputs: dict[str, dict[str, MethodOutputs]] = {}
+        self.saved_models: dict[str, Any] = {}
+        self.frames: dict = {}
+        self.normalizer = None
+        self.source_model = None
+        self.denoiser = None
+        self.task_data: dict[str, TaskData] = {}
+        self.figures: list[str] = []
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _train_config(self, settings: TrainSettings, optimizer: str | None = None, learning_rate: float | None = None):
+        from urep.training.config import TrainConfig
+
+        return TrainConfig(
+            epochs=settings.epochs, batch_size=settings.batch_size,
+            optimizer={"name": optimizer or settings.optimizer,
+                       "learning_rate": learning_rate or settings.learning_rate},
+            reduce_lr_factor=settings.reduce_lr_factor, reduce_lr_patience=settings.reduce_lr_patience,
+            early_stopping_patience=settings.early_stopping_patience,
+            max_steps_per_epoch=settings.max_steps_per_epoch, jit_compile=settings.jit_compile,
+            seed=self.config.seed, deterministic=self.config.deterministic, progress_bar=False)
+
+    def _norm(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.normalizer.transform(images), dtype=np.float32)
+
+    def _datasets(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        """`(epoch -> shuffled training batches, fixed validation batches)` builders for `x, y`."""
+        import tensorflow as tf
+
+        base = tf.data.Dataset.from_tensor_slices((x, y))
+        n = len(x)
+
+        def train(epoch: int):
+            return base.shuffle(n, seed=seed * 1009 + epoch, reshuffle_each_iteration=False).batch(batch_size)
+
+        return train
+
+    @staticmethod
+    def _batches(x: np.ndarray, y: np.ndarray, batch_size: int):
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+    def _record(self, result, role: str, method: str, task: str | None, fold: int | None,
+                tasks: list[str] | None = None) -> dict:
+        """A `results["models"]` entry from a `urep.training.TrainResult`."""
+        history = result.history
+        best = {}
+        if history.get("val_loss"):
+            best["val_loss"] = float(np.nanmin(history["val_loss"]))
+        for key in ("val_accuracy", "val_categorical_accuracy"):
+            if history.get(key):
+                best["val_accuracy"] = float(np.nanmax(history[key]))
+        entry = {"id": f"{result.phase}/{result.name}", "role": role, "method": method, "task": task,
+                 "tasks": tasks or ([task] if task else []), "fold": fold, "seconds": float(result.seconds),
+                 "phase_seconds": float(result.phase_seconds), "trainable_params": int(result.trainable_params),
+                 "total_params": int(result.total_params), "epochs_run": int(result.epochs_run),
+                 "stop_reason": result.stop_reason, "best": best,
+                 "history": {k: [float(v) for v in vals] for k, vals in history.items()} if not fold else {}}
+        self.results["models"].append(entry)
+        return entry
+
+    # -- data ----------------------------------------------------------------------------------------------
+    def load_data(self) -> None:
+        """Generate/read every source and prepare each task's pool, folds and test set."""
+        config = self.config
+        self.frames = load_sources(config, self.run_dir, self.data_root)
+        self.results["data"] = {"sources": source_summary(self.frames), "tasks": {}}
+        for task in config.tasks:
+            pool_df = task_frame(self.frames[task.data], task, task.data)
+            pool = self._read(pool_df, task)
+            if task.test_data is not None:
+                test = self._read(task_frame(self.frames[task.test_data], task, task.test_data), task)
+            else:
+                train, val, test_index = patient_split(pool.patients, config.split, config.seed)
+                test = pool.subset(test_index)
+                pool = pool.subset(np.concatenate([train, val]))
+            if config.cross_validation.folds:
+                folds = patient_folds(pool.patients, config.cross_validation.folds, config.seed, pool.labels)
+            else:
+                fractions = (config.split[0], config.split[1], 0.0)
+                total = sum(fractions)
+                train, val, _ = patient_split(pool.patients, tuple(f / total for f in fractions), config.seed)
+                folds = [(train, val)]
+            self.task_data[task.name] = TaskData(task, pool, test, folds)
+            self.results["data"]["tasks"][task.name] = {
+                "train": int(len(folds[0][0])), "val": int(len(folds[0][1])), "test": int(len(test)),
+                "pool": int(len(pool)), "folds": config.cross_validation.folds}
+            logger.info("task %s: pool %d images (%d folds), test %d", task.name, len(pool), len(folds), len(test))
+
+    def _read(self, df, task: TaskConfig) -> TaskArrays:
+        if task.kind == "classification":
+            return read_arrays(df, self.config.image_size, self.config.channels, task.label, task.classes)
+        return read_arrays(df, self.config.image_size, self.config.channels, masks=True)
+
+    # -- source --------------------------------------------------------------------------------------------
+    def build_source_model(self, name: str = "source"):
+        """A freshly initialised source architecture (`source.kind`, `source.model` keyword arguments)."""
+        from urep import models
+
+        kind, kwargs = self.config.source.kind, dict(self.config.source.model)
+        if kind == "cdae":
+            return models.cdae(input_shape=self.shape, name=name, **kwargs)
+        if kind == "dilated_cnn":
+            return models.dilated_cnn(input_shape=self.shape, n_classes=len(self.config.source.classes), name=name,
+                                      **kwargs)
+        raise NotImplementedError(
+            "source.kind 'super_resolution' is not wired into the experiment runner yet; build it with "
+            "urep.models.super_resolution and urep.training directly")
+
+    def _noisy_epoch(self, clean: np.ndarray, seed: int) -> np.ndarray:
+        """Each image corrupted by one of `source.noise`, the assignment rotating with `seed`."""
+        from urep.data.noise import NoiseSpec, add_noise
+
+        specs = [NoiseSpec(n.kind, n.level) for n in self.config.source.noise]
+        noisy = np.empty_like(clean)
+        assignment = (np.arange(len(clean)) + seed) % len(specs)
+        for i, spec in enumerate(specs):
+            index = np.flatnonzero(assignment == i)
+            if index.size:
+                noisy[index] = add_noise(clean[index], spec, np.random.default_rng([self.config.seed, seed, i]))
+        return noisy
+
+    def train_source(self) -> None:
+        """Train the shared representation, fit the normalizer, evaluate denoising per noise level."""
+        from urep.data import MeanNormalizer
+        from urep.training.loop import train_model
+
+        config = self.config
+        source = config.source
+        frames = [self.frames[name] for name in source.data]
+        import pandas as pd
+
+        df = pd.concat(frames, ignore_index=True)
+        supervised = source.kind == "dilated_cnn"
+        if supervised:
+            df = df[df[source.label].astype(str).isin(source.classes)].reset_index(drop=True)
+        arrays = read_arrays(df, config.image_size, config.channels, source.label if supervised else None,
+                             source.classes)
+        train, val, test = patient_split(arrays.patients, config.split, config.seed)
+        self.results["data"]["source"] = {"train": int(len(train)), "val": int(len(val)), "test": int(len(test))}
+        self.normalizer = MeanNormalizer().fit(arrays.images[train])
+        settings = config.training.source
+        train_config = self._train_config(settings)
+        model = self.build_source_model()
+        if supervised:
+            y = _one_hot(arrays.labels, len(source.classes))
+            train_ds = self._datasets(self._norm(arrays.images[train]), y[train], settings.batch_size, config.seed)
+            val_ds = self._batches(self._norm(arrays.images[val]), y[val], settings.batch_size)
+            result = train_model(model, LOSSES["classification"], train_ds, val_ds, train_config, name="source",
+                                 kind="classification", n_train=len(train), run=self.manager, phase="source")
+            outputs = predict(model, self._norm(arrays.images[test]))
+            from urep.experiments.evaluation import task_metrics
+
+            self.results["source"] = {"kind": source.kind, "test": task_metrics(
+                "classification", arrays.labels[test], outputs, source.classes)}
+        else:
+            result = self._train_denoiser(model, arrays, train, val, "source", train_config)
+            self.results["source"] = {"kind": source.kind}
+            self.results["denoising"] = self._evaluate_denoising(model, arrays.images[test], "source")
+        self._record(result, "source", "urep", None, None)
+        self.source_model = model
+
+    def _train_denoiser(self, model, arrays: TaskArrays, train: np.ndarray, val: np.ndarray, phase: str,
+                        train_config):
+        from urep.training.loop import train_model
+
+        clean_train, clean_val = arrays.images[train], arrays.images[val]
+        import tensorflow as tf
+
+        batch = train_config.batch_size
+
+        def train_ds(epoch: int):
+            noisy = self._norm(self._noisy_epoch(clean_train, epoch))
+            return tf.data.Dataset.from_tensor_slices((noisy, clean_train)).shuffle(
+                len(noisy), seed=self.config.seed * 1009 + epoch, reshuffle_each_iteration=False).batch(batch)
+
+        val_ds = self._batches(self._norm(self._noisy_epoch(clean_val, 10_000)), clean_val, batch)
+        return train_model(model, LOSSES["reconstruction"], train_ds, val_ds, train_config, name=phase,
+                           kind="reconstruction", n_train=len(train), run=self.manager, phase=phase)
+
+    def _evaluate_denoising(self, model, clean: np.ndarray, label: str) -> list[dict]:
+        """PSNR/SSIM/MS-SSIM of the reconstruction (and of the noisy input) per `source.eval_noise` level."""
+        from urep.data.noise import NoiseSpec, add_noise
+        from urep.metrics import reconstruction_metrics
+
+        rows, examples_noisy, examples_denoised = [], {}, {}
+        k = min(self.config.source.examples, len(clean))
+        for i, level in enumerate(self.config.source.eval_noise):
+            noisy = add_noise(clean, NoiseSpec(level.kind, level.level), np.random.default_rng([self.config.seed, 77, i]))
+            denoised = np.clip(predict(model, self._norm(noisy)), 0.0, 1.0)
+            restored = reconstruction_metrics(clean, denoised)
+            before = reconstruction_metrics(clean, noisy)
+            rows.append({"noise": level.label, "kind": level.kind, "level": level.level,
+                         "psnr": restored["psnr"], "ssim": restored["ssim"], "ms_ssim": restored["ms_ssim"],
+                         "ms_ssim_scales": restored["ms_ssim_scales"], "noisy_psnr": before["psnr"],
+                         "noisy_ssim": before["ssim"], "noisy_ms_ssim": before["ms_ssim"], "n": restored["n"],
+                         "model": label})
+            examples_noisy[level.label] = noisy[:k]
+            examples_denoised[level.label] = denoised[:k]
+        if self.config.figures and k:
+            from urep.experiments.figures import denoising_examples
+
+            path = denoising_examples(clean[:k], examples_noisy, examples_denoised,
+                                      self.run_dir / "figures" / f"denoising_examples_{label}.png")
+            self.figures.append(str(path.relative_to(self.run_dir)))
+        return rows
+
+    # -- heads ---------------------------------------------------------------------------------------------
+    def _assembly(self, strategy: str, fold: int):
+        """A `MultiTaskModel` on a fresh copy of the trained source, with one head per task."""
+        import keras
+
+        from urep.models import MultiTaskModel, truncate
+
+        clone = keras.models.clone_model(self.source_model)
+        clone.set_weights(self.source_model.get_weights())
+        assembly = MultiTaskModel(truncate(clone, "encoder_out"), name=f"urep_{strategy}_fold{fold}")
+        for task in self.config.tasks:
+            self._add_head(assembly, task, clone)
+        return assembly
+
+    def _add_head(self, assembly, task: TaskConfig, autoencoder) -> None:
+        kwargs = dict(task.head)
+        if task.kind == "classification":
+            assembly.add_classification_head(task.name, len(task.classes), **kwargs)
+        elif self.config.source.kind == "cdae":
+            assembly.add_segmentation_head(task.name, autoencoder=autoencoder)
+        else:
+            assembly.add_segmentation_head(task.name, **kwargs)
+
+    def _task_train_settings(self, task: TaskConfig) -> tuple[str, float]:
+        settings = self.config.task_train(task)
+        optimizer = task.optimizer
+        if optimizer is None:
+            if task.kind == "segmentation":
+                optimizer = "rmsprop" if self.config.source.kind == "cdae" else "adam"
+            else:
+                optimizer = settings.optimizer
+        return optimizer, settings.learning_rate
+
+    def _tasks_for_fold(self, fold: int, models: dict[str, Any] | None, inputs: dict[str, TaskArrays] | None = None):
+        """`urep.training.Task` objects of one fold (`models` None = from the assembly)."""
+        from urep.training.strategies import Task
+
+        batch = self.config.training.heads.batch_size
+        tasks = []
+        for name, data in self.task_data.items():
+            pool = inputs[name] if inputs else data.pool
+            train_index, val_index = data.folds[fold]
+            x = self._norm(pool.images)
+            y = data.targets(pool)
+            optimizer, learning_rate = self._task_train_settings(data.config)
+            tasks.append(Task(
+                name=name, kind=data.config.kind, model=None if models is None else models[name],
+                loss=LOSSES[data.config.kind],
+                train=self._datasets(x[train_index], y[train_index], batch, self.config.seed + fold),
+                val=self._batches(x[val_index], y[val_index], batch), n_train=int(len(train_index)),
+                optimizer={"name": optimizer, "learning_rate": learning_rate}, weight=data.config.loss_weight))
+        return tasks
+
+    def run_strategy(self, strategy: str) -> None:
+        """Fine-tune the heads with `strategy` on every fold; evaluate each fold's models on the test set."""
+        from urep.training.strategies import finetune
+
+        train_config = self._train_config(self.config.training.heads)
+        options = {}
+        if strategy == "alternating" and self.config.alternating_ratio == "equal":
+            options["batches_per_task"] = {t.name: 1 for t in self.config.tasks}
+        n_folds = len(next(iter(self.task_data.values())).folds)
+        for fold in range(n_folds):
+            assembly = self._assembly(strategy, fold)
+            tasks = self._tasks_for_fold(fold, None)
+            started = time.perf_counter()
+            results = finetune(assembly, tasks, strategy, train_config, run=self.manager,
+                               phase=f"{strategy}/fold{fold}", **options)
+            logger.info("%s fold %d fine-tuned in %.1f s", strategy, fold, time.perf_counter() - started)
+            names = list(results)
+            for name, result in results.items():
+                self._record(result, "head", strategy, name, fold, tasks=[name] if strategy == "independent" else names)
+            for name, data in self.task_data.items():
+                model = assembly.task_model(name)
+                out = predict(model, self._norm(data.test.images))
+                self.outputs.setdefault(name, {}).setdefault(strategy, MethodOutputs()).folds.append(out)
+                if fold == 0:
+                    self.saved_models[f"{strategy}/{name}"] = model
+        for name, data in self.task_data.items():
+            self._summarise(name, strategy)
+
+    def _summarise(self, task: str, method: str) -> None:
+        data = self.task_data[task]
+        entry = self.results["tasks"].setdefault(task, {
+            "kind": data.config.kind, "paper_task": data.config.paper_task, "classes": list(data.config.classes),
+            "methods": {}})
+        entry["methods"][method] = summarise_method(data.config.kind, data.truth(), self.outputs[task][method].folds,
+                                                    data.config.classes)
+
+    # -- baselines -----------------------------------------------------------------------------------------
+    def run_baselines(self) -> None:
+        """The traditional approach: a separate denoiser (optional), then one fresh model per task and fold."""
+        from urep.training.loop import train_model
+
+        config = self.config
+        inputs = {name: data.pool for name, data in self.task_data.items()}
+        tests = {name: data.test for name, data in self.task_data.items()}
+        if config.baseline.denoise_inputs and config.source.kind == "cdae":
+            self._train_baseline_denoiser()
+            inputs = {name: self._denoised(a) for name, a in inputs.items()}
+            tests = {name: self._denoised(a) for name, a in tests.items()}
+        train_config = self._train_config(config.training.baseline)
+        batch = config.training.baseline.batch_size
+        for name, data in self.task_data.items():
+            pool = inputs[name]
+            x = self._norm(pool.images)
+            y = data.targets(pool)
+            for fold, (train_index, val_index) in enumerate(data.folds):
+                model = self._baseline_model(data.config, fold)
+                optimizer = config.training.baseline.optimizer
+                if data.config.kind == "segmentation":
+                    optimizer = self._task_train_settings(data.config)[0]
+                result = train_model(
+                    model, LOSSES[data.config.kind],
+                    self._datasets(x[train_index], y[train_index], batch, config.seed + fold),
+                    self._batches(x[val_index], y[val_index], batch), train_config, name=name,
+                    kind=data.config.kind,
+                    optimizer={"name": optimizer, "learning_rate": config.training.baseline.learning_rate},
+                    n_train=int(len(train_index)), run=self.manager, phase=f"baseline/fold{fold}/{name}",
+                    strategy_name="baseline")
+                self._record(result, "baseline", "baseline", name, fold)
+                out = predict(model, self._norm(tests[name].images))
+                self.outputs.setdefault(name, {}).setdefault("baseline", MethodOutputs()).folds.append(out)
+                if fold == 0:
+                    self.saved_models[f"baseline/{name}"] = model
+            self._summarise(name, "baseline")
+
+    def _baseline_model(self, task: TaskConfig, fold: int):
+        """A randomly initialised model per task: the baseline classifier, or the head's architecture."""
+        from urep import models
+
+        if task.kind == "classification":
+            return models.baseline_classifier(input_shape=self.shape, n_classes=len(task.classes),
+                                              name=f"baseline_{task.name}_f{fold}",
+                                              **self.config.baseline.classifier)
+        fresh = self.build_source_model(name=f"baseline_source_{task.name}_f{fold}")
+        if self.config.source.kind == "cdae":
+            return models.segmentation_head_from_autoencoder(fresh, name=task.name)
+        encoder = models.truncate(fresh, "encoder_out")
+        kwargs = {**task.head, **self.config.baseline.segmenter}
+        return models.segmentation_head_from_encoder(encoder, name=task.name, **kwargs)
+
+    def _train_baseline_denoiser(self) -> None:
+        import pandas as pd
+
+        from urep import models
+
+        config = self.config
+        df = pd.concat([self.frames[name] for name in config.source.data], ignore_index=True)
+        arrays = read_arrays(df, config.image_size, config.channels)
+        train, val, test = patient_split(arrays.patients, config.split, config.seed)
+        model = models.baseline_denoiser(input_shape=self.shape, **config.source.model)
+        result = self._train_denoiser(model, arrays, train, val, "baseline_denoiser",
+                                      self._train_config(config.training.baseline,
+                                                         optimizer=config.training.source.optimizer))
+        self._record(result, "denoiser", "baseline", None, None)
+        self.results["baseline_denoising"] = self._evaluate_denoising(model, arrays.images[test], "baseline")
+        self.denoiser = model
+
+    def _denoised(self, arrays: TaskArrays) -> TaskArrays:
+        images = np.clip(predict(self.denoiser, self._norm(arrays.images)), 0.0, 1.0)
+        return TaskArrays(images.astype(np.float32), arrays.masks, arrays.labels, arrays.patients)
+
+    # -- statistics, figures, derivable tasks --------------------------------------------------------------
+    def run_statistics(self) -> None:
+        """Paired tests between every pair of methods (strategies and baseline) on each task."""
+        for name, data in self.task_data.items():
+            outputs = {m: ensemble_outputs(o.folds) for m, o in self.outputs.get(name, {}).items()}
+            if len(outputs) < 2:
+                continue
+            self.results["statistics"] += paired_tests(name, data.config.kind, data.truth(), outputs,
+                                                       self.config.statistics.tests, self.config.statistics.alpha)
+
+    def primary_strategy(self) -> str:
+        return self.config.strategies[0]
+
+    def segmentation_figures(self) -> None:
+        """Test images with the true and predicted masks, per segmentation task and method (fold 0)."""
+        from urep.experiments.figures import segmentation_overlays
+
+        for name, data in self.task_data.items():
+            if data.config.kind != "segmentation":
+                continue
+            k = min(4, len(data.test))
+            for method, outs in self.outputs.get(name, {}).items():
+                path = segmentation_overlays(data.test.images[:k], data.test.masks[:k], outs.folds[0][:k],
+                                             f"{name} ({method})",
+                                             self.run_dir / "figures" / f"segmentation_{name}_{method}.png")
+                self.figures.append(str(path.relative_to(self.run_dir)))
+
+    def run_explain(self) -> None:
+        """Grad-CAM overlays on the explained classification head, and energy inside the task's masks."""
+        from urep.explain import energy_by_class, gradcam, save_overlay
+
+        config = self.config
+        task_name = config.explain.task or next((t.name for t in config.tasks if t.kind == "classification"), None)
+        if not config.explain.gradcam or task_name is None:
+            return
+        task = config.task(task_name)
+        model = self.saved_models[f"{self.primary_strategy()}/{task_name}"]
+        df = task_frame(self.frames[task.test_data or task.data], task, task.test_data or task.data)
+        with_masks = None
+        if config.explain.mask_task is not None:
+            has_mask = df["has_mask"].astype(bool) if "has_mask" in df.columns else df["mask"].notna()
+            df = df[has_mask].reset_index(drop=True)
+            with_masks = True
+        arrays = read_arrays(df, config.image_size, config.channels, task.label, task.classes,
+                             masks=bool(with_masks))
+        if task.test_data is None:
+            test_patients = set(self.task_data[task_name].test.patients)
+            keep = np.flatnonzero(np.isin(arrays.patients, list(test_patients)))
+            arrays = arrays.subset(keep)
+        if len(arrays) == 0:
+            logger.warning("Grad-CAM: no test images for task %s", task_name)
+            return
+        x = self._norm(arrays.images)
+        heatmaps = gradcam(model, x, layer_name="encoder_out")
+        explain: dict[str, Any] = {"task": task_name, "strategy": self.primary_strategy(), "n": int(len(x))}
+        if with_masks:
+            energy = energy_by_class(heatmaps, arrays.masks[..., 0], arrays.labels, list(task.classes))
+            explain["mask_task"] = config.explain.mask_task
+            explain["energy_by_class"] = {k: {kk: vv for kk, vv in v.items() if kk != "values"}
+                                          for k, v in energy.items()}
+            explain["labels"] = "true"
+        order = self._overlay_order(arrays.labels, config.explain.n_images)
+        for i in order:
+            path = self.run_dir / "figures" / "gradcam" / f"{task_name}_{i:03d}_{task.classes[arrays.labels[i]]}.png"
+            save_overlay(path, arrays.images[i, ..., 0], heatmaps[i],
+                         arrays.masks[i, ..., 0] if with_masks else None)
+            self.figures.append(str(path.relative_to(self.run_dir)))
+        self.results["explain"] = explain
+
+    @staticmethod
+    def _overlay_order(labels: np.ndarray, n: int) -> list[int]:
+        """Up to `n` image indices, alternating between classes."""
+        by_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+        order = []
+        while len(order) < n and any(by_class):
+            for indices in by_class:
+                if indices and len(order) < n:
+                    order.append(int(indices.pop(0)))
+        return order
+
+    def run_recommendation(self) -> dict | None:
+        """Merge the flow-type and quality heads into use/exclude decisions on the quality test images."""
+        from urep.explain import recommend
+        from urep.explain.recommendation import RecommendationRules
+
+        rec = self.config.recommendation
+        if not rec.enabled:
+            return None
+        rules = RecommendationRules.from_dict(rec.options) if rec.options else RecommendationRules.paper_default()
+        flow_task, quality_task = self.config.task(rec.flow_task), self.config.task(rec.quality_task)
+        strategy = self.primary_strategy()
+        quality_data = self.task_data[quality_task.name]
+        test_patients = quality_data.test.patients
+        source_name = quality_task.test_data or quality_task.data
+        df = task_frame(self.frames[source_name], quality_task, source_name)
+        df = df[df[flow_task.label].astype(str).isin(flow_task.classes)].reset_index(drop=True)
+        arrays = read_arrays(df, self.config.image_size, self.config.channels, quality_task.label,
+                             quality_task.classes)
+        if quality_task.test_data is None:
+            arrays = arrays.subset(np.flatnonzero(np.isin(arrays.patients, list(set(test_patients)))))
+            df = df[df["patient"].astype(str).isin(set(test_patients))].reset_index(drop=True)
+        x = self._norm(arrays.images)
+        flow_probs = predict(self.saved_models[f"{strategy}/{flow_task.name}"], x)
+        quality_probs = predict(self.saved_models[f"{strategy}/{quality_task.name}"], x)
+        decisions = recommend(flow_probs, quality_probs, rules, flow_task.classes, quality_task.classes)
+        flow_index = {c: i for i, c in enumerate(flow_task.classes)}
+        true_flow = np.eye(len(flow_task.classes))[[flow_index[str(v)] for v in df[flow_task.label]]]
+        true_quality = np.eye(len(quality_task.classes))[arrays.labels]
+        truth = recommend(true_flow, true_quality, rules, flow_task.classes, quality_task.classes)
+        counts: dict[tuple, int] = {}
+        for d in decisions:
+            key = (d["flow"], d["quality"], d["decision"])
+            counts[key] = counts.get(key, 0) + 1
+        agreement = float(np.mean([a["decision"] == b["decision"] for a, b in zip(decisions, truth, strict=True)]))
+        self.results["recommendation"] = {
+            "strategy": strategy, "n": len(decisions), "agreement": agreement, "rules": rules.to_dict(),
+            "counts": [{"flow": f, "quality": q, "recommendation": r, "count": c}
+                       for (f, q, r), c in sorted(counts.items())],
+            "usable": int(sum(d["decision"] == "usable" for d in decisions))}
+        return rules.to_dict()
+
+    # -- saving --------------------------------------------------------------------------------------------
+    def save_models(self, recommendation: dict | None) -> None:
+        """`models/STRATEGY/TASK.keras` for every method, `models/manifest.json`, `normalizer.json`."""
+        from urep.explain import TaskEntry, save_run_models
+        from urep.io import atomic_save
+
+        strategy = self.primary_strategy()
+        entries, manifest_models = {}, {}
+        for task in self.config.tasks:
+            entries[task.name] = TaskEntry(
+                name=task.name, path=f"models/{strategy}/{task.name}.keras", kind=task.kind,
+                image_size=tuple(self.config.image_size), channels=self.config.channels,
+                classes=tuple(task.classes) if task.kind == "classification" else None, strategy=strategy,
+                gradcam_layer="encoder_out")
+            manifest_models[task.name] = self.saved_models[f"{strategy}/{task.name}"]
+        if self.source_model is not None and self.config.source.kind == "cdae":
+            entries["denoising"] = TaskEntry(name="denoising", path="models/source/denoising.keras",
+                                             kind="reconstruction", image_size=tuple(self.config.image_size),
+                                             channels=self.config.channels, strategy="source")
+            manifest_models["denoising"] = self.source_model
+        save_run_models(self.run_dir, manifest_models, entries, self.normalizer, recommendation)
+        if self.source_model is not None and self.config.source.kind != "cdae":
+            atomic_save(self.run_dir / "models" / "source" / "source.keras", self.source_model.save)
+        for key, model in self.saved_models.items():
+            method, task = key.split("/")
+            if method != strategy:
+                atomic_save(self.run_dir / "models" / method / f"{task}.keras", model.save)
+        if self.denoiser is not None:
+            atomic_save(self.run_dir / "models" / "baseline" / "denoiser.keras", self.denoiser.save)
+
+    # -- whole pipeline ------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Every stage in order; returns the results (without environment and timing, added by the runner)."""
+        self.load_data()
+        self.train_source()
+        if self.config.tasks:
+            for strategy in self.config.strategies:
+                logger.info("fine-tuning the heads with the %s strategy", strategy)
+                self.run_strategy(strategy)
+            if self.config.baseline.enabled:
+                logger.info("training the baselines")
+                self.run_baselines()
+            self.run_statistics()
+            if self.config.figures:
+                self.segmentation_figures()
+            self.run_explain()
+            recommendation = self.run_recommendation()
+            self.save_models(recommendation)
+        else:
+            self.save_models(None)
+        self.results["figures"] = sorted(self.figures)
+        return self.results

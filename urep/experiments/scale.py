@@ -1,0 +1,75 @@
+"""Shrink an experiment for a quick run: smaller images, fewer phantoms, fewer epochs and folds.
+
+Used by `urep demo --quick`, the tests (every `*_phantom.yaml` at tiny size) and `urep run --tiny`. Real
+data sources are limited with `DataSource.limit`; phantom sources get fewer patients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from urep.experiments.config import ExperimentConfig, TrainSettings
+
+__all__ = ["shrink", "TINY"]
+
+#: The smallest sensible run: 32x32 images, 12 patients per phantom set, one epoch, two folds.
+TINY = {"image_size": 32, "patients": 12, "epochs": 1, "folds": 2, "limit": 24, "steps": 2}
+
+
+def _train(settings: TrainSettings, epochs: int, steps: int | None) -> TrainSettings:
+    return dataclasses.replace(settings, epochs=min(settings.epochs, epochs),
+                               max_steps_per_epoch=steps if steps is not None else settings.max_steps_per_epoch,
+                               early_stopping_patience=None if epochs <= 2 else settings.early_stopping_patience)
+
+
+def shrink(
+    config: ExperimentConfig,
+    image_size: int | None = TINY["image_size"],
+    patients: int | None = TINY["patients"],
+    epochs: int | None = TINY["epochs"],
+    folds: int | None = TINY["folds"],
+    limit: int | None = TINY["limit"],
+    steps: int | None = TINY["steps"],
+    explain_images: int = 2,
+) -> ExperimentConfig:
+    """A smaller copy of `config` (None keeps a setting).
+
+    Args:
+        config: the experiment.
+        image_size: square image side (phantoms are generated at this size too).
+        patients: at most this many patients per phantom source.
+        epochs: at most this many epochs per phase.
+        folds: cross-validation folds (kept at 0 when the config has none).
+        limit: at most this many images per real data source.
+        steps: at most this many training steps per epoch.
+        explain_images: Grad-CAM overlays drawn.
+
+    Returns:
+        The new config (the original is unchanged).
+    """
+    data = {}
+    for name, source in config.data.items():
+        if source.phantom is not None:
+            phantom = source.phantom
+            if patients is not None:
+                phantom = dataclasses.replace(phantom, n_patients=min(phantom.n_patients, patients))
+            if image_size is not None:
+                phantom = dataclasses.replace(phantom, size=max(32, image_size))
+            source = dataclasses.replace(source, phantom=phantom)
+        elif not source.include and limit is not None:
+            source = dataclasses.replace(source, limit=min(source.limit or limit, limit))
+        data[name] = source
+    changes: dict = {"data": data}
+    if image_size is not None:
+        changes["image_size"] = (image_size, image_size)
+    if epochs is not None:
+        changes["training"] = dataclasses.replace(
+            config.training, source=_train(config.training.source, epochs, steps),
+            heads=_train(config.training.heads, epochs, steps), baseline=_train(config.training.baseline, epochs, steps))
+    if folds is not None and config.cross_validation.folds:
+        changes["cross_validation"] = dataclasses.replace(config.cross_validation, folds=folds)
+    changes["explain"] = dataclasses.replace(config.explain, n_images=min(config.explain.n_images, explain_images))
+    changes["source"] = dataclasses.replace(config.source, examples=min(config.source.examples, 2))
+    shrunk = dataclasses.replace(config, **changes)
+    object.__setattr__(shrunk, "path", config.path)
+    return shrunk
