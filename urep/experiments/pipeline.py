@@ -383,7 +383,7 @@ class UrepPipeline:
                 self.outputs.setdefault(name, {}).setdefault(strategy, MethodOutputs()).folds.append(out)
                 if fold == 0:
                     self.saved_models[f"{strategy}/{name}"] = model
-        for name, data in self.task_data.items():
+        for name in self.task_data:
             self._summarise(name, strategy)
 
     def _summarise(self, task: str, method: str) -> None:
