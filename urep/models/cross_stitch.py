@@ -149,8 +149,11 @@ def default_stitch_points(column: keras.Model) -> tuple[str, ...]:
     return tuple(layer.name for layer in _chain_layers(column) if _is_nonlinearity(layer))
 
 
-def _clone_layer(layer: keras.layers.Layer, name: str) -> keras.layers.Layer:
-    return type(layer).from_config({**layer.get_config(), "name": name})
+def _clone_layer(layer: keras.layers.Layer, name: str, trainable: bool | None) -> keras.layers.Layer:
+    config = {**layer.get_config(), "name": name}
+    if trainable is not None:
+        config["trainable"] = trainable
+    return type(layer).from_config(config)
 
 
 def cross_stitch_network(
@@ -161,6 +164,7 @@ def cross_stitch_network(
     self_weight: float = 0.9,
     per_channel: bool = False,
     copy_weights: bool = True,
+    trainable: bool | None = None,
     name: str = "cross_stitch",
 ) -> keras.Model:
     """Build n task columns of the same architecture linked by cross-stitch units, with one head per column.
@@ -183,6 +187,8 @@ def cross_stitch_network(
         per_channel: one mixing matrix per channel (see `CrossStitch`).
         copy_weights: start every column from the template's weights (otherwise each column is freshly
             initialized by its layers' initializers).
+        trainable: force every column layer trainable (True) or frozen (False); None keeps each template
+            layer's flag.
         name: model name.
 
     Returns:
@@ -220,7 +226,7 @@ def cross_stitch_network(
     inputs = keras.Input(tuple(template.inputs[0].shape[1:]), name=input_layers[0].name if input_layers else "image")
     tensors = [inputs] * len(tasks)
     for layer in layers:
-        clones = [_clone_layer(layer, f"{task}_{layer.name}") for task in tasks]
+        clones = [_clone_layer(layer, f"{task}_{layer.name}", trainable) for task in tasks]
         tensors = [clone(tensor) for clone, tensor in zip(clones, tensors, strict=True)]
         if copy_weights:
             for clone in clones:
@@ -238,3 +244,102 @@ def cross_stitch_network(
 def cross_stitch_units(model: keras.Model) -> list[CrossStitch]:
     """The `CrossStitch` layers of a model, in order."""
     return [layer for layer in model.layers if isinstance(layer, CrossStitch)]
+
+
+class CrossStitchAssembly:
+    """A cross-stitch network with one task model per output (the soft-sharing twin of `MultiTaskModel`).
+
+    Args:
+        network: a `cross_stitch_network` model with dict outputs `{task: tensor}`.
+        kinds: task -> head kind ("classification", "segmentation", ...).
+        settings: how it was built (stitch points, initialization), kept for results.
+
+    Attributes:
+        task_models: task -> `keras.Model(network.input, network.output[task])`; the models share every layer
+            (both columns and all cross-stitch units), so each task's prediction uses every column.
+    """
+
+    def __init__(self, network: keras.Model, kinds: Mapping[str, str] | None = None,
+                 settings: Mapping[str, Any] | None = None) -> None:
+        if not isinstance(network.output, dict):
+            raise ValueError(f"network {network.name!r} must have dict outputs {{task: tensor}}")
+        self.network = network
+        self.task_models = {
+            task: keras.Model(network.input, tensor, name=f"{network.name}_{task}")
+            for task, tensor in network.output.items()
+        }
+        self.kinds = dict(kinds or {})
+        self.settings = dict(settings or {})
+
+    @property
+    def task_names(self) -> list[str]:
+        """Task names in output order."""
+        return list(self.task_models)
+
+    @property
+    def units(self) -> list[CrossStitch]:
+        """The cross-stitch units, in order."""
+        return cross_stitch_units(self.network)
+
+    def mixing_matrices(self) -> dict[str, list]:
+        """Unit name -> its current mixing matrix as nested lists (JSON-ready)."""
+        return {unit.name: unit.mixing_matrix.tolist() for unit in self.units}
+
+
+def _head_copy(assembly: Any, task: str) -> keras.Model:
+    """A copy (new layers, same weights, all trainable) of one head of a `MultiTaskModel`."""
+    encoder = assembly.encoder
+    task_model = assembly.task_models[task]
+    head = keras.Model(encoder.output, task_model.output, name=f"{task}_head")
+    copy = keras.models.clone_model(head)
+    copy.set_weights(head.get_weights())
+    for layer in copy.layers:
+        layer.trainable = True
+    return copy
+
+
+def cross_stitch_from_assembly(
+    assembly: Any,
+    tasks: Sequence[str] | None = None,
+    stitch_after: Sequence[str] | None = None,
+    self_weight: float = 0.9,
+    per_channel: bool = False,
+    name: str = "cross_stitch",
+) -> CrossStitchAssembly:
+    """The soft-sharing counterpart of a hard-sharing `MultiTaskModel`: same encoder, same heads, two+ columns.
+
+    Every column is a copy of the shared encoder with its current weights (the UMS-Rep representation) and
+    every head a copy of the assembly's head with its weights, so cross-stitch starts where the hard-sharing
+    strategies start; the assembly itself is not changed. All copied layers are trainable.
+
+    Args:
+        assembly: a `urep.models.MultiTaskModel` (anything with `encoder`, `task_models` and `kinds`).
+        tasks: the tasks to keep, in column order (default: all, in the assembly's order); at least 2.
+        stitch_after: encoder layer names after which to stitch (default: every non-linearity).
+        self_weight: initial diagonal of the mixing matrices.
+        per_channel: one mixing matrix per channel.
+        name: network name.
+
+    Returns:
+        A `CrossStitchAssembly`.
+
+    Raises:
+        KeyError: a task that the assembly does not have.
+        ValueError: fewer than 2 tasks, or an encoder that is not a chain of layers.
+    """
+    names = list(assembly.task_models) if tasks is None else list(tasks)
+    unknown = [task for task in names if task not in assembly.task_models]
+    if unknown:
+        raise KeyError(f"tasks {unknown} are not heads of the assembly (heads: {list(assembly.task_models)})")
+    heads = {task: _head_copy(assembly, task) for task in names}
+    network = cross_stitch_network(
+        lambda: assembly.encoder, n_tasks=len(names), stitch_after=stitch_after, heads=heads,
+        self_weight=self_weight, per_channel=per_channel, copy_weights=True, trainable=True, name=name,
+    )
+    kinds = getattr(assembly, "kinds", {})
+    settings = {
+        "column_layers": [layer.name for layer in _chain_layers(assembly.encoder)],
+        "stitch_after": [unit.name.removeprefix("cross_stitch_") for unit in cross_stitch_units(network)],
+        "self_weight": self_weight, "per_channel": per_channel,
+    }
+    return CrossStitchAssembly(network, {task: kinds.get(task, "custom") for task in names}, settings)
