@@ -7,13 +7,35 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import batches, disc_phantoms
+import tensorflow as tf
 
 from urep.models import MultiTaskModel
 from urep.models.cross_stitch import CrossStitchAssembly, cross_stitch_from_assembly
 from urep.training import TrainConfig
 from urep.training.cross_stitch import cross_stitch
 from urep.training.strategies import STRATEGIES, Task, finetune
+
+
+def disc_phantoms(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`n` 32x32 noise images, half with a bright disc: images, one-hot labels (disc or not), disc masks."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:32, :32]
+    images = rng.uniform(0.0, 0.3, (n, 32, 32, 1)).astype("float32")
+    masks = np.zeros((n, 32, 32, 1), "float32")
+    labels = np.zeros((n, 2), "float32")
+    for i in range(n):
+        labels[i, i % 2] = 1.0
+        if i % 2:
+            disc = (yy - rng.integers(10, 22)) ** 2 + (xx - rng.integers(10, 22)) ** 2 <= rng.integers(5, 9) ** 2
+            images[i, disc, 0] += 0.6
+            masks[i, disc, 0] = 1.0
+    return images, labels, masks
+
+
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int = 8):
+    """An `epoch -> tf.data.Dataset` factory, shuffled with the epoch as seed."""
+    return lambda epoch: tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
+        len(x), seed=epoch, reshuffle_each_iteration=False).batch(batch_size)
 
 
 def tiny_assembly(seed: int = 0) -> MultiTaskModel:
@@ -43,9 +65,9 @@ def tiny_tasks() -> list[Task]:
     images, labels, masks = disc_phantoms(32, seed=0)
     val_images, val_labels, val_masks = disc_phantoms(16, seed=1)
     return [
-        Task("cls", "classification", None, "categorical_crossentropy", batches(images, labels, seed=0),
+        Task("cls", "classification", None, "categorical_crossentropy", batches(images, labels),
              batches(val_images, val_labels), n_train=32),
-        Task("seg", "segmentation", None, "binary_crossentropy", batches(images, masks, seed=0),
+        Task("seg", "segmentation", None, "binary_crossentropy", batches(images, masks),
              batches(val_images, val_masks), n_train=32),
     ]
 
