@@ -456,3 +456,24 @@ def test_shared_data_png_reads(shared_data):
     assert image.shape == (64, 64) and 0.0 <= image.min() < image.max() <= 1.0
     mask = read_mask(shared_data / "montgomery" / "masks" / image_path.name, size=64)
     assert set(np.unique(mask)) == {0, 1} and 0.1 < mask.mean() < 0.6
+
+
+@pytest.mark.filterwarnings("ignore:End of file reached")
+def test_image_shape_checks_truncation_and_raw_size(tmp_path):
+    good = _write(tmp_path / "a.jpg", RNG.integers(0, 256, (40, 50), dtype=np.uint8))
+    progressive = tmp_path / "p.jpg"
+    assert cv2.imwrite(str(progressive), np.zeros((40, 50), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    assert image_shape(progressive) == (40, 50)
+    data = good.read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) - 10])
+    with pytest.raises(ImageReadError, match=r"cut\.jpg: truncated JPEG"):
+        image_shape(tmp_path / "cut.jpg")
+    (tmp_path / "short.IMG").write_bytes(b"\x00" * 100)
+    with pytest.raises(ImageReadError, match=r"short\.IMG: raw file has 100 bytes"):
+        image_shape(tmp_path / "short.IMG")
+    (tmp_path / "bad.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\xff" * 20)
+    with pytest.raises(ImageReadError, match=r"bad\.dcm: cannot read DICOM header"):
+        image_shape(tmp_path / "bad.dcm")
+    bmp = _write(tmp_path / "a.bmp", np.zeros((3, 4), np.uint8))
+    assert image_shape(bmp) == (3, 4)
+    assert image_shape(f"{bmp};{good}") == (3, 4)
