@@ -17,8 +17,9 @@ Semantics (Keras' callbacks, implemented here because the loops are custom):
 
 Time attribution (`TrainResult.seconds`): each epoch's wall clock is split into each task's own training
 steps (measured around them; in the joint strategy one step trains every task, so its time is split
-equally), each task's own evaluation, and the rest (checkpoints, logs) split equally, so that the tasks'
-seconds add up to `phase_seconds`, the wall clock of the whole phase (the time the shared encoder trained).
+equally), each task's own evaluation, and the engine's bookkeeping split equally, so that the tasks' seconds
+add up to `phase_seconds`, the wall clock of the whole phase (the time the shared encoder trained). Writing
+checkpoints and TensorBoard logs (I/O, not training) is left out of both.
 """
 
 from __future__ import annotations
@@ -440,20 +441,22 @@ class PhaseEngine:
         learning_rates = {t.name: learning_rate_of(t.optimizer) for t in self.tasks}
         total = time.perf_counter() - start
         overhead = max(total - sum(outcome.seconds.values()) - sum(eval_seconds.values()), 0.0)
+        entries = {}
         for task in self.tasks:
             name = task.name
             seconds = outcome.seconds[name] + eval_seconds[name] + overhead / len(self.tasks)
             state["seconds"][name] += seconds
             state["steps"][name] += outcome.steps[name]
-            entry = {**logs[name], "lr": learning_rates[name], "seconds": seconds,
-                     **outcome.scalars.get(name, {})}
-            for key, value in entry.items():
+            entries[name] = {**logs[name], "lr": learning_rates[name], "seconds": seconds,
+                             **outcome.scalars.get(name, {})}
+            for key, value in entries[name].items():
                 state["history"][name].setdefault(key, []).append(float(value))
-            if self.run is not None and config.tensorboard:
-                self.run.log_scalars(self.phase, name, epoch + 1, entry)
-        state["phase_seconds"] += time.perf_counter() - start
+        state["phase_seconds"] += total
         state["epoch"] = epoch + 1
         logger.info(format_epoch_line(self.phase, epoch + 1, config.epochs, total, logs, learning_rates))
+        if self.run is not None and config.tensorboard:
+            for name, entry in entries.items():
+                self.run.log_scalars(self.phase, name, epoch + 1, entry)
         if checkpoint is not None and config.checkpoint_every_epoch:
             plateau, early = self._controller_state()
             state["plateau"], state["early"] = plateau, early

@@ -1,0 +1,182 @@
+"""Fine-tuning strategies on a tiny shared encoder: what each one updates, schedules and sums."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import batches, disc_phantoms, tiny_encoder_and_heads
+
+from urep.training import STRATEGIES, Task, TrainConfig, finetune
+from urep.training.strategies import alternating_ratio
+
+FAST = {"jit_compile": False, "progress_bar": False, "optimizer": "adam", "learning_rate": 1e-2}
+
+
+def _tasks(cls, seg, x, y, m, n_seg=None, seg_weight=1.0):
+    n_seg = n_seg or len(x)
+    return [
+        Task("cls", "classification", cls, "categorical_crossentropy", batches(x, y, seed=1), batches(x, y),
+             n_train=len(x)),
+        Task("seg", "segmentation", seg, "binary_crossentropy", batches(x[:n_seg], m[:n_seg], seed=2),
+             batches(x, m), n_train=n_seg, weight=seg_weight),
+    ]
+
+
+def _values(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def _head_vars(model, encoder):
+    shared = {id(v) for v in encoder.weights}
+    return [v for v in model.weights if id(v) not in shared]
+
+
+def test_registry_names():
+    assert {"independent", "alternating", "joint"} <= set(STRATEGIES)
+
+
+def test_independent_leaves_every_shared_variable_bit_identical_and_trains_heads(phantoms):
+    x, y, m = phantoms
+    encoder, cls, seg = tiny_encoder_and_heads()
+    shared_before = _values(encoder.weights)
+    heads_before = _values(_head_vars(cls, encoder) + _head_vars(seg, encoder))
+    results = finetune(None, _tasks(cls, seg, x, y, m), "independent", TrainConfig(epochs=2, **FAST))
+    for before, variable in zip(shared_before, encoder.weights, strict=True):
+        np.testing.assert_array_equal(before, variable.numpy(), err_msg=variable.path)
+    heads_after = _values(_head_vars(cls, encoder) + _head_vars(seg, encoder))
+    assert all(not np.array_equal(a, b) for a, b in zip(heads_before, heads_after, strict=True) if a.size > 1)
+    # heads only are trainable while frozen, and the encoder is trainable again afterwards
+    assert results["cls"].trainable_params == 8 * 2 + 2
+    assert results["cls"].total_params == cls.count_params()
+    assert all(layer.trainable for layer in encoder.layers)
+    assert results["seg"].history["loss"][-1] < results["seg"].history["loss"][0]
+    assert results["cls"].phase == "independent/cls" and results["cls"].strategy == "independent"
+
+
+@pytest.mark.parametrize("strategy", ["alternating", "joint"])
+def test_alternating_and_joint_update_the_shared_encoder_and_reduce_losses(phantoms, strategy):
+    x, y, m = phantoms
+    encoder, cls, seg = tiny_encoder_and_heads()
+    trainable_before = _values(encoder.trainable_weights)
+    seg_weight = 0.5 if strategy == "joint" else 1.0
+    results = finetune(None, _tasks(cls, seg, x, y, m, seg_weight=seg_weight), strategy,
+                       TrainConfig(epochs=3, **FAST))
+    changed = [not np.array_equal(a, v.numpy()) for a, v in zip(trainable_before, encoder.trainable_weights,
+                                                                strict=True)]
+    assert all(changed)
+    for name in ("cls", "seg"):
+        history = results[name].history
+        assert history["loss"][-1] < history["loss"][0], (name, history["loss"])
+        assert len(history["val_loss"]) == 3 and len(history["lr"]) == 3
+        assert results[name].trainable_params == sum(int(np.prod(v.shape)) for v in
+                                                     (cls if name == "cls" else seg).trainable_weights)
+    assert results["seg"].history["loss"][-1] < 0.6
+    # the tasks' seconds add up to the phase's wall clock
+    total = results["cls"].seconds + results["seg"].seconds
+    assert total == pytest.approx(results["cls"].phase_seconds, rel=1e-6)
+    # the combined monitored value is the weighted sum of the tasks' validation losses
+    combined = results["cls"].extra["phase_history"]["val_loss"]
+    expected = np.add(results["cls"].history["val_loss"], seg_weight * np.asarray(results["seg"].history["val_loss"]))
+    np.testing.assert_allclose(combined, expected, rtol=1e-6)
+    if strategy == "joint":
+        assert results["seg"].history["loss_weight"] == [0.5] * 3
+        assert results["cls"].extra["loss_weighting"] == {"method": "fixed", "weights": {"cls": 1.0, "seg": 0.5}}
+
+
+def test_alternating_schedule_visits_tasks_in_the_configured_ratio():
+    x, y, m = disc_phantoms(32, seed=3)
+    encoder, cls, seg = tiny_encoder_and_heads()
+    # default: proportional to dataset sizes (32 vs 16 examples -> 2:1)
+    tasks = _tasks(cls, seg, x, y, m, n_seg=16)
+    for task in tasks:
+        task.val = None
+    assert alternating_ratio(tasks) == {"cls": 2, "seg": 1}
+    config = TrainConfig(epochs=1, monitor="loss", **FAST)
+    results = finetune(None, tasks, "alternating", config)
+    schedule = results["cls"].extra["schedule"]
+    assert schedule["first_epoch_segments"] == [["cls", 2], ["seg", 1]] * 2
+    assert schedule["batches_per_epoch"] == [{"cls": 4, "seg": 2}]
+    assert results["cls"].steps_run == 4 and results["seg"].steps_run == 2
+    # explicit counts: 1 cls batch then 3 seg batches; seg (2 batches/epoch) wraps around its data
+    results = finetune(None, tasks, "alternating", config, batches_per_task={"cls": 1, "seg": 3})
+    schedule = results["seg"].extra["schedule"]
+    assert schedule["first_epoch_segments"] == [["cls", 1], ["seg", 3]] * 4
+    assert schedule["batches_per_epoch"] == [{"cls": 4, "seg": 12}]
+
+
+def test_alternating_ratio_errors():
+    x, y, m = disc_phantoms(8)
+    _, cls, seg = tiny_encoder_and_heads()
+    tasks = _tasks(cls, seg, x, y, m)
+    with pytest.raises(ValueError, match="missing"):
+        alternating_ratio(tasks, {"cls": 1})
+    with pytest.raises(ValueError, match=">= 1"):
+        alternating_ratio(tasks, {"cls": 1, "seg": 0})
+    tasks[1].n_train = None
+    with pytest.raises(ValueError, match="lack"):
+        alternating_ratio(tasks)
+
+
+def test_joint_loss_is_the_weighted_sum_of_the_task_losses():
+    import keras
+
+    from urep.training.distribute import get_strategy
+    from urep.training.loss_weighting import FixedWeights
+    from urep.training.steps import JointStep
+
+    x, y, m = disc_phantoms(8, seed=5)
+    _, cls, seg = tiny_encoder_and_heads()
+    cce, bce = keras.losses.CategoricalCrossentropy(), keras.losses.BinaryCrossentropy()
+    expected_cls = float(cce(y, cls(x, training=True)))
+    expected_seg = float(bce(m, seg(x[::-1], training=True)))
+    weighting = FixedWeights({"cls": 0.3, "seg": 2.0})
+    strategy = get_strategy()
+    weighting.build(["cls", "seg"], ["classification", "segmentation"], [1.0, 1.0], strategy)
+    step = JointStep(["cls", "seg"], [cls, seg], [cce, bce], weighting, keras.optimizers.SGD(0.1), strategy,
+                     jit_compile=False)
+    total, losses = step.train_step([(x, y), (x[::-1], m)])
+    np.testing.assert_allclose(losses.numpy(), [expected_cls, expected_seg], rtol=1e-5)
+    assert float(total) == pytest.approx(0.3 * expected_cls + 2.0 * expected_seg, rel=1e-5)
+
+
+def test_finetune_with_a_multitask_model_assembly(phantoms):
+    import keras
+
+    from urep.models import MultiTaskModel
+
+    x, y, m = phantoms
+    encoder, _, _ = tiny_encoder_and_heads()
+    assembly = MultiTaskModel(encoder, name="tiny")
+    assembly.add_classification_head("cls", n_classes=2, dense_units=8)
+    assembly.add_head("seg", lambda enc, name: keras.Model(enc.input, keras.layers.Conv2D(
+        1, 3, padding="same", activation="sigmoid", name=f"{name}_out")(keras.layers.UpSampling2D(
+            4, name=f"{name}_up")(enc.output))), kind="segmentation")
+    tasks = [Task("cls", "classification", None, "categorical_crossentropy", batches(x, y), n_train=32),
+             Task("seg", "segmentation", None, "binary_crossentropy", batches(x, m), n_train=32)]
+    shared_before = _values(assembly.shared_variables)
+    config = TrainConfig(epochs=1, monitor="loss", **FAST)
+    results = finetune(assembly, tasks, "independent", config)
+    for before, variable in zip(shared_before, assembly.shared_variables, strict=True):
+        np.testing.assert_array_equal(before, variable.numpy())
+    assert not assembly.shared_frozen
+    assert results["cls"].trainable_params == sum(int(np.prod(v.shape)) for v in
+                                                  assembly.head_variables("cls", trainable_only=True))
+
+
+def test_finetune_rejects_bad_input(phantoms):
+    x, y, m = phantoms
+    _, cls, seg = tiny_encoder_and_heads()
+    tasks = _tasks(cls, seg, x, y, m)
+    with pytest.raises(ValueError, match="unknown fine-tuning strategy 'mixed'"):
+        finetune(None, tasks, "mixed", TrainConfig(epochs=1))
+    with pytest.raises(ValueError, match="unique"):
+        finetune(None, [tasks[0], tasks[0]], "joint", TrainConfig(epochs=1))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Task("a", "detection", cls, "mse", batches(x, y))
+    with pytest.raises(ValueError, match="task name"):
+        Task("a/b", "classification", cls, "mse", batches(x, y))
+    with pytest.raises(ValueError, match="no model"):
+        finetune(None, [Task("a", "classification", None, "mse", batches(x, y))], "joint", TrainConfig(epochs=1))
+    with pytest.raises(ValueError, match="needs validation data"):
+        finetune(None, [Task("cls", "classification", cls, "categorical_crossentropy", batches(x, y))],
+                 "independent", TrainConfig(epochs=1, **FAST))
