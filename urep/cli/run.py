@@ -1,12 +1,72 @@
-"""`urep run` (not implemented yet)."""
+"""`urep run CONFIG --out DIR`: run an experiment config (or a suite) into a run directory."""
 
 from __future__ import annotations
 
+import argparse
+import logging
+
+logger = logging.getLogger(__name__)
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("run", help="(not implemented yet)")
-    parser.set_defaults(func=_not_implemented)
+    parser = subparsers.add_parser(
+        "run", help="run an experiment config (experiments/*.yaml or a shipped name) into a run directory",
+        description="Run an experiment: source representation, heads with each strategy, baselines, tests, "
+                    "Grad-CAM, recommendation, tables and figures. CONFIG is a YAML file or the name of a "
+                    "shipped config (e.g. cxr_heterogeneous_phantom).")
+    parser.add_argument("config", metavar="CONFIG", help="YAML file or shipped config name")
+    parser.add_argument("--out", required=True, metavar="DIR", help="run directory (must be new or empty)")
+    parser.add_argument("--data-root", metavar="DIR",
+                        help="folder the config's data roots are relative to (default $UREP_DATA_ROOT or .)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run directory")
+    parser.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    parser.add_argument("--seed", type=int, help="override the config's seed")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override a config key (YAML value), e.g. --set training.heads.epochs=5; repeatable")
+    parser.add_argument("--tiny", action="store_true",
+                        help="shrink the run to a smoke test (32x32, 1 epoch, 2 folds, few images)")
+    parser.set_defaults(func=main)
 
 
-def _not_implemented(args) -> int:
-    raise SystemExit("urep run is not implemented yet")
+def main(args: argparse.Namespace) -> int:
+    from urep.experiments.config import ConfigError, SuiteConfig, load_any
+    from urep.io import RunDirExistsError
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    try:
+        config = load_any(args.config, data_root=args.data_root, overrides=overrides)
+        if isinstance(config, SuiteConfig):
+            return _run_suite(config, args, overrides)
+        if args.tiny:
+            from urep.experiments.scale import shrink
+
+            config = shrink(config)
+        from urep.experiments.runner import run_experiment
+
+        results = run_experiment(config, args.out, data_root=args.data_root, resume=args.resume,
+                                 overwrite=args.overwrite)
+    except (ConfigError, FileNotFoundError, RunDirExistsError) as err:
+        raise SystemExit(f"urep run: {err}") from err
+    _print_summary(results, args.out)
+    return 0
+
+
+def _run_suite(suite, args: argparse.Namespace, overrides: list[str]) -> int:
+    from urep.experiments.runner import run_suite
+
+    if args.tiny:
+        raise SystemExit("urep run: --tiny applies to single experiments, not to suites; run the parts one by one")
+    results = run_suite(suite, args.out, data_root=args.data_root, resume=args.resume, overwrite=args.overwrite,
+                        overrides=overrides)
+    for name, part in results["parts"].items():
+        _print_summary(part, f"{args.out}/{name}")
+    return 0
+
+
+def _print_summary(results: dict, out: str) -> None:
+    from urep.experiments.report import summary_table
+
+    print(summary_table(results).to_markdown())
+    print(f"Report: {out}/report.md (tables in {out}/tables, figures in {out}/figures)")
