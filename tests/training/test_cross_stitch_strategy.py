@@ -124,6 +124,9 @@ def test_finetune_trains_columns_and_units_and_reports_like_joint():
 def test_a_given_cross_stitch_assembly_is_trained_in_place():
     network = cross_stitch_from_assembly(tiny_assembly(), per_channel=True)
     assert isinstance(network, CrossStitchAssembly)
+    assert network.task_model("seg") is network.task_models["seg"] and network.kind("seg") == "segmentation"
+    with pytest.raises(KeyError, match="no task 'zz'"):
+        network.task_model("zz")
     before = network.network.get_layer("cls_enc_conv1").get_weights()[0].copy()
     results = cross_stitch(network, tiny_tasks(), config(epochs=1))
     assert not np.allclose(network.network.get_layer("cls_enc_conv1").get_weights()[0], before)

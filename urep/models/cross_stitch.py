@@ -276,6 +276,22 @@ class CrossStitchAssembly:
         """Task names in output order."""
         return list(self.task_models)
 
+    def task_model(self, name: str) -> keras.Model:
+        """The task model of `name` (as `MultiTaskModel.task_model`).
+
+        Raises:
+            KeyError: unknown task, listing the known ones.
+        """
+        if name not in self.task_models:
+            raise KeyError(f"no task {name!r} in cross-stitch network {self.network.name!r} "
+                           f"(tasks: {self.task_names})")
+        return self.task_models[name]
+
+    def kind(self, name: str) -> str:
+        """The head kind of task `name` ("custom" when unknown)."""
+        self.task_model(name)
+        return self.kinds.get(name, "custom")
+
     @property
     def units(self) -> list[CrossStitch]:
         """The cross-stitch units, in order."""

@@ -97,6 +97,9 @@ def cross_stitch(
     elif hasattr(assembly, "encoder") and hasattr(assembly, "task_models"):
         network = cross_stitch_from_assembly(assembly, tasks=names, stitch_after=stitch_after,
                                              self_weight=self_weight, per_channel=per_channel)
+        logger.warning("cross_stitch: trained a new network built from %s; its task models are not the "
+                       "assembly's (build it with cross_stitch_from_assembly and pass it to use them)",
+                       type(assembly).__name__)
     else:
         raise TypeError("cross_stitch needs a MultiTaskModel (encoder + heads) or a CrossStitchAssembly, got "
                         f"{type(assembly).__name__}")
