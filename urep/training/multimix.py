@@ -54,6 +54,7 @@ import tensorflow as tf
 
 from urep.data.augment import STRONG_OPS, weak_strong_pairs, weakly_augmented
 from urep.io import atomic_write_json
+from urep.losses import dice_loss
 from urep.metrics import classification_metrics, reconstruction_metrics, segmentation_metrics
 from urep.models.multimix import MultiMix, multimix
 
@@ -414,25 +415,6 @@ def segmentation_kl(labelled_probs: tf.Tensor, unlabelled_probs: tf.Tensor, mode
     return tf.reduce_mean(kl)
 
 
-def soft_dice_loss(masks: tf.Tensor, probs: tf.Tensor, smooth: float = 1.0) -> tf.Tensor:
-    """``1 - (2 Σ y p + s) / (Σ y + Σ p + s)`` per image, averaged over the batch (the public code's dice_loss).
-
-    Args:
-        masks: ``(batch, H, W, 1)`` 0/1.
-        probs: ``(batch, H, W, 1)`` sigmoid probabilities.
-        smooth: the smoothing constant s (1, as the public code).
-
-    Returns:
-        A scalar in [0, 1].
-    """
-    masks = tf.cast(masks, tf.float32)
-    probs = tf.cast(probs, tf.float32)
-    axes = (1, 2, 3)
-    intersection = tf.reduce_sum(masks * probs, axis=axes)
-    total = tf.reduce_sum(masks, axis=axes) + tf.reduce_sum(probs, axis=axes)
-    return tf.reduce_mean(1.0 - (2.0 * intersection + smooth) / (total + smooth))
-
-
 # --------------------------------------------------------------------------------------------------------
 # Model, data and step
 # --------------------------------------------------------------------------------------------------------
@@ -543,7 +525,8 @@ def _make_train_step(model: MultiMix, optimizer: keras.optimizers.Optimizer, con
             if parts.segmentation:
                 logits = network(seg_inputs, training=True)["segmentation_logits"]
                 probs = tf.sigmoid(tf.cast(logits, tf.float32))
-                terms["dice"] = soft_dice_loss(batch["seg_masks"], probs[:n_labelled])
+                # Soft Dice per image (smooth 1), averaged over the batch: the public code's dice_loss.
+                terms["dice"] = tf.reduce_mean(dice_loss(batch["seg_masks"], probs[:n_labelled], per_image=True))
                 total += config.dice_weight * terms["dice"]
                 if parts.kl:
                     terms["kl"] = segmentation_kl(probs[:n_labelled], probs[n_labelled:], config.kl_mode)
