@@ -27,16 +27,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from urep.io import atomic_save
 from urep.seed import seed_everything
 from urep.training.config import TrainConfig, make_optimizer, resolve_mode
 from urep.training.distribute import check_precision, distribute_dataset, get_strategy
@@ -115,6 +116,26 @@ def resolve_loss(loss: str | Callable) -> Callable:
         return keras.losses.get(loss)
     except ValueError as error:
         raise ValueError(f"unknown loss {loss!r}: not in urep.losses nor keras.losses") from error
+
+
+def save_weights(model: keras.Model, path: str | Path) -> Path:
+    """Atomically write `model.save_weights` to `path` (which must end in `.weights.h5`).
+
+    (`urep.io.atomic_save` names its temporary file `.NAME.tmpPID.h5`, which Keras 3 refuses because the
+    name must end in `.weights.h5`; this writes `.NAME.tmpPID.weights.h5` and renames it.)
+    """
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        raise ValueError(f"weights file name must end in .weights.h5, got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.tmp{os.getpid()}.weights.h5")
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def learning_rate_of(optimizer) -> float:
@@ -292,7 +313,8 @@ class PhaseEngine:
         run: where to checkpoint/log, or None (in memory only).
         extra_variables: more state to checkpoint (loss-weighting variables and their optimizer).
         extra_info: `() -> dict` stored in every result's `extra` (schedule, loss weights, ...).
-        steps_hint: training steps per epoch for the progress bar (None: unknown).
+        steps_hint: training steps per epoch for the progress bar, or a function computing it when training
+            starts (None: unknown).
 
     Raises:
         ValueError: `config.monitor` needs validation data that a task lacks, or task names repeat.
@@ -301,7 +323,7 @@ class PhaseEngine:
     def __init__(self, phase: str, strategy_name: str, tasks: Sequence[PhaseTask], config: TrainConfig,
                  train_epoch: Callable[[int, ProgressBar], EpochOutcome], run: Run | None = None,
                  extra_variables: Sequence = (), extra_info: Callable[[], dict] | None = None,
-                 steps_hint: int | None = None) -> None:
+                 steps_hint: int | Callable[[], int | None] | None = None) -> None:
         names = [task.name for task in tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique within a phase, got {names}")
@@ -390,6 +412,8 @@ class PhaseEngine:
                     return {name: TrainResult.from_dict(result) for name, result in state["results"].items()}
                 logger.info("phase %s resumes after epoch %d", self.phase, state["epoch"])
         show_bar = progress_enabled(config.progress_bar)
+        if callable(self.steps_hint):
+            self.steps_hint = self.steps_hint()
         for epoch in range(state["epoch"], config.epochs):
             stop, best_values = self._one_epoch(epoch, state, best_values, checkpoint, show_bar)
             if stop:
@@ -475,8 +499,7 @@ class PhaseEngine:
         for task in self.tasks:
             path = None
             if checkpoint is not None:
-                path = str(checkpoint.directory / f"{task.name}.weights.h5")
-                atomic_save(path, task.model.save_weights)
+                path = str(save_weights(task.model, checkpoint.directory / f"{task.name}.weights.h5"))
             trainable, total = self.params[task.name]
             task_best = state["task_best"][task.name]
             results[task.name] = TrainResult(
@@ -557,7 +580,7 @@ def train_model(model: keras.Model, loss: str | Callable, train: DataSource, val
     steps = TaskSteps(name, model, resolve_loss(loss), optimizer, strategy, config.jit_compile, variables, metrics)
     task = PhaseTask(name=name, model=model, evaluator=steps, train=train, val=val, optimizer=optimizer,
                      n_train=n_train, kind=kind)
-    hint = steps_per_epoch(epoch_dataset(train, 0), n_train, config.batch_size, config.max_steps_per_epoch)
     engine = PhaseEngine(phase or name, strategy_name, [task], config, single_task_epoch(task, steps, config, strategy),
-                         run=run, steps_hint=hint)
+                         run=run, steps_hint=lambda: steps_per_epoch(epoch_dataset(train, 0), n_train,
+                                                                     config.batch_size, config.max_steps_per_epoch))
     return engine.fit()[name]

@@ -354,8 +354,10 @@ def alternating(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run |
             schedule["first_epoch_segments"] = segments
         return EpochOutcome({n: sums[n] / counts[n] for n in sums}, counts, seconds)
 
-    hint = sum(ratio.values()) * max(
-        math.ceil(_epoch_steps(t, epoch_dataset(t.train, 0), config) / ratio[t.name]) for t in tasks)
+    def hint() -> int:
+        return sum(ratio.values()) * max(
+            math.ceil(_epoch_steps(t, epoch_dataset(t.train, 0), config) / ratio[t.name]) for t in tasks)
+
     engine = PhaseEngine(phase, "alternating", phase_tasks, config, run_epoch, run=run,
                          extra_info=lambda: {"schedule": schedule}, steps_hint=hint)
     return engine.fit()
@@ -427,7 +429,9 @@ def joint(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None 
         return EpochOutcome({name: float(sums[i] / n_steps) for i, name in enumerate(names)},
                             dict.fromkeys(names, n_steps), dict.fromkeys(names, share), scalars)
 
-    hint = max(_epoch_steps(t, epoch_dataset(t.train, 0), config) for t in tasks)
+    def hint() -> int:
+        return max(_epoch_steps(t, epoch_dataset(t.train, 0), config) for t in tasks)
+
     engine = PhaseEngine(phase, "joint", phase_tasks, config, run_epoch, run=run,
                          extra_variables=weighting.variables,
                          extra_info=lambda: {"loss_weighting": weighting.config(),
