@@ -329,8 +329,14 @@ def weakly_augmented(dataset: tf.data.Dataset, seed: int = 0, pad_fraction: floa
                      num_parallel_calls: int = tf.data.AUTOTUNE) -> tf.data.Dataset:
     """Replace the image of every (unbatched) element by its weak view; other fields pass through.
 
-    Elements are ``image`` or ``(image, *rest)``; the element's position in the dataset (``enumerate``) is
-    folded into ``seed``, so a repeated dataset gets fresh draws every epoch yet the stream is reproducible.
+    The element's position in the dataset (``enumerate``) is folded into ``seed``, so a repeated dataset gets
+    fresh draws every epoch yet the stream is reproducible.
+
+    Args:
+        dataset: elements ``image`` ``(H, W, C)`` float32 in [0, 1] (static shape), or ``(image, *rest)``.
+        seed: integer seed of the stream.
+        pad_fraction: shift as a fraction of the size (see ``weak_augment``).
+        num_parallel_calls: ``tf.data`` map parallelism (order is kept).
 
     Returns:
         A dataset of ``image`` or ``(image, *rest)`` like the input.
