@@ -9,7 +9,7 @@
    Tables 7-8.
 
 Profiles (measured on a shared 2-core CPU; see the README for the numbers):
-- `quick`: 32x32 images, few phantoms, 3 epochs, no cross-validation; the Doppler part uses the independent
+- `quick`: 32x32 images, 32 patients per phantom set, up to 30 epochs, no cross-validation; the Doppler part uses the independent
   strategy only and no baseline. Under 3 minutes.
 - `full`: 64x64 images, the phantom configs' data, 12 epochs, 3-fold cross-validation, every strategy and the
   baselines in both parts. Under 15 minutes.
@@ -36,7 +36,7 @@ __all__ = ["PROFILES", "demo_configs", "run_demo"]
 PROFILES: dict[str, dict] = {
     "tiny": {"shrink": {"image_size": 32, "patients": 8, "epochs": 1, "folds": None, "limit": None, "steps": 1},
              "doppler_strategies": ("independent",), "doppler_baseline": False, "cxr_folds": 0},
-    "quick": {"shrink": {"image_size": 32, "patients": 20, "epochs": 3, "folds": None, "limit": None,
+    "quick": {"shrink": {"image_size": 32, "patients": 32, "epochs": 30, "folds": None, "limit": None,
                          "steps": None},
               "doppler_strategies": ("independent",), "doppler_baseline": False, "cxr_folds": 0},
     "full": {"shrink": {"image_size": 64, "patients": None, "epochs": 12, "folds": 3, "limit": None,

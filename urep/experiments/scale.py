@@ -16,8 +16,9 @@ __all__ = ["shrink", "TINY"]
 TINY = {"image_size": 32, "patients": 12, "epochs": 1, "folds": 2, "limit": 24, "steps": 2}
 
 
-def _train(settings: TrainSettings, epochs: int, steps: int | None) -> TrainSettings:
+def _train(settings: TrainSettings, epochs: int, steps: int | None, batch_size: int | None) -> TrainSettings:
     return dataclasses.replace(settings, epochs=min(settings.epochs, epochs),
+                               batch_size=batch_size or settings.batch_size,
                                max_steps_per_epoch=steps if steps is not None else settings.max_steps_per_epoch,
                                early_stopping_patience=None if epochs <= 2 else settings.early_stopping_patience)
 
@@ -31,6 +32,7 @@ def shrink(
     limit: int | None = TINY["limit"],
     steps: int | None = TINY["steps"],
     explain_images: int = 2,
+    batch_size: int | None = None,
 ) -> ExperimentConfig:
     """A smaller copy of `config` (None keeps a setting).
 
@@ -43,6 +45,8 @@ def shrink(
         limit: at most this many images per real data source.
         steps: at most this many training steps per epoch.
         explain_images: Grad-CAM overlays drawn.
+        batch_size: mini-batch size of every phase (smaller batches give the batch-normalization statistics
+            of a short run more updates).
 
     Returns:
         The new config (the original is unchanged).
@@ -64,8 +68,9 @@ def shrink(
         changes["image_size"] = (image_size, image_size)
     if epochs is not None:
         changes["training"] = dataclasses.replace(
-            config.training, source=_train(config.training.source, epochs, steps),
-            heads=_train(config.training.heads, epochs, steps), baseline=_train(config.training.baseline, epochs, steps))
+            config.training, source=_train(config.training.source, epochs, steps, batch_size),
+            heads=_train(config.training.heads, epochs, steps, batch_size),
+            baseline=_train(config.training.baseline, epochs, steps, batch_size))
     if folds is not None and config.cross_validation.folds:
         changes["cross_validation"] = dataclasses.replace(config.cross_validation, folds=folds)
     changes["explain"] = dataclasses.replace(config.explain, n_images=min(config.explain.n_images, explain_images))

@@ -1,0 +1,58 @@
+"""`urep run`: a config into a run directory; validation errors; refusal to overwrite."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from urep.cli import main
+
+
+@pytest.fixture(scope="module")
+def denoising_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "denoise"
+    assert main(["run", "cxr_denoising_phantom", "--tiny", "--out", str(out), "--seed", "3"]) == 0
+    return out
+
+
+def test_run_writes_results_and_the_denoising_table(denoising_run, capsys):
+    results = json.loads((denoising_run / "results.json").read_text())
+    assert results["seed"] == 3 and results["config"]["seed"] == 3
+    assert [row["noise"] for row in results["denoising"]] == [
+        "gaussian 0.01", "gaussian 0.03", "gaussian 0.05", "gaussian 0.07", "gaussian 0.1", "poisson 100"]
+    assert all(row["psnr"] > 0 for row in results["denoising"])
+    table = (denoising_run / "tables" / "journal_table2.md").read_text()
+    assert "PSNR (dB) (paper)" in table and "39.050" in table and "28.350" in table
+    resolved = yaml.safe_load((denoising_run / "config.yaml").read_text())
+    assert resolved["name"] == "cxr_denoising_phantom" and resolved["image_size"] == [32, 32]
+    assert (denoising_run / "figures" / "denoising_examples_source.png").is_file()
+    assert "Shared" not in capsys.readouterr().err
+
+
+def test_run_refuses_to_overwrite(denoising_run):
+    with pytest.raises(SystemExit, match="already exists and is not empty"):
+        main(["run", "cxr_denoising_phantom", "--tiny", "--out", str(denoising_run)])
+
+
+def test_config_error_names_key_and_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\ndata: {}\nsource: {data: []}\nimage_sise: [32, 32]\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as err:
+        main(["run", str(path), "--out", str(tmp_path / "out")])
+    assert "image_sise" in str(err.value) and str(path) in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_data_root_is_reported_before_anything_runs(tmp_path):
+    with pytest.raises(SystemExit) as err:
+        main(["run", "cxr_heterogeneous", "--data-root", str(tmp_path), "--out", str(tmp_path / "out")])
+    message = str(err.value)
+    assert "data.rsna.root" in message and "cxr_heterogeneous.yaml" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_config_name(tmp_path):
+    with pytest.raises(SystemExit, match="no shipped config"):
+        main(["run", "no_such_experiment", "--out", str(tmp_path / "out")])

@@ -1,0 +1,74 @@
+"""Every `*_phantom.yaml` at tiny size: data generated and split, every model built, and (with
+UREP_SLOW_TESTS=1) run end to end. The demo test runs the two heterogeneous pipelines end to end by default."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from urep.experiments.config import ExperimentConfig, list_configs, load_any, load_suite_parts
+from urep.experiments.pipeline import UrepPipeline
+from urep.experiments.scale import shrink
+
+
+def _phantom_experiments() -> list[ExperimentConfig]:
+    configs = []
+    for name in list_configs():
+        if not name.endswith("_phantom"):
+            continue
+        loaded = load_any(name)
+        configs += load_suite_parts(loaded) if not isinstance(loaded, ExperimentConfig) else [loaded]
+    return configs
+
+
+PHANTOM_CONFIGS = {c.name: c for c in _phantom_experiments()}
+
+
+@pytest.mark.parametrize("name", sorted(PHANTOM_CONFIGS))
+def test_phantom_config_builds_data_and_models(name, tmp_path):
+    config = shrink(PHANTOM_CONFIGS[name], patients=8)
+    pipeline = UrepPipeline(config, tmp_path)
+    pipeline.load_data()
+    for task in config.tasks:
+        data = pipeline.task_data[task.name]
+        assert len(data.test) > 0 and len(data.folds) == max(config.cross_validation.folds, 1)
+        for train, val in data.folds:
+            assert len(train) and len(val)
+            assert not set(data.pool.patients[train]) & set(data.pool.patients[val])
+        if task.test_data is None:
+            assert not set(data.pool.patients) & set(data.test.patients)
+        if task.kind == "classification":
+            assert set(np.unique(data.pool.labels)) <= set(range(len(task.classes)))
+        else:
+            assert data.pool.masks.shape[1:] == (*config.image_size, 1)
+    pipeline.source_model = pipeline.build_source_model()
+    pipeline.normalizer = None
+    if config.tasks:
+        assembly = pipeline._assembly(config.strategies[0], 0)
+        batch = np.zeros((2, *config.image_size, config.channels), np.float32)
+        for task in config.tasks:
+            out = np.asarray(assembly.task_model(task.name)(batch, training=False))
+            expected = (2, len(task.classes)) if task.kind == "classification" else (2, *config.image_size, 1)
+            assert out.shape == expected, task.name
+            baseline = pipeline._baseline_model(task, 0)
+            assert np.asarray(baseline(batch, training=False)).shape == expected
+
+
+@pytest.mark.skipif(os.environ.get("UREP_SLOW_TESTS") != "1",
+                    reason="end-to-end run of every phantom config (about a minute each); set UREP_SLOW_TESTS=1")
+@pytest.mark.parametrize("name", sorted(PHANTOM_CONFIGS))
+def test_phantom_config_runs_end_to_end(name, tmp_path):
+    from urep.experiments.runner import run_experiment
+
+    config = shrink(PHANTOM_CONFIGS[name], patients=8, folds=2)
+    results = run_experiment(config, tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["name"] == name == results["name"]
+    for task in config.tasks:
+        assert set(saved["tasks"][task.name]["methods"]) == set(config.strategies) | (
+            {"baseline"} if config.baseline.enabled else set())
+    for key in config.paper_tables:
+        assert (tmp_path / "run" / "tables" / f"{key}.md").is_file()
