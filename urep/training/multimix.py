@@ -57,6 +57,7 @@ from urep.io import atomic_write_json
 from urep.losses import dice_loss
 from urep.metrics import classification_metrics, reconstruction_metrics, segmentation_metrics
 from urep.models.multimix import MultiMix, multimix
+from urep.training.loop import save_weights
 
 logger = logging.getLogger(__name__)
 
@@ -690,25 +691,6 @@ def _validation_metrics(model: MultiMix, data: MultiMixData, config: MultiMixCon
 # --------------------------------------------------------------------------------------------------------
 
 
-def _atomic_save_weights(network: keras.Model, path: Path) -> None:
-    """Write ``path`` (``*.weights.h5``) through a temporary file and a rename.
-
-    ``urep.io.atomic_save`` cannot be used: its temporary name ``.X.weights.tmpPID.h5`` does not end in
-    ``.weights.h5``, which Keras' ``save_weights`` requires.
-    """
-    suffix = ".weights.h5"
-    _check(path.name.endswith(suffix), f"weights path must end in {suffix}, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name[: -len(suffix)]}.tmp{os.getpid()}{suffix}")
-    try:
-        network.save_weights(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
-
-
 def _run_dir(run: Any, variant: str) -> Path | None:
     """Where a run keeps this variant's checkpoint: ``RUN/checkpoints/multimix/<variant>``."""
     if run is None:
@@ -791,7 +773,7 @@ def train_multimix(model: MultiMix, data: MultiMixData, config: MultiMixConfig |
             best_weights = model.network.get_weights()
             if checkpoint_dir is not None:
                 path = checkpoint_dir / "best.weights.h5"
-                _atomic_save_weights(model.network, path)
+                save_weights(model.network, path)
                 result.checkpoint = str(path)
     result.seconds = time.perf_counter() - start
     if config.restore_best and best_weights is not None:
