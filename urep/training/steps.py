@@ -191,7 +191,7 @@ class JointStep:
         weighting: a `urep.training.loss_weighting.LossWeighting`, built here for the tasks.
         optimizer: the single optimizer of the whole network (and the weighting's trainable parameters).
         strategy: the distribution strategy.
-        jit_compile: XLA-compile the replica step (single replica, and not with GradNorm's second optimizer).
+        jit_compile: XLA-compile the replica step (single replica only).
     """
 
     def __init__(self, names: Sequence[str], models: Sequence[keras.Model], loss_fns: Sequence[Callable],
