@@ -57,7 +57,7 @@ from urep.io import atomic_write_json
 from urep.losses import dice_loss
 from urep.metrics import classification_metrics, reconstruction_metrics, segmentation_metrics
 from urep.models.multimix import MultiMix, multimix
-from urep.training.loop import save_weights
+from urep.training.loop import TrainResult, epoch_dataset, save_weights
 
 logger = logging.getLogger(__name__)
 
@@ -845,8 +845,6 @@ def label_budget(data: Any, n: int | str | None, seed: int = 0, stratify: Any = 
 
 def _arrays(source: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Materialize a task's ``(x, y)`` batches (a dataset, or a function epoch -> dataset) into arrays."""
-    from urep.training.loop import epoch_dataset
-
     xs, ys = [], []
     for element in epoch_dataset(source, 0):
         _check(isinstance(element, (tuple, list)) and len(element) == 2, f"{what} must yield (x, y) batches")
@@ -912,8 +910,6 @@ def multimix_strategy(assembly: Any, tasks: Sequence[Any], config: Any = None, r
         ``{task name: urep.training.TrainResult}`` (phase ``multimix/<variant>``, monitor ``val_score``; the
         MultiMix result dict in ``extra["multimix"]``).
     """
-    from urep.training.loop import TrainResult
-
     _check(isinstance(assembly, MultiMix), f"the multimix strategy needs a MultiMix model, got {type(assembly).__name__}")
     if data is None:
         data = data_from_tasks(tasks, seg_unlabelled=seg_unlabelled, cls_unlabelled=cls_unlabelled)
