@@ -160,3 +160,21 @@ def test_upsampling_that_cannot_be_inferred():
     features = keras.layers.Conv2D(2, 3, strides=3, padding="same", name="encoder_out")(inputs)
     with pytest.raises(ValueError, match="power-of-two"):
         segmentation_head_from_encoder(keras.Model(inputs, features))
+
+
+def test_outputs_stay_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        autoencoder = cdae((32, 32, 1), filters=(2, 2, 2, 2))
+        encoder = truncate(autoencoder)
+        heads = [
+            autoencoder,
+            classification_head(encoder, 2, dense_units=4, name="cls"),
+            segmentation_head_from_autoencoder(autoencoder, name="seg"),
+            segmentation_head_from_encoder(encoder, decoder_filters=(2,) * 5, name="seg2"),
+        ]
+        assert encoder.output.dtype == "float16"
+        for model in heads:
+            assert model.output.dtype == "float32", model.name
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

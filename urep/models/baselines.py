@@ -56,7 +56,7 @@ def baseline_classifier(
     inputs = keras.Input(shape, name="image")
     x = dilated_convolutions(inputs, filters, kernel_size, dilation_rate, dilated_layers, pool_size=pool_size)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -95,7 +95,12 @@ def cdae(
         x = keras.layers.BatchNormalization(name=f"dec_bn{i}")(x)
         x = keras.layers.ReLU(name=f"dec_relu{i}")(x)
     outputs = keras.layers.Conv2D(
-        output_channels, kernel_size, padding="same", activation=output_activation, name="reconstruction"
+        output_channels,
+        kernel_size,
+        padding="same",
+        activation=output_activation,
+        dtype="float32",
+        name="reconstruction",
     )(x)
     return keras.Model(inputs, outputs, name=name)
 

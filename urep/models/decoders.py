@@ -93,7 +93,9 @@ def decoder_layers(
             activation="relu",
             name=f"{prefix}dec_conv{i}",
         )(x)
-    return keras.layers.Conv2D(output_channels, 1, activation=output_activation, name=f"{prefix}mask")(x)
+    return keras.layers.Conv2D(
+        output_channels, 1, activation=output_activation, dtype="float32", name=f"{prefix}mask"
+    )(x)
 
 
 def segmentation_decoder(

@@ -120,5 +120,5 @@ def dilated_cnn(
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dense(dense_units, activation="relu", name="fc")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)

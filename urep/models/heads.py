@@ -80,7 +80,9 @@ def classification_head(
     x = keras.layers.GlobalAveragePooling2D(name=f"{name}_gap")(features)
     x = keras.layers.Dense(dense_units, activation="relu", name=f"{name}_fc")(x)
     x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name=f"{name}_predictions")(x)
+    outputs = keras.layers.Dense(
+        n_classes, activation="softmax", dtype="float32", name=f"{name}_predictions"
+    )(x)
     return keras.Model(encoder.input, outputs, name=name)
 
 
@@ -177,6 +179,7 @@ def segmentation_head_from_autoencoder(
         final.kernel_size,
         padding=final.padding,
         activation="sigmoid",
+        dtype="float32",
         name=f"{name}_mask",
     )(x)
     return keras.Model(encoder.input, outputs, name=name)

@@ -65,6 +65,6 @@ def super_resolution(
     for i in range(1, n_convs + 1):
         x = keras.layers.Conv2D(filters, kernel_size, padding="same", name=f"conv{i}")(x)
         x = keras.layers.ReLU(name="encoder_out" if i == n_convs else f"relu{i}")(x)
-    residual = keras.layers.Conv2D(channels, kernel_size, padding="same", name="residual")(x)
-    outputs = keras.layers.Add(name="reconstruction")([upsampled, residual])
+    residual = keras.layers.Conv2D(channels, kernel_size, padding="same", dtype="float32", name="residual")(x)
+    outputs = keras.layers.Add(dtype="float32", name="reconstruction")([upsampled, residual])
     return keras.Model(inputs, outputs, name=name)
