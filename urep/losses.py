@@ -20,8 +20,6 @@ from typing import Any
 import keras
 from keras import ops
 
-_EPSILON = 1e-7
-
 
 # -------------------------------------------------------------------------------------------- pure math
 def dice_coefficient(y_true: Any, y_pred: Any, smooth: float = 1.0, per_image: bool = True) -> Any:

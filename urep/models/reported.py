@@ -10,8 +10,12 @@ Journal (UMS-Rep) Tables 4, 6, 8 and 10 list "training parameters" per model. Ou
   not be matched. GAP + Dense + Dropout + Dense adds 66,306 (2 classes) or 66,563 (3 classes) to U-Rep 2's
   393,552-parameter encoder. A search over every contiguous run of U-Rep 2's convolutions (1 or 3 input
   channels) plus a Dense layer of 0-2,048 units and 1-3 classes, and over an extra convolution of up to 1,024
-  filters before GAP, found no natural configuration equal to 295,715 (295,715 - 295,168 for `conv6` alone
-  leaves 547, a prime). The head count is therefore reported, not reproduced.
+  filters before GAP, found only irregular hits (conv1-conv2 with a 1,132-unit Dense; a 736-filter 1x1
+  convolution with a 144-unit Dense) and nothing natural (295,715 - 295,168 for `conv6` alone leaves 547,
+  a prime). On a CDAE-style encoder (four convolutions of 16-512 filters in steps of 16,
+  non-decreasing, batch norm counted 0, 2 or 4 per channel, 1 or 3 input channels, Dense 0-1,024 units)
+  the only exact hit is the irregular (16, 64, 80, 304). The head count is therefore reported, not
+  reproduced.
 - The segmentation head on U-Rep 1 is listed with the same 786,497 as U-Rep 2's; with the CDAE it is the
   CDAE's own count, since only the final convolution is replaced.
 """
