@@ -349,6 +349,10 @@ class ExperimentConfig:
         multimix: MultiMix settings (for `multimix` and `urep_vs_multimix`).
         paper_tables: keys of `urep.experiments.paper_numbers.PAPER_TABLES` reported beside the results.
         figures: draw figures (training curves, denoising examples, overlays, cost chart).
+        batchnorm_momentum: momentum of the moving statistics of every batch-normalization layer of the
+            models built by the run; `null` keeps Keras' 0.99. The papers are silent. With 0.99 the moving
+            statistics need a few hundred steps to settle, so short CPU runs (the phantom configs, the demo)
+            use 0.9: otherwise validation and test, which use the moving statistics, lag far behind training.
     """
 
     name: str
@@ -373,6 +377,7 @@ class ExperimentConfig:
     multimix: MultiMixConfig | None = None
     paper_tables: tuple[str, ...] = ()
     figures: bool = True
+    batchnorm_momentum: float | None = None
     path: str | None = field(default=None, compare=False, init=False)
 
     def task(self, name: str) -> TaskConfig:
@@ -444,6 +449,8 @@ def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
                 raise ConfigError(f"must be at least 1, got {getattr(train, attr)}", f"{key}.{attr}", file)
         if train.learning_rate <= 0:
             raise ConfigError(f"must be positive, got {train.learning_rate}", f"{key}.learning_rate", file)
+    if config.batchnorm_momentum is not None and not 0 <= config.batchnorm_momentum < 1:
+        raise ConfigError(f"must be in [0, 1), got {config.batchnorm_momentum}", "batchnorm_momentum", file)
     folds = config.cross_validation.folds
     if folds == 1 or folds < 0:
         raise ConfigError(f"folds must be 0 (no CV) or at least 2, got {folds}", "cross_validation.folds", file)

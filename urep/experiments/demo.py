@@ -9,10 +9,11 @@
    Tables 7-8.
 
 Profiles (measured on a shared 2-core CPU; see the README for the numbers):
-- `quick`: 32x32 images, 32 patients per phantom set, up to 30 epochs, no cross-validation; the Doppler part uses the independent
-  strategy only and no baseline. Under 3 minutes.
-- `full`: 64x64 images, the phantom configs' data, 12 epochs, 3-fold cross-validation, every strategy and the
-  baselines in both parts. Under 15 minutes.
+- `quick`: CXR 48x48 (32 patients per phantom set), Doppler 32x32 (24 patients x 4 images), up to 25 epochs
+  of batches of 8, no cross-validation; the Doppler part uses the independent strategy only and no baseline.
+  Under 3 minutes.
+- `full`: 64x64 images, the phantom configs' data, up to 40 epochs of batches of 8, 3-fold cross-validation,
+  every strategy and the baselines in both parts. Under 15 minutes.
 - `tiny`: the smallest run that exercises every stage (tests).
 """
 
@@ -34,15 +35,15 @@ __all__ = ["PROFILES", "demo_configs", "run_demo"]
 
 #: Profile -> (shrink arguments, Doppler strategies, Doppler baseline).
 PROFILES: dict[str, dict] = {
-    "tiny": {"shrink": {"image_size": 32, "patients": 8, "epochs": 1, "folds": None, "limit": None, "steps": 1},
-             "doppler_strategies": ("independent",), "doppler_baseline": False, "cxr_folds": 0},
-    "quick": {"shrink": {"image_size": 32, "patients": 32, "epochs": 30, "folds": None, "limit": None,
-                         "steps": None},
-              "doppler_strategies": ("independent",), "doppler_baseline": False, "cxr_folds": 0},
-    "full": {"shrink": {"image_size": 64, "patients": None, "epochs": 12, "folds": 3, "limit": None,
-                        "steps": None},
-             "doppler_strategies": ("independent", "alternating", "joint"), "doppler_baseline": True,
-             "cxr_folds": 3},
+    "tiny": {"cxr": {"image_size": 32, "patients": 8, "epochs": 1, "steps": 1},
+             "doppler": {"image_size": 32, "patients": 6, "epochs": 1, "steps": 1},
+             "doppler_strategies": ("independent",), "doppler_baseline": False, "folds": 0},
+    "quick": {"cxr": {"image_size": 48, "patients": 32, "epochs": 25, "steps": None, "batch_size": 8},
+              "doppler": {"image_size": 32, "patients": 24, "epochs": 25, "steps": None, "batch_size": 8},
+              "doppler_strategies": ("independent",), "doppler_baseline": False, "folds": 0},
+    "full": {"cxr": {"image_size": 64, "patients": None, "epochs": 40, "steps": None, "batch_size": 8},
+             "doppler": {"image_size": 64, "patients": None, "epochs": 40, "steps": None, "batch_size": 8},
+             "doppler_strategies": ("independent", "alternating", "joint"), "doppler_baseline": True, "folds": 3},
 }
 
 
@@ -55,14 +56,14 @@ def demo_configs(profile: str = "quick", seed: int = 0) -> list[ExperimentConfig
     if profile not in PROFILES:
         raise ValueError(f"unknown demo profile {profile!r}; expected one of {sorted(PROFILES)}")
     spec = PROFILES[profile]
-    cxr = shrink(load_config("cxr_heterogeneous_phantom"), **spec["shrink"])
+    cxr = shrink(load_config("cxr_heterogeneous_phantom"), folds=None, limit=None, **spec["cxr"])
     cxr = dataclasses.replace(cxr, name="demo_cxr_urep1", seed=seed,
-                              cross_validation=dataclasses.replace(cxr.cross_validation, folds=spec["cxr_folds"]))
-    doppler = shrink(load_config("doppler_heterogeneous_phantom"), **spec["shrink"])
+                              cross_validation=dataclasses.replace(cxr.cross_validation, folds=spec["folds"]))
+    doppler = shrink(load_config("doppler_heterogeneous_phantom"), folds=None, limit=None, **spec["doppler"])
     doppler = dataclasses.replace(
         doppler, name="demo_doppler_urep2", seed=seed, strategies=spec["doppler_strategies"],
         baseline=dataclasses.replace(doppler.baseline, enabled=spec["doppler_baseline"]),
-        cross_validation=dataclasses.replace(doppler.cross_validation, folds=spec["cxr_folds"]))
+        cross_validation=dataclasses.replace(doppler.cross_validation, folds=spec["folds"]))
     return [cxr, doppler]
 
 

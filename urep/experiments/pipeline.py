@@ -63,6 +63,20 @@ def checkpoints_supported() -> bool:
     return True
 
 
+def set_batchnorm_momentum(model, momentum: float | None):
+    """Set the moving-statistics momentum of every BatchNormalization layer of `model` (before training)."""
+    if momentum is None:
+        return model
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+        elif isinstance(layer, keras.Model):
+            set_batchnorm_momentum(layer, momentum)
+    return model
+
+
 def _one_hot(labels: np.ndarray, n: int) -> np.ndarray:
     return np.eye(n, dtype=np.float32)[labels]
 
@@ -216,11 +230,12 @@ class UrepPipeline:
         from urep import models
 
         kind, kwargs = self.config.source.kind, dict(self.config.source.model)
+        momentum = self.config.batchnorm_momentum
         if kind == "cdae":
-            return models.cdae(input_shape=self.shape, name=name, **kwargs)
+            return set_batchnorm_momentum(models.cdae(input_shape=self.shape, name=name, **kwargs), momentum)
         if kind == "dilated_cnn":
-            return models.dilated_cnn(input_shape=self.shape, n_classes=len(self.config.source.classes), name=name,
-                                      **kwargs)
+            return set_batchnorm_momentum(models.dilated_cnn(
+                input_shape=self.shape, n_classes=len(self.config.source.classes), name=name, **kwargs), momentum)
         raise NotImplementedError(
             "source.kind 'super_resolution' is not wired into the experiment runner yet; build it with "
             "urep.models.super_resolution and urep.training directly")
@@ -455,9 +470,9 @@ class UrepPipeline:
         from urep import models
 
         if task.kind == "classification":
-            return models.baseline_classifier(input_shape=self.shape, n_classes=len(task.classes),
-                                              name=f"baseline_{task.name}_f{fold}",
-                                              **self.config.baseline.classifier)
+            return set_batchnorm_momentum(models.baseline_classifier(
+                input_shape=self.shape, n_classes=len(task.classes), name=f"baseline_{task.name}_f{fold}",
+                **self.config.baseline.classifier), self.config.batchnorm_momentum)
         fresh = self.build_source_model(name=f"baseline_source_{task.name}_f{fold}")
         if self.config.source.kind == "cdae":
             return models.segmentation_head_from_autoencoder(fresh, name=task.name)
@@ -474,7 +489,8 @@ class UrepPipeline:
         df = pd.concat([self.frames[name] for name in config.source.data], ignore_index=True)
         arrays = read_arrays(df, config.image_size, config.channels)
         train, val, test = patient_split(arrays.patients, config.split, config.seed)
-        model = models.baseline_denoiser(input_shape=self.shape, **config.source.model)
+        model = set_batchnorm_momentum(models.baseline_denoiser(input_shape=self.shape, **config.source.model),
+                                       config.batchnorm_momentum)
         result = self._train_denoiser(model, arrays, train, val, "baseline_denoiser",
                                       self._train_config(config.training.baseline,
                                                          optimizer=config.training.source.optimizer))
