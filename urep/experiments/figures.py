@@ -41,9 +41,9 @@ def _curves(history: dict) -> dict[str, list[float]]:
     for key, values in history.items():
         if isinstance(values, dict):
             for inner, series in values.items():
-                if isinstance(series, list) and "loss" in inner:
+                if isinstance(series, list) and inner.endswith("loss"):
                     out[f"{key} {inner}"] = series
-        elif isinstance(values, list) and "loss" in key:
+        elif isinstance(values, list) and key.endswith("loss"):
             out[key] = values
     return out
 
