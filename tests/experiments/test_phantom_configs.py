@@ -40,6 +40,8 @@ def test_phantom_config_builds_data_and_models(name, tmp_path):
             assert not set(data.pool.patients[train]) & set(data.pool.patients[val])
         if task.test_data is None:
             assert not set(data.pool.patients) & set(data.test.patients)
+            # the same patient-level split as the source representation: its test patients are never trained on
+            assert {pipeline.parts[p] for p in data.test.patients} == {"test"}
         if task.kind == "classification":
             assert set(np.unique(data.pool.labels)) <= set(range(len(task.classes)))
         else:

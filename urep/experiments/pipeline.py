@@ -8,7 +8,9 @@ parameter counts are comparable. Inputs are mean-normalised with the normalizer 
 training split (`normalizer.json`); denoising targets and metrics stay in [0, 1].
 
 Choices where the papers are silent (each is a config parameter or documented here):
-- The source trains on its patient-level 70% split; the remaining 20%/10% are its validation and test sets.
+- Each data source is split once by patient (70/20/10, `split`); the source representation trains on the
+  70% and validates on the 20%, and a task without `test_data` is tested on the same 10%, so no test
+  patient is ever seen by the source (U-Rep 2 trains its source and its heads on the same Doppler set).
 - With cross-validation, each fold's held-out patients are that fold's validation set (early stopping); the
   test set is `test_data`, or else the `split` test fraction of the task's data, held out before the folds.
 - Every strategy and every fold starts from a fresh copy of the trained source weights.
@@ -136,6 +138,7 @@ class UrepPipeline:
         self.source_model = None
         self.denoiser = None
         self.task_data: dict[str, TaskData] = {}
+        self.parts: dict[str, str] = {}
         self.figures: list[str] = []
 
     # -- helpers -------------------------------------------------------------------------------------------
@@ -197,15 +200,23 @@ class UrepPipeline:
         config = self.config
         self.frames = load_sources(config, self.run_dir, self.data_root)
         self.results["data"] = {"sources": source_summary(self.frames), "tasks": {}}
+        self.parts = {}
+        for name, df in self.frames.items():
+            if config.data[name].include:
+                continue
+            patients = df["patient"].astype(str).to_numpy()
+            train, val, test = patient_split(patients, config.split, config.seed)
+            for index, part in ((train, "train"), (val, "val"), (test, "test")):
+                self.parts.update({patients[i]: part for i in index})
         for task in config.tasks:
             pool_df = task_frame(self.frames[task.data], task, task.data)
             pool = self._read(pool_df, task)
             if task.test_data is not None:
                 test = self._read(task_frame(self.frames[task.test_data], task, task.test_data), task)
             else:
-                train, val, test_index = patient_split(pool.patients, config.split, config.seed)
-                test = pool.subset(test_index)
-                pool = pool.subset(np.concatenate([train, val]))
+                parts = self._parts_of(pool.patients)
+                test = pool.subset(np.flatnonzero(parts == "test"))
+                pool = pool.subset(np.flatnonzero(parts != "test"))
             if config.cross_validation.folds:
                 folds = patient_folds(pool.patients, config.cross_validation.folds, config.seed, pool.labels)
             else:
@@ -218,6 +229,15 @@ class UrepPipeline:
                 "train": int(len(folds[0][0])), "val": int(len(folds[0][1])), "test": int(len(test)),
                 "pool": int(len(pool)), "folds": config.cross_validation.folds}
             logger.info("task %s: pool %d images (%d folds), test %d", task.name, len(pool), len(folds), len(test))
+
+    def _parts_of(self, patients: np.ndarray) -> np.ndarray:
+        """`train`/`val`/`test` of every row: one patient-level split per data source, shared by the source
+        representation and the tasks, so a task's test patients are never seen by the source."""
+        return np.array([self.parts[p] for p in patients])
+
+    def _split(self, patients: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        parts = self._parts_of(patients)
+        return tuple(np.flatnonzero(parts == part) for part in ("train", "val", "test"))
 
     def _read(self, df, task: TaskConfig) -> TaskArrays:
         if task.kind == "classification":
@@ -269,7 +289,7 @@ class UrepPipeline:
             df = df[df[source.label].astype(str).isin(source.classes)].reset_index(drop=True)
         arrays = read_arrays(df, config.image_size, config.channels, source.label if supervised else None,
                              source.classes)
-        train, val, test = patient_split(arrays.patients, config.split, config.seed)
+        train, val, test = self._split(arrays.patients)
         self.results["data"]["source"] = {"train": int(len(train)), "val": int(len(val)), "test": int(len(test))}
         self.normalizer = MeanNormalizer().fit(arrays.images[train])
         settings = config.training.source
@@ -488,7 +508,7 @@ class UrepPipeline:
         config = self.config
         df = pd.concat([self.frames[name] for name in config.source.data], ignore_index=True)
         arrays = read_arrays(df, config.image_size, config.channels)
-        train, val, test = patient_split(arrays.patients, config.split, config.seed)
+        train, val, test = self._split(arrays.patients)
         model = set_batchnorm_momentum(models.baseline_denoiser(input_shape=self.shape, **config.source.model),
                                        config.batchnorm_momentum)
         result = self._train_denoiser(model, arrays, train, val, "baseline_denoiser",
