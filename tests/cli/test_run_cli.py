@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import yaml
@@ -56,3 +57,14 @@ def test_missing_data_root_is_reported_before_anything_runs(tmp_path):
 def test_unknown_config_name(tmp_path):
     with pytest.raises(SystemExit, match="no shipped config"):
         main(["run", "no_such_experiment", "--out", str(tmp_path / "out")])
+
+
+@pytest.mark.skipif(os.environ.get("UREP_SLOW_TESTS") != "1", reason="runs both preprint parts; set UREP_SLOW_TESTS=1")
+def test_suite_runs_every_part(tmp_path):
+    out = tmp_path / "preprint"
+    assert main(["run", "urep_preprint_phantom", "--tiny", "--out", str(out)]) == 0
+    assert json.loads((out / "suite.json").read_text())["parts"] == ["urep_preprint_cxr_phantom",
+                                                                    "urep_preprint_doppler_phantom"]
+    for part in ("urep_preprint_cxr_phantom", "urep_preprint_doppler_phantom"):
+        assert (out / part / "results.json").is_file()
+    assert (out / "urep_preprint_doppler_phantom" / "tables" / "preprint_table4.md").is_file()

@@ -56,10 +56,13 @@ def main(args: argparse.Namespace) -> int:
 def _run_suite(suite, args: argparse.Namespace, overrides: list[str]) -> int:
     from urep.experiments.runner import run_suite
 
+    transform = None
     if args.tiny:
-        raise SystemExit("urep run: --tiny applies to single experiments, not to suites; run the parts one by one")
+        from urep.experiments.scale import shrink
+
+        transform = shrink
     results = run_suite(suite, args.out, data_root=args.data_root, resume=args.resume, overwrite=args.overwrite,
-                        overrides=overrides)
+                        overrides=overrides, transform=transform)
     for name, part in results["parts"].items():
         _print_summary(part, f"{args.out}/{name}")
     return 0

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,13 +130,23 @@ def run_suite(
     resume: bool = False,
     overwrite: bool = False,
     overrides: list[str] | tuple[str, ...] = (),
+    transform: Callable[[ExperimentConfig], ExperimentConfig] | None = None,
 ) -> dict:
     """Run every part of a suite into `out_dir/<part name>/` and write `out_dir/suite.json`.
+
+    Args:
+        suite: the suite.
+        out_dir: the suite's folder.
+        data_root, resume, overwrite: as `run_experiment`.
+        overrides: `key=value` overrides applied to every part.
+        transform: applied to every part's config (e.g. `urep.experiments.scale.shrink`).
 
     Returns:
         `{"name", "parts": {part name: results dict}}`.
     """
     configs = load_suite_parts(suite, data_root=data_root, overrides=overrides)
+    if transform is not None:
+        configs = [transform(c) for c in configs]
     for config in configs:
         check_data_roots(config, data_root)
     root = prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
