@@ -1,0 +1,253 @@
+"""The benchmark suite: runs the benchmarks, writes `bench.json`, `bench.md` and the figures.
+
+`run_suite(out_dir, quick, only, repeats)` runs, in order:
+
+| name | what | module |
+|---|---|---|
+| `params` | parameters per model and per approach vs the papers | `benchmarks.cost.run_parameters` |
+| `cost` | shared vs separate to the same stopping rule | `benchmarks.cost.run_cost` |
+| `inference` | fused multi-head model vs separate task models | `benchmarks.inference.run` |
+| `train_throughput` | training-step images/s: custom loops vs `model.fit`, XLA | `benchmarks.train_throughput.run` |
+| `data_pipeline` | input pipeline images/s, cached and uncached | `benchmarks.data_pipeline.run` |
+| `scaling` | total training cost for 1..5 tasks (plot) | `benchmarks.scaling.run` |
+| `memory` | peak RSS of a CDAE training run | `benchmarks.memory.run` |
+| `tuner_memory` | peak RSS of a 20-trial tuner search | `benchmarks.tuner_memory.run` |
+
+`train_throughput`, `data_pipeline` and `tuner_memory` are written by other modules with the signature
+`run(out_dir, quick) -> dict`; their records (also written by them into `out_dir`) are tabulated here: every
+nested dict with median/min/max becomes a row. A benchmark whose module is absent is recorded as
+`missing`; one that raises is recorded as `failed` with its error, and the suite goes on (the CLI then exits
+with status 1).
+
+Usage: `urep bench [--quick] --out DIR [--only NAME ...] [--repeats N]`, or from the checkout
+`python -m benchmarks.suite --out DIR ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from benchmarks.common import (
+    format_cell,
+    is_stat,
+    load_average,
+    machine,
+    markdown_table,
+    section,
+    stat_leaves,
+    table,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Benchmark name -> (module, function, title); the order is the order they run in.
+BENCHMARKS: dict[str, tuple[str, str, str]] = {
+    "params": ("benchmarks.cost", "run_parameters", "Parameters per model and per approach"),
+    "cost": ("benchmarks.cost", "run_cost", "Shared vs separate to the same stopping rule"),
+    "inference": ("benchmarks.inference", "run", "Inference: fused vs separate"),
+    "train_throughput": ("benchmarks.train_throughput", "run", "Training-step throughput"),
+    "data_pipeline": ("benchmarks.data_pipeline", "run", "Data pipeline throughput"),
+    "scaling": ("benchmarks.scaling", "run", "Scaling with tasks"),
+    "memory": ("benchmarks.memory", "run", "Peak memory of CDAE training"),
+    "tuner_memory": ("benchmarks.tuner_memory", "run", "Peak memory of a tuner search"),
+}
+#: Benchmarks written elsewhere, called as `run(out_dir, quick)`; their records are tabulated here.
+DELEGATED = ("train_throughput", "data_pipeline", "tuner_memory")
+
+JSON_NAME = "bench.json"
+MARKDOWN_NAME = "bench.md"
+
+
+def check_names(only: Sequence[str] | None) -> list[str]:
+    """The benchmarks to run, in suite order.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    if not only:
+        return list(BENCHMARKS)
+    unknown = [name for name in only if name not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
+    return [name for name in BENCHMARKS if name in only]
+
+
+def _load(name: str) -> Callable | None:
+    """The benchmark's function, or None when its module is not in the checkout."""
+    module_name, function, _ = BENCHMARKS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name == module_name:
+            return None
+        raise
+    return getattr(module, function)
+
+
+def _throughput_tables(record: dict) -> list[dict]:
+    """`benchmarks.train_throughput`'s record: img/s per size, model group and row, and each row / `fit`."""
+    rows = []
+    for size, groups in record.get("sizes", {}).items():
+        fit = groups.get("cdae", {}).get("fit")
+        for group, entries in groups.items():
+            for label, stat in entries.items():
+                if not is_stat(stat):
+                    continue
+                versus = stat["median"] / fit["median"] if group == "cdae" and is_stat(fit) else None
+                rows.append([int(size), group, label, stat, versus])
+    return [table("Training images/s (custom loops vs model.fit, XLA on/off)",
+                  ["size", "model", "row", "img/s", "vs fit"], rows,
+                  note=f"batch {record.get('batch_size')}, steps per epoch {record.get('steps_per_epoch')}; "
+                       "the first (tracing/compiling) epoch is excluded.")]
+
+
+def _generic_tables(name: str, record: dict) -> list[dict]:
+    rows = [[" / ".join(path), stat] for path, stat in stat_leaves(record)]
+    if not rows:
+        return []
+    return [table(f"{BENCHMARKS[name][2]} (record of benchmarks/{name}.py)", ["measurement", "value"], rows)]
+
+
+def adapt_delegated(name: str, record: dict) -> dict:
+    """A section from the record a delegated benchmark returned.
+
+    A record that already is a section (has "tables") is kept; `train_throughput`'s layout is known;
+    anything else is tabulated generically (one row per median/min/max dict).
+    """
+    if isinstance(record, dict) and "tables" in record:
+        return {**section(name, BENCHMARKS[name][2]), **record}
+    if not isinstance(record, dict):
+        raise TypeError(f"benchmarks/{name}.py run() returned {type(record).__name__}, expected a dict")
+    tables = _throughput_tables(record) if name == "train_throughput" else _generic_tables(name, record)
+    settings = {k: v for k, v in record.items() if isinstance(v, (int, float, str, bool))}
+    return section(name, BENCHMARKS[name][2], settings=settings, tables=tables,
+                   data={k: v for k, v in record.items() if k != "environment"},
+                   notes=[f"Measured by benchmarks/{name}.py (its own record: {name}.json in the output folder, "
+                          "when it writes one)."])
+
+
+def _run_one(name: str, out_dir: Path, quick: bool, repeats: int | None) -> dict:
+    started, load_before = time.perf_counter(), load_average()
+    try:
+        function = _load(name)
+        if function is None:
+            logger.warning("benchmark %s skipped: %s.py is not in this checkout", name, BENCHMARKS[name][0])
+            result = {**section(name, BENCHMARKS[name][2]), "status": "missing",
+                      "error": f"module {BENCHMARKS[name][0]} not found"}
+        elif name in DELEGATED:
+            result = {**adapt_delegated(name, function(out_dir, quick)), "status": "ok"}
+        else:
+            result = {**function(out_dir, quick=quick, repeats=repeats), "status": "ok"}
+    except Exception as error:  # noqa: BLE001 - one failing benchmark must not lose the others' numbers
+        logger.error("benchmark %s failed:\n%s", name, traceback.format_exc())
+        result = {**section(name, BENCHMARKS[name][2]), "status": "failed",
+                  "error": f"{type(error).__name__}: {error}"}
+    result.update(seconds=time.perf_counter() - started, load_average_before=load_before,
+                  load_average_after=load_average())
+    logger.info("benchmark %s: %s in %.1f s", name, result["status"], result["seconds"])
+    return result
+
+
+def _machine_rows(info: dict) -> list[list]:
+    return [["CPU", info["cpu"]], ["cores (usable)", f"{info['cores']} ({info['cores_usable']})"],
+            ["memory MB", info["memory_mb"]], ["TensorFlow / Keras", f"{info['tensorflow']} / {info['keras']}"],
+            ["Python", info["python"]], ["GPUs", ", ".join(info["gpus"]) or "none"],
+            ["XLA", f"urep default jit_compile={info['xla_default']}; each benchmark lists its own setting; "
+                    f"TF_XLA_FLAGS={info['tf_xla_flags'] or '(unset)'}"],
+            ["date (UTC)", info["date"]],
+            ["load average 1/5/15 min, start → end", f"{info['load_average']} → {info.get('load_average_end')}"]]
+
+
+def render_markdown(record: dict) -> str:
+    """`bench.md` from the `bench.json` record."""
+    info = record["machine"]
+    lines = ["# urep benchmarks", "",
+             f"Mode: {'quick' if record['quick'] else 'full'}; {record['seconds']:.0f} s in all. Each figure is "
+             "the median (min–max) of the repetitions given in its settings; warm-up (tracing, compilation) "
+             "is excluded except in times to early stopping, which include what a user waits for.", "",
+             markdown_table(["machine", ""], _machine_rows(info)), ""]
+    headlines = [[name, *row] for name, result in record["benchmarks"].items() for row in result["headlines"]]
+    if headlines:
+        lines += ["## Summary", "", markdown_table(["benchmark", "measure", "measured", "paper / expected"],
+                                                   headlines), ""]
+    for name, result in record["benchmarks"].items():
+        lines += [f"## {result['title']} (`{name}`, {result['status']}, {result['seconds']:.0f} s)", ""]
+        if result.get("error"):
+            lines += [f"**{result['status']}**: {result['error']}", ""]
+        settings = ", ".join(f"{k}={format_cell(v)}" for k, v in result["settings"].items())
+        if settings:
+            lines += [f"Settings: {settings}. Load average {result['load_average_before']} → "
+                      f"{result['load_average_after']}.", ""]
+        for item in result["tables"]:
+            lines += [f"### {item['title']}", "", markdown_table(item["columns"], item["rows"]), ""]
+            if item.get("note"):
+                lines += [item["note"], ""]
+        lines += [note + "\n" for note in result["notes"]]
+        lines += [f"![{name}]({figure})\n" for figure in result["figures"]]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def run_suite(out_dir: str | os.PathLike, quick: bool = False, only: Sequence[str] | None = None,
+              repeats: int | None = None) -> dict:
+    """Run the chosen benchmarks and write `bench.json`, `bench.md` and figures into `out_dir`.
+
+    Args:
+        out_dir: output folder (created; files in it are replaced).
+        quick: tiny sizes and 1-2 repetitions (a smoke run of well under a minute on an idle 2-core CPU).
+        only: names from `BENCHMARKS` (default: all).
+        repeats: repetitions for every benchmark of this module that takes them (default: each one's own;
+            delegated benchmarks keep theirs).
+
+    Returns:
+        The `bench.json` record: `{"quick", "repeats", "only", "machine", "seconds", "benchmarks": {name:
+        section + "status", "seconds", "load_average_before/after"}}`.
+
+    Raises:
+        ValueError: unknown benchmark names or `repeats` < 1.
+    """
+    from urep.io import atomic_write_json, atomic_write_text
+
+    names = check_names(only)
+    if repeats is not None and repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    info = machine()
+    record = {"quick": quick, "repeats": repeats, "only": names, "machine": info, "seconds": 0.0,
+              "benchmarks": {}}
+    for name in names:
+        logger.info("benchmark %s ...", name)
+        record["benchmarks"][name] = _run_one(name, out_dir, quick, repeats)
+    info["load_average_end"] = load_average()
+    record["seconds"] = time.perf_counter() - started
+    atomic_write_json(out_dir / JSON_NAME, record)
+    atomic_write_text(out_dir / MARKDOWN_NAME, render_markdown(record))
+    logger.info("wrote %s and %s", out_dir / JSON_NAME, out_dir / MARKDOWN_NAME)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks.suite --out DIR [--quick] [--only ...] [--repeats N]`."""
+    parser = argparse.ArgumentParser(description="urep benchmark suite")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 1-2 repetitions")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help=f"some of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--repeats", type=int, help="repetitions per figure")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    record = run_suite(args.out, args.quick, args.only, args.repeats)
+    print((Path(args.out) / MARKDOWN_NAME).read_text(encoding="utf-8"))
+    return 1 if any(r["status"] == "failed" for r in record["benchmarks"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
