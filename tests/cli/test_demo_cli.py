@@ -42,6 +42,8 @@ def test_cxr_part_compares_three_strategies_and_the_baseline(demo_dir):
     roles = {m["role"] for m in results["models"]}
     assert roles == {"source", "head", "baseline", "denoiser"}
     assert all(m["seconds"] > 0 and m["total_params"] >= m["trainable_params"] > 0 for m in results["models"])
+    heads = [m for m in results["models"] if m["role"] in ("head", "baseline")]
+    assert all("val_accuracy" in m["history"] and "val_accuracy" in m["best"] for m in heads)
     assert [row["noise"] for row in results["denoising"]] == ["gaussian 0.03"]
     assert results["denoising"][0]["psnr"] > 0
     tests = {(s["a"], s["b"], s["test"]) for s in results["statistics"]}

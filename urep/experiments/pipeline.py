@@ -79,6 +79,18 @@ def set_batchnorm_momentum(model, momentum: float | None):
     return model
 
 
+def accuracy_metric(kind: str):
+    """A fresh Keras accuracy metric named `accuracy` (history key `val_accuracy`): categorical accuracy for
+    classification, pixel accuracy (binary, threshold 0.5) for segmentation; none for reconstruction."""
+    import keras
+
+    if kind == "classification":
+        return [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if kind == "segmentation":
+        return [keras.metrics.BinaryAccuracy(name="accuracy")]
+    return []
+
+
 def _one_hot(labels: np.ndarray, n: int) -> np.ndarray:
     return np.eye(n, dtype=np.float32)[labels]
 
@@ -182,9 +194,8 @@ class UrepPipeline:
         best = {}
         if history.get("val_loss"):
             best["val_loss"] = float(np.nanmin(history["val_loss"]))
-        for key in ("val_accuracy", "val_categorical_accuracy"):
-            if history.get(key):
-                best["val_accuracy"] = float(np.nanmax(history[key]))
+        if history.get("val_accuracy"):
+            best["val_accuracy"] = float(np.nanmax(history["val_accuracy"]))
         entry = {"id": f"{result.phase}/{result.name}", "role": role, "method": method, "task": task,
                  "tasks": tasks or ([task] if task else []), "fold": fold, "seconds": float(result.seconds),
                  "phase_seconds": float(result.phase_seconds), "trainable_params": int(result.trainable_params),
@@ -300,7 +311,8 @@ class UrepPipeline:
             train_ds = self._datasets(self._norm(arrays.images[train]), y[train], settings.batch_size, config.seed)
             val_ds = self._batches(self._norm(arrays.images[val]), y[val], settings.batch_size)
             result = train_model(model, LOSSES["classification"], train_ds, val_ds, train_config, name="source",
-                                 kind="classification", n_train=len(train), run=self.manager, phase="source")
+                                 kind="classification", n_train=len(train), run=self.manager, phase="source",
+                                 metrics=accuracy_metric("classification"))
             outputs = predict(model, self._norm(arrays.images[test]))
             from urep.experiments.evaluation import task_metrics
 
@@ -408,7 +420,8 @@ class UrepPipeline:
                 loss=LOSSES[data.config.kind],
                 train=self._datasets(x[train_index], y[train_index], batch, self.config.seed + fold),
                 val=self._batches(x[val_index], y[val_index], batch), n_train=int(len(train_index)),
-                optimizer={"name": optimizer, "learning_rate": learning_rate}, weight=data.config.loss_weight))
+                optimizer={"name": optimizer, "learning_rate": learning_rate}, weight=data.config.loss_weight,
+                metrics=accuracy_metric(data.config.kind)))
         return tasks
 
     def run_strategy(self, strategy: str) -> None:
@@ -477,7 +490,7 @@ class UrepPipeline:
                     kind=data.config.kind,
                     optimizer={"name": optimizer, "learning_rate": config.training.baseline.learning_rate},
                     n_train=int(len(train_index)), run=self.manager, phase=f"baseline/fold{fold}/{name}",
-                    strategy_name="baseline")
+                    strategy_name="baseline", metrics=accuracy_metric(data.config.kind))
                 self._record(result, "baseline", "baseline", name, fold)
                 out = predict(model, self._norm(tests[name].images))
                 self.outputs.setdefault(name, {}).setdefault("baseline", MethodOutputs()).folds.append(out)
