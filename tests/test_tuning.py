@@ -360,10 +360,16 @@ def test_distributed_chief_and_two_workers_run_each_trial_once(tmp_path):
     command = [sys.executable, "-m", "urep", "tune", str(path), "--out", str(out)]
     started = time.monotonic()
     processes = {}
-    for role in ("chief", "tuner0", "tuner1"):
-        processes[role] = subprocess.Popen(command, env={**env, "KERASTUNER_TUNER_ID": role},
-                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    outputs = {role: p.communicate(timeout=180)[0] for role, p in processes.items()}
+    try:
+        for role in ("chief", "tuner0", "tuner1"):
+            processes[role] = subprocess.Popen(command, env={**env, "KERASTUNER_TUNER_ID": role},
+                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        outputs = {role: p.communicate(timeout=180)[0] for role, p in processes.items()}
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     for role, process in processes.items():
         assert process.returncode == 0, f"{role} failed:\n{outputs[role][-3000:]}"
     assert time.monotonic() - started < 180

@@ -547,15 +547,22 @@ class HeadHyperModel(UrepHyperModel):
 
     KNOBS = ("dropout", "dense_units", "optimizer", "learning_rate", "batch_size")
     DEFAULT_SPACE = DEFAULT_HEAD_SPACE
+    #: Knobs of a segmentation head (no dropout or dense layer in the decoder).
+    SEGMENTATION_KNOBS = ("optimizer", "learning_rate", "batch_size")
+
+    @classmethod
+    def space_of(cls, kind: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """`(default space, knobs)` of a head of this kind ("classification" or "segmentation")."""
+        if kind == "segmentation":
+            return {k: v for k, v in DEFAULT_HEAD_SPACE.items() if k in cls.SEGMENTATION_KNOBS}, cls.SEGMENTATION_KNOBS
+        return dict(DEFAULT_HEAD_SPACE), cls.KNOBS
 
     def __init__(self, data: TuningData, source: keras.Model, *, kind: str = "classification",
                  head_kwargs: Mapping[str, Any] | None = None, freeze_encoder: bool = True, **kwargs) -> None:
         if kind not in ("classification", "segmentation"):
             raise ValueError(f"kind must be 'classification' or 'segmentation', got {kind!r}")
         self.KIND = kind
-        if kind == "segmentation":
-            self.KNOBS = ("optimizer", "learning_rate", "batch_size")
-            self.DEFAULT_SPACE = {k: v for k, v in DEFAULT_HEAD_SPACE.items() if k in self.KNOBS}
+        self.DEFAULT_SPACE, self.KNOBS = self.space_of(kind)
         if not isinstance(source, keras.Model) or "encoder_out" not in [layer.name for layer in source.layers]:
             raise ValueError("source must be a keras.Model with an 'encoder_out' layer (a urep backbone)")
         super().__init__(data, **kwargs)

@@ -136,6 +136,24 @@ def _check_settings(settings: TuningSettings, experiment, file: str) -> None:
     if settings.target != "source" and settings.source_run is None:
         raise ConfigError("tuning a head needs the trained source: set it to a `urep run` directory",
                           f"{key}.source_run", file)
+    _check_space(settings, experiment, file)
+
+
+def _check_space(settings: TuningSettings, experiment, file: str) -> None:
+    """Validate `tuning.search_space` against the target's hypermodel before any data is read."""
+    from urep import tuning
+    from urep.experiments.schema import ConfigError
+
+    if settings.target == "source":
+        model = tuning.CDAEHyperModel if experiment.source.kind == "cdae" else tuning.DilatedCNNHyperModel
+        defaults, knobs = model.DEFAULT_SPACE, model.KNOBS
+    else:
+        defaults, knobs = tuning.HeadHyperModel.space_of(experiment.task(settings.target).kind)
+    try:
+        tuning.parse_search_space(settings.search_space, defaults, knobs)
+    except tuning.SearchSpaceError as err:
+        key = f"tuning.search_space.{err.key}" if err.key else "tuning.search_space"
+        raise ConfigError(err.detail, key, file) from err
 
 
 def load_tuning(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TuningJob:
@@ -301,21 +319,17 @@ def build_hypermodel(job: TuningJob, data_dir: str | os.PathLike, data_root: str
     """The hypermodel of the job's target, on the experiment's data (phantoms generated under `data_dir`).
 
     Raises:
-        urep.experiments.schema.ConfigError: an invalid search space or objective (key `tuning.search_space...`
-            or `tuning.objective`), or a `source_run` without the trained source.
+        urep.experiments.schema.ConfigError: an objective the training loop does not log (key
+            `tuning.objective`), or a `source_run` without the trained source.
     """
     from urep.experiments.schema import ConfigError
-    from urep.tuning import SearchSpaceError
 
     try:
         if job.settings.target == "source":
             return _source_hypermodel(job, Path(data_dir), data_root)
         return _head_hypermodel(job, Path(data_dir), data_root)
-    except SearchSpaceError as err:
-        key = f"tuning.search_space.{err.key}" if err.key else "tuning.search_space"
-        raise ConfigError(err.detail, key, job.file) from err
     except ValueError as err:
-        if "objective" in str(err) or "direction" in str(err):
+        if "objective" in str(err) and "is not logged" in str(err):
             raise ConfigError(str(err), "tuning.objective", job.file) from err
         raise
 
@@ -381,8 +395,15 @@ def _comparable(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k != "max_trials"}
 
 
-def _prepare_out(out: Path, job: TuningJob, resume: bool, overwrite: bool) -> None:
-    """Create/clear/check DIR on the chief or a single process (`tuning.yaml` records what ran)."""
+def _prepare_out(out: Path, job: TuningJob, resume: bool, overwrite: bool, chief: bool) -> None:
+    """Create/clear/check DIR on the chief or a single process (`tuning.yaml` records what ran).
+
+    A single process refuses any non-empty DIR without `--resume`/`--overwrite`. The chief of a distributed
+    search refuses only a DIR holding an earlier search (`tuning.yaml`): workers started before it may
+    already have created `workers/` and `search/` there.
+    """
+    import shutil
+
     import yaml
 
     from urep.experiments.schema import to_plain
@@ -396,7 +417,14 @@ def _prepare_out(out: Path, job: TuningJob, resume: bool, overwrite: bool) -> No
             raise RunDirExistsError(
                 f"{out} holds a search with other settings ({saved}); only max_trials may change on --resume, "
                 "use --overwrite to start again")
-    prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    if not chief:
+        prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    elif saved.is_file() and not (resume or overwrite):
+        raise RunDirExistsError(f"{out} holds an earlier search ({saved}); pass --resume to continue it or "
+                                "--overwrite to replace it")
+    elif overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, yaml.safe_dump(record, sort_keys=False))
 
 
@@ -426,7 +454,7 @@ def main(args: argparse.Namespace) -> int:
             data_dir = out / "workers" / os.environ.get("KERASTUNER_TUNER_ID", "worker")
             data_dir.mkdir(parents=True, exist_ok=True)
         else:
-            _prepare_out(out, job, args.resume, args.overwrite)
+            _prepare_out(out, job, args.resume, args.overwrite, chief=tuning.is_chief())
             data_dir = out
         hypermodel = build_hypermodel(job, data_dir, args.data_root)
     except RunDirExistsError as err:
