@@ -1,0 +1,136 @@
+"""`urep bench --quick`: runs every kind of urep's own benchmarks and writes well-formed output.
+
+Benchmarks are not tests: nothing here checks a speed. One quick run (module fixture; about 40 s of CPU on
+two idle cores) is inspected for the keys of `bench.json`, the Markdown tables and the plot; the helpers
+are checked on hand-made values.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from urep.cli import bench as bench_cli
+from urep.cli import main
+
+OWN = ("params", "cost", "inference", "scaling", "memory")
+suite = bench_cli.load_suite()  # puts the checkout on sys.path so `benchmarks` imports
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "out"
+    assert main(["bench", "--quick", "--out", str(out), "--only", *OWN]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def record(quick_run) -> dict:
+    return json.loads((quick_run / "bench.json").read_text(encoding="utf-8"))
+
+
+def _stats(result: dict) -> list[dict]:
+    from benchmarks.common import is_stat
+
+    return [cell for t in result["tables"] for row in t["rows"] for cell in row if is_stat(cell)]
+
+
+def test_bench_json_describes_the_machine_and_every_benchmark(record):
+    assert record["quick"] is True
+    assert record["only"] == list(OWN)
+    machine = record["machine"]
+    for key in ("cpu", "cores", "tensorflow", "keras", "xla_default", "date", "load_average", "environment"):
+        assert key in machine, key
+    assert machine["cores"] >= 1 and machine["cpu"]
+    assert set(record["benchmarks"]) == set(OWN)
+    for name, result in record["benchmarks"].items():
+        assert result["status"] == "ok", (name, result.get("error"))
+        assert result["seconds"] > 0 and result["tables"] and result["headlines"], name
+        for stat in _stats(result):
+            assert stat["min"] <= stat["median"] <= stat["max"] and stat["n"] == len(stat["values"])
+        for item in result["tables"]:
+            assert all(len(row) == len(item["columns"]) for row in item["rows"]), item["title"]
+
+
+def test_cost_compares_heads_with_separate_models_to_early_stopping(record):
+    runs = record["benchmarks"]["cost"]["data"]["runs"]["32"]["cxr_heterogeneous"]
+    assert len(runs) == 1
+    repeat = runs[0]
+    assert set(repeat["shared"]) == set(repeat["separate"]) == {"lung_segmentation", "abnormality_classification"}
+    for approach in ("shared", "separate"):
+        for result in repeat[approach].values():
+            assert result["seconds"] > 0 and 1 <= result["epochs"] <= 3 and result["steps"] >= result["epochs"]
+    for head in repeat["shared"]:
+        # Frozen encoder: the head trains fewer parameters than the same architecture trained from scratch.
+        assert repeat["shared"][head]["trainable_params"] < repeat["separate"][head]["trainable_params"]
+        assert repeat["shared"][head]["total_params"] == repeat["separate"][head]["total_params"]
+    totals = record["benchmarks"]["cost"]["data"]["totals"]["32"]["cxr_heterogeneous"][0]
+    heads = sum(r["seconds"] for r in repeat["shared"].values())
+    assert totals["shared_seconds"] == pytest.approx(heads + repeat["source"]["seconds"])
+
+
+def test_parameters_match_the_papers_where_the_architecture_is_published(record):
+    rows = record["benchmarks"]["params"]["data"]["rows"]
+    baseline = [r for r in rows if r[2] == "separate (baseline_classifier)"]
+    assert baseline and all(r[4] == r[6] == 1_573_506 for r in baseline)
+    doppler_seg = [r for r in rows if r[0] == "doppler_heterogeneous" and r[1] == "envelope_segmentation"]
+    assert all(r[4] == 786_497 for r in doppler_seg)
+    assert record["benchmarks"]["params"]["data"]["cxr_homogeneous"]["paper_ratio"] == pytest.approx(
+        887_145 / 4_720_518)
+
+
+def test_inference_scaling_and_memory_records(record, quick_run):
+    inference = record["benchmarks"]["inference"]["data"]["results"]["32"]
+    assert set(inference) == {"classification", "segmentation+classification"}
+    entry = inference["classification"]["no_xla"]["2"]
+    assert entry["fused_images_per_s"]["median"] > 0 and entry["factor"]["median"] > 0
+    scaling = record["benchmarks"]["scaling"]["data"]
+    assert scaling["counts"] == [1, 2]
+    assert scaling["shared"][1]["median"] > scaling["shared"][0]["median"]
+    assert (quick_run / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    memory = next(iter(record["benchmarks"]["memory"]["data"].values()))
+    assert 100 < memory["peak_rss_mb"]["median"] < 64_000
+    assert memory["polled_peak_mb"]["median"] <= memory["peak_rss_mb"]["median"] + 1
+
+
+def test_bench_md_has_the_summary_and_a_table_per_benchmark(quick_run, record):
+    text = (quick_run / "bench.md").read_text(encoding="utf-8")
+    assert text.startswith("# urep benchmarks")
+    assert "| benchmark | measure | measured | paper / expected |" in text
+    n_tables = sum(len(r["tables"]) for r in record["benchmarks"].values())
+    assert text.count("\n|---") == n_tables + 2  # + the machine table and the summary
+    assert "![scaling](scaling.png)" in text
+    assert record["machine"]["cpu"] in text
+
+
+def test_helpers_format_stats_and_tables():
+    from benchmarks.common import format_cell, markdown_table, stat_leaves, summarize
+
+    stat = summarize([3.0, 1.0, 2.0])
+    assert (stat["median"], stat["min"], stat["max"], stat["n"]) == (2.0, 1.0, 3.0, 3)
+    assert format_cell(stat) == "2 (1–3)"
+    assert format_cell(1234567) == "1,234,567" and format_cell(None) == "—"
+    assert markdown_table(["a", "b"], [["x", stat]]).splitlines()[1] == "|---|---:|"
+    assert stat_leaves({"s": {"64": {"fit": {"median": 1, "min": 0, "max": 2}}}, "environment": {}}) == [
+        (("s", "64", "fit"), {"median": 1, "min": 0, "max": 2})]
+    with pytest.raises(ValueError, match="at least one"):
+        summarize([])
+
+
+def test_delegated_records_are_tabulated():
+    record = {"batch_size": 16, "sizes": {64: {"cdae": {"fit": {"median": 10.0, "min": 9.0, "max": 11.0},
+                                                       "loop": {"median": 20.0, "min": 19.0, "max": 21.0}}}}}
+    section = suite.adapt_delegated("train_throughput", record)
+    assert section["tables"][0]["rows"][1][2:] == ["loop", record["sizes"][64]["cdae"]["loop"], 2.0]
+    generic = suite.adapt_delegated("data_pipeline", {"cached": {"median": 5, "min": 4, "max": 6}})
+    assert generic["tables"][0]["rows"] == [["cached", {"median": 5, "min": 4, "max": 6}]]
+
+
+def test_unknown_benchmark_and_missing_checkout_are_clear_errors(tmp_path):
+    with pytest.raises(SystemExit, match="unknown benchmark.*nonsense"):
+        main(["bench", "--quick", "--out", str(tmp_path / "o"), "--only", "nonsense"])
+    with pytest.raises(SystemExit, match="not found at .*source checkout"):
+        bench_cli.load_suite(tmp_path / "benchmarks")
+    assert not (tmp_path / "o").exists()
