@@ -15,7 +15,9 @@
 
 `train_throughput`, `data_pipeline` and `tuner_memory` are written by other modules with the signature
 `run(out_dir, quick) -> dict`; their records (also written by them into `out_dir`) are tabulated here: every
-nested dict with median/min/max becomes a row. A benchmark whose module is absent is recorded as
+nested dict with median/min/max becomes a row (`train_throughput`'s layout is known and gets ratios to
+`model.fit`). `tuner_memory` measures its own process's peak RSS, so it runs in a fresh Python process
+(otherwise the suite's earlier benchmarks would count). A benchmark whose module is absent is recorded as
 `missing`; one that raises is recorded as `failed` with its error, and the suite goes on (the CLI then exits
 with status 1).
 
@@ -27,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -61,6 +65,9 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
 }
 #: Benchmarks written elsewhere, called as `run(out_dir, quick)`; their records are tabulated here.
 DELEGATED = ("train_throughput", "data_pipeline", "tuner_memory")
+#: Delegated benchmarks that measure the peak memory of their own process: run in a fresh child process, so
+#: the suite's earlier benchmarks do not count.
+ISOLATED = ("tuner_memory",)
 
 JSON_NAME = "bench.json"
 MARKDOWN_NAME = "bench.md"
@@ -110,10 +117,31 @@ def _throughput_tables(record: dict) -> list[dict]:
 
 
 def _generic_tables(name: str, record: dict) -> list[dict]:
-    rows = [[" / ".join(path), stat] for path, stat in stat_leaves(record)]
+    """Top-level numbers, then every median/min/max dict (key path joined by " / "), one row each."""
+    rows = [[key, value] for key, value in record.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    rows += [[" / ".join(path), stat] for path, stat in stat_leaves(record)]
     if not rows:
         return []
     return [table(f"{BENCHMARKS[name][2]} (record of benchmarks/{name}.py)", ["measurement", "value"], rows)]
+
+
+def _delegated_headlines(name: str, record: dict) -> list[list]:
+    """Summary rows for the delegated records whose layout is known (others: none)."""
+    if name == "tuner_memory" and "peak_rss_mib" in record:
+        return [[f"peak RSS MiB of a {record.get('trials')}-trial tuner search (own process)",
+                 record["peak_rss_mib"], None],
+                [f"RSS growth per trial, MiB ({record.get('trials')} trials)", record.get("growth_mib_per_trial"),
+                 "≈ 0 (no leak)"]]
+    if name == "train_throughput":
+        rows = []
+        for size, groups in record.get("sizes", {}).items():
+            cdae = groups.get("cdae", {})
+            if all(is_stat(cdae.get(k)) for k in ("fit", "loop")):
+                rows.append([f"training img/s, urep loop (XLA) / model.fit, CDAE {size}x{size}",
+                             cdae["loop"]["median"] / cdae["fit"]["median"], "> 1 (STACK.md: 1.7 with XLA)"])
+        return rows
+    return []
 
 
 def adapt_delegated(name: str, record: dict) -> dict:
@@ -130,8 +158,28 @@ def adapt_delegated(name: str, record: dict) -> dict:
     settings = {k: v for k, v in record.items() if isinstance(v, (int, float, str, bool))}
     return section(name, BENCHMARKS[name][2], settings=settings, tables=tables,
                    data={k: v for k, v in record.items() if k != "environment"},
+                   headlines=_delegated_headlines(name, record),
                    notes=[f"Measured by benchmarks/{name}.py (its own record: {name}.json in the output folder, "
                           "when it writes one)."])
+
+
+def _run_isolated(name: str, out_dir: Path, quick: bool) -> dict:
+    """Call `benchmarks.<name>.run(out_dir, quick)` in a fresh Python process and return its record."""
+    module_name, function, _ = BENCHMARKS[name]
+    result_path = out_dir / f".{name}.record.json"
+    code = (f"import sys; from urep.io import atomic_write_json; from {module_name} import {function}; "
+            "atomic_write_json(sys.argv[3], " + function + "(sys.argv[1], quick=sys.argv[2] == '1'))")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    completed = subprocess.run([sys.executable, "-c", code, str(out_dir), str(int(quick)), str(result_path)],
+                               cwd=root, env=env, capture_output=True, text=True, check=False)
+    if completed.returncode != 0 or not result_path.is_file():
+        tail = "\n".join(completed.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"benchmarks/{name}.py failed in its own process (exit {completed.returncode}):\n{tail}")
+    record = json.loads(result_path.read_text(encoding="utf-8"))
+    result_path.unlink()
+    return record
 
 
 def _run_one(name: str, out_dir: Path, quick: bool, repeats: int | None) -> dict:
@@ -142,6 +190,9 @@ def _run_one(name: str, out_dir: Path, quick: bool, repeats: int | None) -> dict
             logger.warning("benchmark %s skipped: %s.py is not in this checkout", name, BENCHMARKS[name][0])
             result = {**section(name, BENCHMARKS[name][2]), "status": "missing",
                       "error": f"module {BENCHMARKS[name][0]} not found"}
+        elif name in ISOLATED:
+            result = {**adapt_delegated(name, _run_isolated(name, out_dir, quick)), "status": "ok",
+                      "isolated": True}
         elif name in DELEGATED:
             result = {**adapt_delegated(name, function(out_dir, quick)), "status": "ok"}
         else:
