@@ -30,9 +30,13 @@ finished combination runs again (the trial that was running when the process die
 Tuner retries interrupted trials).
 
 Memory: Keras Tuner calls `keras.backend.clear_session()` before each build (`Tuner._try_build`), and the
-hypermodels call it again at the start of `build` so the promise holds for any caller; the training loop's
-compiled functions belong to the trial and are dropped with it (`benchmarks/tuner_memory.py` measures the
-peak RSS over 20 trials).
+hypermodels call it again at the start of `build` so the promise holds for any caller; no model, optimizer
+or training-step object of a finished trial stays alive. TensorFlow 2.21 nevertheless keeps the two traced
+graphs of each trial (`FuncGraph`s of the train and eval steps), as it does for `model.fit` in a loop with
+`clear_session()` (tensorflow/tensorflow#61791): `benchmarks/tuner_memory.py` measured about 9 MiB more RSS
+per tiny trial (peak 967 MiB over 20 trials; plain `model.fit` + `clear_session` grew 13 MiB per trial on
+the same machine). For very long searches, run the search in chunks, each in a fresh process: raise
+`max_trials` and resume (`urep tune ... --max-trials N --resume`), or run distributed workers.
 
 Distributed tuning (Keras Tuner chief/worker mode). Start one process per role on the same search, each with
 
