@@ -28,7 +28,7 @@ separate one; Table 6 counts the three heads against the three separate models; 
 against the three separate models (no denoiser). The ratio of the heads alone is given for every set.
 
 Choices where the papers are silent (all parameters of `CostSettings`): narrow CPU widths (the phantom
-configs': CDAE 16/32/32/64, dilated CNN 8/16/16/32/32/32, Dense 64); patience 3 (2 in quick mode) for both
+configs': CDAE 16/32/32/64, dilated CNN 8/16/16/32/32/32, Dense 64); patience 3 (1 in quick mode) for both
 early stopping and the plateau rule; XLA off (on small CPU models the compilation outweighs the speed-up
 within a run to early stopping, see `run_cost`'s `xla_check` rows); repeats differ by seed (initialisation,
 data order, noise), the phantom images are the same.
@@ -90,12 +90,12 @@ class CostSettings:
 
     sizes: tuple[int, ...] = (64, 128)
     sets: tuple[str, ...] = SETS
-    large_sets: tuple[str, ...] = ("cxr_heterogeneous",)
-    n_source: int = 64
-    n_task: int = 48
+    large_sets: tuple[str, ...] = ("cxr_homogeneous",)
+    n_source: int = 48
+    n_task: int = 32
     n_val: int = 16
     batch_size: int = 16
-    max_epochs: int = 15
+    max_epochs: int = 10
     patience: int = 3
     repeats: int = 2
     jit_compile: bool = False

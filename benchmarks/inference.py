@@ -60,7 +60,7 @@ class InferenceSettings:
     iterations: int = 2
     repeats: int = 3
     jit_compile: bool = False
-    xla_rows: tuple[int, ...] = (64, 128)
+    xla_rows: tuple[int, ...] = (64,)
 
 
 FULL = InferenceSettings()

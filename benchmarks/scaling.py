@@ -50,7 +50,7 @@ class ScalingSettings:
 
     size: int = 64
     max_tasks: int = 5
-    n_train: int = 48
+    n_train: int = 32
     n_val: int = 16
     batch_size: int = 16
     epochs: int = 3
