@@ -364,7 +364,7 @@ def test_distributed_chief_and_two_workers_run_each_trial_once(tmp_path):
         for role in ("chief", "tuner0", "tuner1"):
             processes[role] = subprocess.Popen(command, env={**env, "KERASTUNER_TUNER_ID": role},
                                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        outputs = {role: p.communicate(timeout=180)[0] for role, p in processes.items()}
+        outputs = {role: p.communicate(timeout=300)[0] for role, p in processes.items()}
     finally:
         for process in processes.values():
             if process.poll() is None:
@@ -372,7 +372,8 @@ def test_distributed_chief_and_two_workers_run_each_trial_once(tmp_path):
                 process.wait()
     for role, process in processes.items():
         assert process.returncode == 0, f"{role} failed:\n{outputs[role][-3000:]}"
-    assert time.monotonic() - started < 180
+    elapsed = time.monotonic() - started
+    assert elapsed < 300, f"the distributed search took {elapsed:.0f} s"
     trained = {role: [line for line in outputs[role].splitlines() if "urep.tuning: trial {" in line]
                for role in processes}
     assert trained["chief"] == [], "the chief serves the oracle and trains nothing"
