@@ -12,8 +12,9 @@ Profiles (measured on a shared 2-core CPU; see the README for the numbers):
 - `quick`: CXR 48x48 (32 patients per phantom set), Doppler 32x32 (24 patients x 4 images), up to 25 epochs
   of batches of 8, no cross-validation; the Doppler part uses the independent strategy only and no baseline.
   Under 3 minutes.
-- `full`: 64x64 images, the phantom configs' data, up to 40 epochs of batches of 8, 3-fold cross-validation,
-  every strategy and the baselines in both parts. Under 15 minutes.
+- `full`: CXR 64x64 and Doppler 48x48 on the phantom configs' data, up to 30 epochs of batches of 8, 3-fold
+  cross-validation, every strategy and the baselines in both parts. Target: under 15 minutes on an idle
+  2-core CPU (not verified: see the README's measured numbers).
 - `tiny`: the smallest run that exercises every stage (tests).
 """
 
@@ -41,8 +42,8 @@ PROFILES: dict[str, dict] = {
     "quick": {"cxr": {"image_size": 48, "patients": 32, "epochs": 25, "steps": None, "batch_size": 8},
               "doppler": {"image_size": 32, "patients": 24, "epochs": 25, "steps": None, "batch_size": 8},
               "doppler_strategies": ("independent",), "doppler_baseline": False, "folds": 0},
-    "full": {"cxr": {"image_size": 64, "patients": None, "epochs": 40, "steps": None, "batch_size": 8},
-             "doppler": {"image_size": 64, "patients": None, "epochs": 40, "steps": None, "batch_size": 8},
+    "full": {"cxr": {"image_size": 64, "patients": None, "epochs": 30, "steps": None, "batch_size": 8},
+             "doppler": {"image_size": 48, "patients": None, "epochs": 30, "steps": None, "batch_size": 8},
              "doppler_strategies": ("independent", "alternating", "joint"), "doppler_baseline": True, "folds": 3},
 }
 
