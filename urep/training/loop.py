@@ -545,12 +545,12 @@ def single_task_epoch(task: PhaseTask, steps: TaskSteps, config: TrainConfig, st
     return run_epoch
 
 
-def train_model(model: keras.Model, loss: str | Callable, train: DataSource, val: DataSource | None,
+def model_engine(model: keras.Model, loss: str | Callable, train: DataSource, val: DataSource | None,
                 config: TrainConfig, *, name: str = "model", kind: str = "classification", metrics: Sequence = (),
                 optimizer=None, n_train: int | None = None, run: Run | None = None, phase: str | None = None,
                 strategy: tf.distribute.Strategy | None = None, strategy_name: str = "single",
-                variables: Sequence | None = None) -> TrainResult:
-    """Train one model with the custom loop (source models, baselines, independent heads).
+                variables: Sequence | None = None) -> PhaseEngine:
+    """The phase that trains one model, built and ready to `fit()` (see `train_model`).
 
     Args:
         model: a Keras model, built under `strategy.scope()` when a strategy is used.
@@ -570,7 +570,7 @@ def train_model(model: keras.Model, loss: str | Callable, train: DataSource, val
         variables: the variables to train (default: the model's trainable variables).
 
     Returns:
-        The `TrainResult`.
+        The `PhaseEngine` (its `train_epoch(epoch, bar)` runs one epoch of training).
     """
     strategy = get_strategy(strategy)
     if optimizer is None or not isinstance(optimizer, keras.optimizers.Optimizer):
@@ -580,7 +580,16 @@ def train_model(model: keras.Model, loss: str | Callable, train: DataSource, val
     steps = TaskSteps(name, model, resolve_loss(loss), optimizer, strategy, config.jit_compile, variables, metrics)
     task = PhaseTask(name=name, model=model, evaluator=steps, train=train, val=val, optimizer=optimizer,
                      n_train=n_train, kind=kind)
-    engine = PhaseEngine(phase or name, strategy_name, [task], config, single_task_epoch(task, steps, config, strategy),
-                         run=run, steps_hint=lambda: steps_per_epoch(epoch_dataset(train, 0), n_train,
-                                                                     config.batch_size, config.max_steps_per_epoch))
-    return engine.fit()[name]
+    return PhaseEngine(phase or name, strategy_name, [task], config, single_task_epoch(task, steps, config, strategy),
+                       run=run, steps_hint=lambda: steps_per_epoch(epoch_dataset(train, 0), n_train,
+                                                                   config.batch_size, config.max_steps_per_epoch))
+
+
+def train_model(model: keras.Model, loss: str | Callable, train: DataSource, val: DataSource | None,
+                config: TrainConfig, *, name: str = "model", **options) -> TrainResult:
+    """Train one model with the custom loop (source models, baselines, independent heads).
+
+    Takes the arguments of `model_engine` (`kind`, `metrics`, `optimizer`, `n_train`, `run`, `phase`,
+    `strategy`, `strategy_name`, `variables`) and returns the model's `TrainResult`.
+    """
+    return model_engine(model, loss, train, val, config, name=name, **options).fit()[name]

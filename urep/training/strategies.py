@@ -289,11 +289,22 @@ def alternating_ratio(tasks: Sequence[Task], batches_per_task: Mapping[str, int]
     return {name: batches_per_switch * max(1, round(size / smallest)) for name, size in sizes.items()}
 
 
-def alternating(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None = None, *,
-                distribution: tf.distribute.Strategy | None = None, phase: str = "alternating",
-                batches_per_task: Mapping[str, int] | None = None, batches_per_switch: int = 1
-                ) -> dict[str, TrainResult]:
+def alternating(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None = None,
+                **options) -> dict[str, TrainResult]:
     """Train task i for n_i batches (shared and head parameters), then switch; see the module docstring.
+
+    Takes the arguments of `alternating_engine` and returns task name -> `TrainResult`; `extra["schedule"]`
+    holds n_i, the order, the rounds and the batches of each task per epoch, and the first epoch's sequence
+    of (task, batches) segments.
+    """
+    return alternating_engine(assembly, tasks, config, run, **options).fit()
+
+
+def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None = None, *,
+                       distribution: tf.distribute.Strategy | None = None, phase: str = "alternating",
+                       batches_per_task: Mapping[str, int] | None = None, batches_per_switch: int = 1
+                       ) -> PhaseEngine:
+    """The alternating strategy's phase, built and ready to `fit()` (its `train_epoch` runs one epoch).
 
     Args:
         assembly: a `MultiTaskModel`, a mapping or sequence of task models, or None (`Task.model`).
@@ -306,8 +317,7 @@ def alternating(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run |
         batches_per_switch: multiplier of the size-proportional default.
 
     Returns:
-        Task name -> `TrainResult`; `extra["schedule"]` holds n_i, the order, the rounds and the batches of
-        each task per epoch, and the first epoch's sequence of (task, batches) segments.
+        The `PhaseEngine`.
     """
     strategy = get_strategy(distribution)
     models = resolve_models(assembly, tasks)
@@ -358,18 +368,29 @@ def alternating(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run |
         return sum(ratio.values()) * max(
             math.ceil(_epoch_steps(t, epoch_dataset(t.train, 0), config) / ratio[t.name]) for t in tasks)
 
-    engine = PhaseEngine(phase, "alternating", phase_tasks, config, run_epoch, run=run,
-                         extra_info=lambda: {"schedule": schedule}, steps_hint=hint)
-    return engine.fit()
+    return PhaseEngine(phase, "alternating", phase_tasks, config, run_epoch, run=run,
+                       extra_info=lambda: {"schedule": schedule}, steps_hint=hint)
 
 
 # -- joint ---------------------------------------------------------------------------------------------------
-def joint(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None = None, *,
-          distribution: tf.distribute.Strategy | None = None, phase: str = "joint",
-          loss_weighting: str | LossWeighting | Mapping[str, float] | None = None,
-          loss_weighting_options: Mapping | None = None, optimizer: OptimizerConfig | dict | str | None = None,
-          shared: Sequence | None = None, gradnorm_variables: Sequence | None = None) -> dict[str, TrainResult]:
+def joint(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None = None,
+          **options) -> dict[str, TrainResult]:
     """One loss sum_i w_i L_i, whole network updated per step with one batch of every task.
+
+    Takes the arguments of `joint_engine` and returns task name -> `TrainResult`; `history["loss"]` is the
+    task's unweighted loss, `history["loss_weight"]` its weight, `history["joint_loss"]` the combined loss;
+    `extra["loss_weighting"]` the method and `extra["final_loss_weights"]` the weights at the end.
+    """
+    return joint_engine(assembly, tasks, config, run, **options).fit()
+
+
+def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None = None, *,
+                 distribution: tf.distribute.Strategy | None = None, phase: str = "joint",
+                 loss_weighting: str | LossWeighting | Mapping[str, float] | None = None,
+                 loss_weighting_options: Mapping | None = None,
+                 optimizer: OptimizerConfig | dict | str | None = None, shared: Sequence | None = None,
+                 gradnorm_variables: Sequence | None = None) -> PhaseEngine:
+    """The joint strategy's phase, built and ready to `fit()` (its `train_epoch` runs one epoch).
 
     Args:
         assembly: a `MultiTaskModel`, a mapping or sequence of task models, or None (`Task.model`).
@@ -387,8 +408,7 @@ def joint(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None 
         gradnorm_variables: GradNorm's W (default: the last shared layer's kernel).
 
     Returns:
-        Task name -> `TrainResult`; `history["loss"]` is the task's unweighted loss, `history["loss_weight"]`
-        its weight, `history["joint_loss"]` the combined loss; `extra["loss_weighting"]` the method.
+        The `PhaseEngine`.
     """
     strategy = get_strategy(distribution)
     models = resolve_models(assembly, tasks)
@@ -432,12 +452,11 @@ def joint(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None 
     def hint() -> int:
         return max(_epoch_steps(t, epoch_dataset(t.train, 0), config) for t in tasks)
 
-    engine = PhaseEngine(phase, "joint", phase_tasks, config, run_epoch, run=run,
-                         extra_variables=weighting.variables,
-                         extra_info=lambda: {"loss_weighting": weighting.config(),
-                                             "final_loss_weights": weighting.weights()},
-                         steps_hint=hint)
-    return engine.fit()
+    return PhaseEngine(phase, "joint", phase_tasks, config, run_epoch, run=run,
+                       extra_variables=weighting.variables,
+                       extra_info=lambda: {"loss_weighting": weighting.config(),
+                                           "final_loss_weights": weighting.weights()},
+                       steps_hint=hint)
 
 
 #: Strategy name -> callable `(assembly, tasks, config, run=None, **options) -> dict[str, TrainResult]`.
