@@ -358,10 +358,10 @@ class PhaseEngine:
         return {
             "phase": self.phase, "strategy": self.strategy_name, "tasks": [t.name for t in self.tasks],
             "n_variables": len(self.all_variables), "epoch": 0, "finished": False, "stop_reason": "max_epochs",
-            "history": {t.name: {} for t in self.tasks}, "phase_history": {}, "seconds": {t.name: 0.0 for t in
-                                                                                          self.tasks},
-            "steps": {t.name: 0 for t in self.tasks}, "phase_seconds": 0.0, "best_epoch": None,
-            "best_value": None, "task_best": {t.name: None for t in self.tasks},
+            "history": {t.name: {} for t in self.tasks}, "phase_history": {},
+            "seconds": {t.name: 0.0 for t in self.tasks}, "steps": {t.name: 0 for t in self.tasks},
+            "phase_seconds": 0.0, "best_epoch": None, "best_value": None,
+            "task_best": {t.name: None for t in self.tasks},
             "plateau": {}, "early": None,
         }
 
