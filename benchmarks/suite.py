@@ -187,7 +187,8 @@ def _run_one(name: str, out_dir: Path, quick: bool, repeats: int | None) -> dict
     try:
         function = _load(name)
         if function is None:
-            logger.warning("benchmark %s skipped: %s.py is not in this checkout", name, BENCHMARKS[name][0])
+            logger.warning("benchmark %s skipped: %s.py is not in this checkout", name,
+                           BENCHMARKS[name][0].replace(".", "/"))
             result = {**section(name, BENCHMARKS[name][2]), "status": "missing",
                       "error": f"module {BENCHMARKS[name][0]} not found"}
         elif name in ISOLATED:
