@@ -157,8 +157,8 @@ def measure(size: int, steps: int, repeats: int, strategies: bool = True) -> dic
     for label, values in rates.items():
         group, row = label.split("/")
         result.setdefault(group, {})[row] = _summary(values, cpu_rates[label])
-        logger.info("%dx%d %s: %.1f img/s [%.1f, %.1f]", size, size, label, result[group][row]["median"],
-                    min(values), max(values))
+        logger.info("%dx%d %s: %.1f img/s [%.1f, %.1f], %.1f img per CPU-s", size, size, label,
+                    result[group][row]["median"], min(values), max(values), result[group][row]["cpu_median"])
     return result
 
 
