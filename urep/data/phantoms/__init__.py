@@ -17,6 +17,15 @@ with a manifest is complete. Output is a pure function of the arguments: the sam
 Each patient draws its anatomy (or physiology) from its own random stream, derived from `(seed, patient)`,
 and each view from `(seed, patient, view)`; labels are assigned to patients (CXR) or images (Doppler) in
 exactly balanced proportions, then shuffled by the seed.
+
+How hard the tasks are (`urep.data.phantoms.learnability`: a small 4-convolution CNN, 64x64, patient split
+70/30, 30 epochs, test accuracy as the mean of the last five epochs, best epoch in brackets; measured on a
+2-core CPU): CXR 4-class (normal/TB/bacterial/viral) 0.55 (0.67) on 150 test images, chance 0.25;
+CXR normal-vs-TB 0.85 (0.88) on 120, chance 0.5; Doppler flow MV/MA/TR 0.94 (0.98) on 144, chance 0.33;
+Doppler quality good/low 0.87 (0.90) on 144, chance 0.5. Training accuracy reaches 0.96-1.0, so the CXR
+tasks are limited by the anatomy's variation against a few hundred images, as on real data.
+
+Sample grids for a person to judge: ``python -m urep.data.phantoms OUT_DIR`` (see `write_sample_grids`).
 """
 
 from __future__ import annotations

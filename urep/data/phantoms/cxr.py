@@ -181,6 +181,19 @@ def _vessels(rng: np.random.Generator) -> list[tuple[np.ndarray, float]]:
     return segments
 
 
+def _upper_zone_point(
+    rng: np.random.Generator, outline: np.ndarray, box: tuple, margin: float
+) -> tuple[float, float]:
+    """A point in the upper 40 % of a lung field, at least `margin` inside its outline (rejection sampling)."""
+    x0, x1, y0, y1 = box
+    contour = outline.astype(np.float32).reshape(-1, 1, 2)
+    for _ in range(50):
+        point = (float(rng.uniform(x0, x1)), float(y0 + rng.uniform(0.06, 0.4) * (y1 - y0)))
+        if cv2.pointPolygonTest(contour, point, True) >= margin:
+            return point
+    return float(outline[:, 0].mean()), float(y0 + 0.3 * (y1 - y0))
+
+
 def _sample_lesions(rng: np.random.Generator, label: str, lungs: list[np.ndarray]) -> dict:
     kind = _LESION_KIND[label]
     if kind is None:
@@ -190,20 +203,13 @@ def _sample_lesions(rng: np.random.Generator, label: str, lungs: list[np.ndarray
         sides = [int(rng.integers(0, 2))] if rng.random() < 0.6 else [0, 1]
         nodules, cavities = [], []
         for side in sides:
-            x0, x1, y0, y1 = boxes[side]
-            for _ in range(int(rng.integers(2, 6))):
-                centre = (
-                    rng.uniform(x0 + 0.3 * (x1 - x0), x1 - 0.25 * (x1 - x0)),
-                    y0 + rng.uniform(0.08, 0.38) * (y1 - y0),
-                )
-                nodules.append((*centre, rng.uniform(0.014, 0.032), rng.uniform(0.08, 0.18)))
+            for _ in range(int(rng.integers(3, 8))):
+                centre = _upper_zone_point(rng, lungs[side], boxes[side], margin=0.02)
+                nodules.append((*centre, rng.uniform(0.016, 0.035), rng.uniform(0.1, 0.22)))
             if rng.random() < 0.55:
-                centre = (
-                    rng.uniform(x0 + 0.35 * (x1 - x0), x1 - 0.3 * (x1 - x0)),
-                    y0 + rng.uniform(0.12, 0.3) * (y1 - y0),
-                )
+                centre = _upper_zone_point(rng, lungs[side], boxes[side], margin=0.03)
                 cavities.append((*centre, rng.uniform(0.028, 0.048), rng.uniform(0.08, 0.18)))
-        infiltrate = [(rng.choice(sides), rng.uniform(0.05, 0.12))]
+        infiltrate = [(rng.choice(sides), rng.uniform(0.06, 0.14))]
         return {
             "kind": kind,
             "nodules": nodules,
@@ -226,14 +232,14 @@ def _sample_lesions(rng: np.random.Generator, label: str, lungs: list[np.ndarray
             "side": side,
             "lobe": str(lobe),
             "fissure": fissure,
-            "density": rng.uniform(0.14, 0.32),
+            "density": rng.uniform(0.18, 0.35),
             "blob": _smooth_noise(rng, 5),
             "bronchi": [seg for seg in _vessels(rng)],
             "extent": rng.uniform(0.55, 0.95),
         }
     return {
         "kind": kind,
-        "density": rng.uniform(0.08, 0.16),
+        "density": rng.uniform(0.1, 0.2),
         "spread": rng.uniform(0.16, 0.26),
         "reticular": rng.uniform(0.5, 1.0),
         "seed": int(rng.integers(0, 2**31 - 1)),
@@ -349,6 +355,7 @@ def _lesion_density(
             rim = np.exp(-((d - 0.85) ** 2) / 0.04)
             density += amplitude * rim - 0.35 * amplitude * (d < 0.7)
             support |= d <= 1.1
+        density *= _blur(lungs_any.astype(np.float32), 0.006)
         side, amplitude = lesion["infiltrate"][0]
         upper = np.clip(1.0 - (gy - 0.12) / 0.25, 0, 1)
         patch = np.clip(_upsample(lesion["blob"], size), 0, None) * upper * lung_fields[side]
