@@ -1,0 +1,305 @@
+"""Benchmark: can the data pipeline keep a CDAE training step fed?
+
+Measures images per second of
+- decode + resize + normalize (`urep.data.pipeline.load_arrays` + `MeanNormalizer`), first pass (no cache)
+  and cached (the on-disk array cache hit), from PNG (phantoms and `../shared/data` when present) and from
+  DICOM (copies of pydicom-data's real 1955x1841 15-bit MONOCHROME1 radiograph `RG1_UNCR.dcm`);
+- the streaming route (`file_dataset`) on its first epoch and from its `tf.data` cache;
+- the cached in-memory `tf.data` pipeline as training consumes it: `make_dataset` with denoising pairs
+  (Gaussian noise), mean normalization, batch 16, shuffled;
+- a CDAE training step (`urep.models.cdae`, the paper-size default widths, RMSprop + MSE, batch 16, XLA
+  `jit_compile=True`, which is the fastest and therefore the strictest comparison) at the same size.
+
+Each number is the median of `repeats` runs with min and max. "First pass" repeats re-decode the files (the
+operating system's page cache is warm after the first run, so this measures decoding, not the disk).
+
+Usage: ``python -m benchmarks.data_pipeline OUT_DIR [--quick]``; writes ``OUT_DIR/data_pipeline.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_CXR_FOLDERS = ("shenzhen", "montgomery", "jsrt", "kermany_pediatric")
+BATCH = 16
+
+
+def _rate(fn: Callable[[], int], repeats: int) -> dict:
+    """Run `fn` (which returns how many images it processed) `repeats` times; images/s median, min, max."""
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        count = fn()
+        rates.append(count / (time.perf_counter() - started))
+    return {
+        "median": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "n_images": count,
+        "repeats": repeats,
+    }
+
+
+def _phantom_table(work: Path, n: int) -> pd.DataFrame:
+    from urep.data import datasets
+    from urep.data.phantoms import make_cxr_phantoms
+
+    root = make_cxr_phantoms(work / "phantoms", n_patients=n, views_per_patient=1, size=256, seed=0)
+    return datasets.folder(root)
+
+
+def _shared_table(n: int) -> pd.DataFrame | None:
+    if not SHARED_DATA.is_dir():
+        logger.info("skipping ../shared/data: not found at %s", SHARED_DATA)
+        return None
+    from urep.data import datasets
+
+    tables = [
+        datasets.folder(SHARED_DATA / name, check_files=False)
+        for name in SHARED_CXR_FOLDERS
+        if (SHARED_DATA / name / "manifest.csv").is_file()
+    ]
+    return pd.concat(tables, ignore_index=True).iloc[:n] if tables else None
+
+
+def _dicom_table(work: Path, n: int) -> pd.DataFrame | None:
+    try:
+        from pydicom.data import get_testdata_file
+    except ImportError:
+        logger.info("skipping DICOM: pydicom-data is not installed")
+        return None
+    source = get_testdata_file("RG1_UNCR.dcm")
+    if source is None:
+        logger.info("skipping DICOM: RG1_UNCR.dcm not found in pydicom-data")
+        return None
+    folder = work / "dicom"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"rg1_{i:04d}.dcm"
+        shutil.copyfile(source, path)
+        paths.append(str(path))
+    return pd.DataFrame(
+        {"image": paths, "mask": "", "label": "normal", "patient": [f"p{i}" for i in range(n)]}
+    )
+
+
+def _decode_rates(name: str, table: pd.DataFrame, size: int, work: Path, repeats: int) -> dict:
+    from urep.data import MeanNormalizer
+    from urep.data.pipeline import file_dataset, load_arrays
+
+    normalizer = MeanNormalizer().fit(np.random.default_rng(0).random((2, 8, 8), dtype=np.float32))
+    cache = work / f"cache-{name}-{size}"
+
+    def first() -> int:
+        arrays = load_arrays(table, size, label_column=None)
+        normalizer.transform(arrays.images)
+        return len(arrays)
+
+    def cached() -> int:
+        arrays = load_arrays(table, size, label_column=None, cache_dir=cache)
+        if not arrays.cache_hit:
+            raise RuntimeError("expected a cache hit")
+        normalizer.transform(arrays.images)
+        return len(arrays)
+
+    load_arrays(table, size, label_column=None, cache_dir=cache)  # fill the cache
+    result = {"first_pass": _rate(first, repeats), "cached": _rate(cached, repeats)}
+
+    def stream(cache_file: Path) -> Callable[[], int]:
+        def run() -> int:
+            ds = file_dataset(
+                table,
+                size,
+                target="none",
+                batch_size=BATCH,
+                shuffle=False,
+                normalizer=normalizer,
+                cache_file=cache_file,
+            )
+            return sum(int(batch.shape[0]) for batch in ds)
+
+        return run
+
+    firsts = []
+    for r in range(repeats):
+        firsts.append(_rate(stream(work / f"tfcache-{name}-{size}-{r}" / "c"), 1)["median"])
+    result["stream_first_epoch"] = {
+        "median": statistics.median(firsts),
+        "min": min(firsts),
+        "max": max(firsts),
+        "n_images": len(table),
+        "repeats": repeats,
+    }
+    result["stream_cached_epoch"] = _rate(stream(work / f"tfcache-{name}-{size}-0" / "c"), repeats)
+    return result
+
+
+def _tfdata_rate(size: int, n: int, repeats: int) -> dict:
+    """Cached arrays -> make_dataset denoising pairs (noise + normalization), consumed as training would."""
+    from urep.data import MeanNormalizer
+    from urep.data.noise import NoiseSpec
+    from urep.data.pipeline import make_dataset
+
+    images = np.random.default_rng(0).random((n, size, size, 1), dtype=np.float32)
+    normalizer = MeanNormalizer().fit(images[:8])
+    ds = make_dataset(
+        images,
+        batch_size=BATCH,
+        noise=NoiseSpec("gaussian", 0.05),
+        normalizer=normalizer,
+        repeat=True,
+        drop_remainder=True,
+    )
+    iterator = iter(ds)
+    for _ in range(3):
+        next(iterator)
+    steps = max(n // BATCH, 8)
+
+    def run() -> int:
+        for _ in range(steps):
+            noisy, _clean = next(iterator)
+        noisy.numpy()
+        return steps * BATCH
+
+    return _rate(run, repeats)
+
+
+def _cdae_rate(size: int, repeats: int, steps: int) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from urep.models.cdae import cdae
+
+    model = cdae((size, size, 1))
+    model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="mse", jit_compile=True)
+    rng = np.random.default_rng(0)
+    clean = tf.constant(rng.random((BATCH, size, size, 1), dtype=np.float32))
+    noisy = tf.clip_by_value(clean + tf.random.normal(clean.shape, stddev=0.05), 0.0, 1.0)
+    for _ in range(2):
+        model.train_on_batch(noisy, clean)
+
+    def run() -> int:
+        for _ in range(steps):
+            model.train_on_batch(noisy, clean)
+        return steps * BATCH
+
+    result = _rate(run, repeats)
+    result["parameters"] = int(model.count_params())
+    return result
+
+
+def run(out_dir: str | os.PathLike, quick: bool = False, sizes: tuple[int, ...] | None = None) -> dict:
+    """Run the benchmark and write ``out_dir/data_pipeline.json``.
+
+    Args:
+        out_dir: output folder.
+        quick: sizes 64 and 128 with fewer images and repeats (minutes on 2 cores); otherwise 64, 128, 256.
+        sizes: image sizes to measure instead of the defaults (e.g. ``(256,)``).
+
+    Returns:
+        The results: per size, images/s of each route and of the CDAE step, and the ratio of the cached
+        `tf.data` pipeline to the CDAE step (which must be at least 10).
+    """
+    import tensorflow as tf
+
+    from urep.env import environment
+    from urep.io import atomic_write_json
+
+    sizes = tuple(sizes) if sizes else ((64, 128) if quick else (64, 128, 256))
+    repeats = 3 if quick else 5
+    n_png, n_dicom = (64, 12) if quick else (256, 32)
+    steps_at = {64: 10, 128: 5, 256: 3} if quick else {64: 20, 128: 10, 256: 5}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()
+    results: dict = {
+        "settings": {
+            "sizes": sizes,
+            "repeats": repeats,
+            "batch": BATCH,
+            "n_png": n_png,
+            "n_dicom": n_dicom,
+            "quick": quick,
+            "threads": {
+                "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+                "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            },
+        },
+        "sizes": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="urep-bench-") as tmp:
+        work = Path(tmp)
+        sources = {
+            "phantoms_png": _phantom_table(work, n_png),
+            "shared_data_png": _shared_table(n_png),
+            "dicom_rg1_uncr": _dicom_table(work, n_dicom),
+        }
+        for name, table in sources.items():
+            if table is None:
+                results.setdefault("skipped", []).append(name)
+        for size in sizes:
+            entry: dict = {}
+            for name, table in sources.items():
+                if table is not None:
+                    logger.info("decode %s at %d", name, size)
+                    entry[name] = _decode_rates(name, table, size, work, repeats)
+            logger.info("tf.data cached pipeline at %d", size)
+            entry["tfdata_cached_denoising_pairs"] = _tfdata_rate(size, n_png, repeats)
+            logger.info("CDAE training step at %d", size)
+            entry["cdae_train_step"] = _cdae_rate(size, repeats, steps_at.get(size, 3))
+            entry["ratio_cached_pipeline_to_cdae"] = (
+                entry["tfdata_cached_denoising_pairs"]["median"] / entry["cdae_train_step"]["median"]
+            )
+            results["sizes"][str(size)] = entry
+    results["load_average"] = {"start": load_start, "end": os.getloadavg()}
+    results["environment"] = environment()
+    atomic_write_json(out / "data_pipeline.json", results)
+    return results
+
+
+def _table(results: dict) -> str:
+    lines = ["size  route                                   median img/s   (min - max)"]
+    for size, entry in results["sizes"].items():
+        for name, value in entry.items():
+            if not isinstance(value, dict):
+                continue
+            rows = value.items() if "median" not in value else [("", value)]
+            for sub, stats in rows:
+                label = f"{name} {sub}".strip()
+                lines.append(
+                    f"{size:>4}  {label:<40} {stats['median']:>10.1f}   "
+                    f"({stats['min']:.1f} - {stats['max']:.1f})"
+                )
+        lines.append(f"{size:>4}  cached pipeline / CDAE step: {entry['ratio_cached_pipeline_to_cdae']:.1f}x")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir")
+    parser.add_argument("--quick", action="store_true", help="sizes 64 and 128, fewer images and repeats")
+    parser.add_argument("--sizes", type=int, nargs="+", help="image sizes (default: 64 128 [256])")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    print(_table(run(args.out_dir, quick=args.quick, sizes=args.sizes)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
