@@ -222,7 +222,8 @@ def render_markdown(record: dict) -> str:
     """`bench.md` from the `bench.json` record."""
     info = record["machine"]
     lines = ["# urep benchmarks", "",
-             f"Mode: {'quick' if record['quick'] else 'full'}; {record['seconds']:.0f} s in all. Each figure is "
+             f"Mode: {'quick' if record['quick'] else 'full'}; {record['seconds']:.0f} s in all"
+             f"{'' if record['complete'] else ' (incomplete: the run was stopped or is still going)'}. Each figure is "
              "the median (min–max) of the repetitions given in its settings; warm-up (tracing, compilation) "
              "is excluded except in times to early stopping, which include what a user waits for.", "",
              markdown_table(["machine", ""], _machine_rows(info)), ""]
@@ -259,8 +260,9 @@ def run_suite(out_dir: str | os.PathLike, quick: bool = False, only: Sequence[st
             delegated benchmarks keep theirs).
 
     Returns:
-        The `bench.json` record: `{"quick", "repeats", "only", "machine", "seconds", "benchmarks": {name:
-        section + "status", "seconds", "load_average_before/after"}}`.
+        The `bench.json` record: `{"quick", "repeats", "only", "machine", "seconds", "complete", "benchmarks":
+        {name: section + "status", "seconds", "load_average_before/after"}}` (rewritten after each benchmark;
+        "complete" is false until the last one is in).
 
     Raises:
         ValueError: unknown benchmark names or `repeats` < 1.
@@ -275,14 +277,16 @@ def run_suite(out_dir: str | os.PathLike, quick: bool = False, only: Sequence[st
     started = time.perf_counter()
     info = machine()
     record = {"quick": quick, "repeats": repeats, "only": names, "machine": info, "seconds": 0.0,
-              "benchmarks": {}}
+              "complete": False, "benchmarks": {}}
     for name in names:
         logger.info("benchmark %s ...", name)
         record["benchmarks"][name] = _run_one(name, out_dir, quick, repeats)
-    info["load_average_end"] = load_average()
-    record["seconds"] = time.perf_counter() - started
-    atomic_write_json(out_dir / JSON_NAME, record)
-    atomic_write_text(out_dir / MARKDOWN_NAME, render_markdown(record))
+        # Written after every benchmark, so a long run that is stopped keeps what it measured.
+        info["load_average_end"] = load_average()
+        record["seconds"] = time.perf_counter() - started
+        record["complete"] = name == names[-1]
+        atomic_write_json(out_dir / JSON_NAME, record)
+        atomic_write_text(out_dir / MARKDOWN_NAME, render_markdown(record))
     logger.info("wrote %s and %s", out_dir / JSON_NAME, out_dir / MARKDOWN_NAME)
     return record
 
