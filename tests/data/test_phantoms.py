@@ -137,7 +137,9 @@ def test_make_cxr_phantoms_layout_manifest_and_balance(tmp_path):
     assert len(manifest) == 24
     assert manifest.groupby("patient")["label"].nunique().max() == 1, "a patient has one finding"
     assert manifest.groupby("patient").size().tolist() == [3] * 8
-    assert manifest.drop_duplicates("patient")["label"].value_counts().to_dict() == dict.fromkeys(CXR_LABELS, 2)
+    assert manifest.drop_duplicates("patient")["label"].value_counts().to_dict() == dict.fromkeys(
+        CXR_LABELS, 2
+    )
     for row in manifest.itertuples():
         image = cv2.imread(str(root / "images" / row.file), cv2.IMREAD_UNCHANGED)
         mask = cv2.imread(str(root / "masks" / row.mask), cv2.IMREAD_UNCHANGED)
