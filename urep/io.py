@@ -62,11 +62,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 def atomic_save(path: str | os.PathLike, save_fn) -> Path:
     """Atomically produce a file with a library saver: `save_fn(tmp_path)` writes, then it is renamed.
 
-    The temporary name keeps the final suffix (e.g. `.keras`, `.png`) because savers check it.
+    The temporary name ends with the whole final name (e.g. `.weights.h5`, `.keras`, `.png`) because
+    savers check the suffix.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
     try:
         save_fn(tmp)
         os.replace(tmp, path)
