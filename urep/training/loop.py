@@ -27,17 +27,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from urep.io import atomic_save
 from urep.seed import seed_everything
 from urep.training.config import TrainConfig, make_optimizer, resolve_mode
 from urep.training.distribute import check_precision, distribute_dataset, get_strategy
@@ -116,26 +115,6 @@ def resolve_loss(loss: str | Callable) -> Callable:
         return keras.losses.get(loss)
     except ValueError as error:
         raise ValueError(f"unknown loss {loss!r}: not in urep.losses nor keras.losses") from error
-
-
-def save_weights(model: keras.Model, path: str | Path) -> Path:
-    """Atomically write `model.save_weights` to `path` (which must end in `.weights.h5`).
-
-    (`urep.io.atomic_save` names its temporary file `.NAME.tmpPID.h5`, which Keras 3 refuses because the
-    name must end in `.weights.h5`; this writes `.NAME.tmpPID.weights.h5` and renames it.)
-    """
-    path = Path(path)
-    if not path.name.endswith(".weights.h5"):
-        raise ValueError(f"weights file name must end in .weights.h5, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.tmp{os.getpid()}.weights.h5")
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def learning_rate_of(optimizer) -> float:
@@ -499,7 +478,7 @@ class PhaseEngine:
         for task in self.tasks:
             path = None
             if checkpoint is not None:
-                path = str(save_weights(task.model, checkpoint.directory / f"{task.name}.weights.h5"))
+                path = str(atomic_save(checkpoint.directory / f"{task.name}.weights.h5", task.model.save_weights))
             trainable, total = self.params[task.name]
             task_best = state["task_best"][task.name]
             results[task.name] = TrainResult(
