@@ -47,24 +47,6 @@ __all__ = ["UrepPipeline"]
 LOSSES = {"classification": "cce", "segmentation": "bce_dice", "reconstruction": "mse"}
 
 
-def checkpoints_supported() -> bool:
-    """Whether `urep.io.atomic_save` keeps the `.weights.h5` ending Keras requires of the training loop's
-    per-task weight files. Where it does not, phases run without a run manager (no checkpoints, TensorBoard
-    or phase-level resume) and a warning says so, instead of failing at the end of the first phase."""
-    import tempfile
-
-    from urep.io import atomic_save
-
-    seen = []
-    with tempfile.TemporaryDirectory() as folder:
-        atomic_save(Path(folder) / "probe.weights.h5", lambda tmp: (seen.append(str(tmp)), Path(tmp).touch()))
-    if not seen[0].endswith(".weights.h5"):
-        logger.warning("urep.io.atomic_save renames %s to a temporary name Keras' save_weights rejects; "
-                       "training without checkpoints (no --resume of phases)", Path(seen[0]).name)
-        return False
-    return True
-
-
 def set_batchnorm_momentum(model, momentum: float | None):
     """Set the moving-statistics momentum of every BatchNormalization layer of `model` (before training)."""
     if momentum is None:
@@ -139,7 +121,7 @@ class UrepPipeline:
         self.data_root = data_root
         # The runner prepared the directory (refusing to overwrite); `resume=True` here only lets a phase
         # continue from a checkpoint found in it, and a fresh directory has none.
-        self.manager = Run(self.run_dir, resume=True) if checkpoints_supported() else None
+        self.manager = Run(self.run_dir, resume=True)
         self.resume = resume
         self.shape = (*config.image_size, config.channels)
         self.results: dict[str, Any] = {"models": [], "tasks": {}, "statistics": [], "denoising": []}

@@ -53,11 +53,11 @@ import numpy as np
 import tensorflow as tf
 
 from urep.data.augment import STRONG_OPS, weak_strong_pairs, weakly_augmented
-from urep.io import atomic_write_json
+from urep.io import atomic_save, atomic_write_json
 from urep.losses import dice_loss
 from urep.metrics import classification_metrics, reconstruction_metrics, segmentation_metrics
 from urep.models.multimix import MultiMix, multimix
-from urep.training.loop import TrainResult, epoch_dataset, save_weights
+from urep.training.loop import TrainResult, epoch_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -773,7 +773,7 @@ def train_multimix(model: MultiMix, data: MultiMixData, config: MultiMixConfig |
             best_weights = model.network.get_weights()
             if checkpoint_dir is not None:
                 path = checkpoint_dir / "best.weights.h5"
-                save_weights(model.network, path)
+                atomic_save(path, model.network.save_weights)
                 result.checkpoint = str(path)
     result.seconds = time.perf_counter() - start
     if config.restore_best and best_weights is not None:
