@@ -35,6 +35,31 @@ def test_registry_names():
     assert {"independent", "alternating", "joint"} <= set(STRATEGIES)
 
 
+def test_plugged_in_strategies_resolve_lazily_in_a_fresh_interpreter():
+    """`finetune(..., "cross_stitch")` reaches the strategy without importing its module first."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from urep.training import Task, TrainConfig, finetune\n"
+        "from urep.training.strategies import STRATEGIES, resolve_strategy, strategy_names\n"
+        "assert 'urep.training.cross_stitch' not in sys.modules and 'cross_stitch' not in STRATEGIES\n"
+        "assert {'cross_stitch', 'multimix'} <= set(strategy_names())\n"
+        "task = Task('a', 'classification', None, 'mse', lambda epoch: None)\n"
+        "try:\n"
+        "    finetune(None, [task], 'cross_stitch', TrainConfig(epochs=1))\n"
+        "except ValueError as error:\n"
+        "    assert 'cross_stitch needs at least 2 tasks' in str(error), error\n"
+        "else:\n"
+        "    raise AssertionError('cross_stitch was not dispatched')\n"
+        "from urep.training.cross_stitch import cross_stitch\n"
+        "assert STRATEGIES['cross_stitch'] is cross_stitch is resolve_strategy('cross_stitch')\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+
+
 def test_independent_leaves_every_shared_variable_bit_identical_and_trains_heads(phantoms):
     x, y, m = phantoms
     encoder, cls, seg = tiny_encoder_and_heads()

@@ -20,11 +20,16 @@ UMS-Rep journal, Section 2.3 (SPEC section 4):
 
 `STRATEGIES` maps a name to a callable `(assembly, tasks, config, run=None, **options) -> dict[str,
 TrainResult]`; other modules (cross-stitch, MultiMix) register theirs there, and `finetune` dispatches.
+Strategies living in modules that import this one are listed in `LAZY_STRATEGIES` (name ->
+`"module:function"`): `resolve_strategy` imports such a module on first use and registers the function, so
+`finetune(..., "cross_stitch")` works without importing `urep.training.cross_stitch` first and without a
+circular import.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
 import re
@@ -466,6 +471,32 @@ STRATEGIES: dict[str, Callable[..., dict[str, TrainResult]]] = {
     "joint": joint,
 }
 
+#: Strategies registered by their own module when it is imported; `resolve_strategy` imports it on first use.
+LAZY_STRATEGIES: dict[str, str] = {
+    "cross_stitch": "urep.training.cross_stitch:cross_stitch",
+    "multimix": "urep.training.multimix:multimix_strategy",
+}
+
+
+def strategy_names() -> list[str]:
+    """Every strategy name `finetune` accepts: the registered ones and the lazily imported ones."""
+    return sorted(set(STRATEGIES) | set(LAZY_STRATEGIES))
+
+
+def resolve_strategy(name: str) -> Callable[..., dict[str, TrainResult]]:
+    """The callable of strategy `name`: from `STRATEGIES`, else imported from `LAZY_STRATEGIES` and registered.
+
+    Raises:
+        ValueError: unknown name (the message lists `strategy_names()`).
+    """
+    if name in STRATEGIES:
+        return STRATEGIES[name]
+    if name not in LAZY_STRATEGIES:
+        raise ValueError(f"unknown fine-tuning strategy {name!r}; registered: {strategy_names()}")
+    module_name, function_name = LAZY_STRATEGIES[name].split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    return STRATEGIES.setdefault(name, function)
+
 
 def finetune(assembly_or_models, tasks: Sequence[Task], strategy: str, config: TrainConfig,
              run: Run | None = None, **options) -> dict[str, TrainResult]:
@@ -475,7 +506,8 @@ def finetune(assembly_or_models, tasks: Sequence[Task], strategy: str, config: T
         assembly_or_models: a `urep.models.MultiTaskModel`, a mapping task -> model, a sequence of models
             aligned with `tasks`, or None when every `Task.model` is set.
         tasks: the tasks.
-        strategy: a name in `STRATEGIES` ("independent", "alternating", "joint", or a plugged-in one).
+        strategy: a name in `STRATEGIES` or `LAZY_STRATEGIES` ("independent", "alternating", "joint",
+            "cross_stitch", "multimix", or a plugged-in one).
         config: the training configuration.
         run: the run directory manager (checkpoints, TensorBoard, resume), or None.
         **options: the strategy's options (e.g. `loss_weighting="uncertainty"` for joint,
@@ -487,12 +519,11 @@ def finetune(assembly_or_models, tasks: Sequence[Task], strategy: str, config: T
     Raises:
         ValueError: unknown strategy, no tasks, or repeated task names.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown fine-tuning strategy {strategy!r}; registered: {sorted(STRATEGIES)}")
+    train = resolve_strategy(strategy)
     tasks = list(tasks)
     if not tasks:
         raise ValueError("finetune needs at least one task")
     names = [task.name for task in tasks]
     if len(set(names)) != len(names):
         raise ValueError(f"task names must be unique, got {names}")
-    return STRATEGIES[strategy](assembly_or_models, tasks, config, run=run, **options)
+    return train(assembly_or_models, tasks, config, run=run, **options)
