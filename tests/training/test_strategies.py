@@ -96,6 +96,8 @@ def test_alternating_and_joint_update_the_shared_encoder_and_reduce_losses(phant
         assert results[name].trainable_params == sum(int(np.prod(v.shape)) for v in
                                                      (cls if name == "cls" else seg).trainable_weights)
     assert results["seg"].history["loss"][-1] < 0.6
+    # task-wise early stopping is off by default
+    assert not {"stopped_epoch", "taskwise_stopping"} & set(results["seg"].extra)
     # the tasks' seconds add up to the phase's wall clock
     total = results["cls"].seconds + results["seg"].seconds
     assert total == pytest.approx(results["cls"].phase_seconds, rel=1e-6)
@@ -205,3 +207,56 @@ def test_finetune_rejects_bad_input(phantoms):
     with pytest.raises(ValueError, match="needs validation data"):
         finetune(None, [Task("cls", "classification", cls, "categorical_crossentropy", batches(x, y))],
                  "independent", TrainConfig(epochs=1, **FAST))
+
+
+@pytest.mark.parametrize("strategy", ["alternating", "joint"])
+def test_taskwise_stopping_freezes_a_task_whose_validation_loss_rises(phantoms, strategy):
+    from urep.training.strategies import alternating_engine, joint_engine
+
+    x, y, m = phantoms
+    encoder, cls, seg = tiny_encoder_and_heads()
+    tasks = _tasks(cls, seg, x, y, m)
+    tasks[1].val = batches(x, 1.0 - m)  # inverted masks: the better seg trains, the worse it validates
+    config = TrainConfig(epochs=4, restore_best_weights=False, early_stopping_patience=None,
+                         taskwise_stopping={"k": 1, "main": "cls"}, **FAST)
+    engine = (alternating_engine if strategy == "alternating" else joint_engine)(None, tasks, config)
+    heads = {"cls": _head_vars(cls, encoder), "seg": _head_vars(seg, encoder)}
+    at_start = []
+    train_epoch = engine.train_epoch
+
+    def recording_epoch(epoch, bar):
+        at_start.append({name: _values(variables) for name, variables in heads.items()})
+        return train_epoch(epoch, bar)
+
+    engine.train_epoch = recording_epoch
+    results = engine.fit()
+    stopped = results["seg"].extra["stopped_epoch"]
+    assert stopped == 2, results["seg"].extra["taskwise_stopping"]
+    assert results["cls"].extra["stopped_epoch"] is None
+    assert results["cls"].extra["taskwise_stopping"]["stopped_at"] == {"seg": 2}
+    assert results["seg"].epochs_run == 4 and results["seg"].stop_reason == "max_epochs"
+    final = {name: _values(variables) for name, variables in heads.items()}
+    for before, after in zip(at_start[stopped]["seg"], final["seg"], strict=True):
+        np.testing.assert_array_equal(before, after)
+    assert any(not np.array_equal(a, b) for a, b in zip(at_start[stopped]["cls"], final["cls"], strict=True))
+    assert np.isnan(results["seg"].history["loss"][stopped:]).all()
+    assert np.isfinite(results["seg"].history["val_loss"]).all()
+    assert results["seg"].steps_run < results["cls"].steps_run
+
+
+def test_taskwise_stopping_settings_are_validated(phantoms):
+    x, y, m = phantoms
+    _, cls, seg = tiny_encoder_and_heads()
+    with pytest.raises(ValueError, match="taskwise_stopping.k"):
+        TrainConfig(taskwise_stopping={"k": 0})
+    with pytest.raises(ValueError, match="unknown taskwise_stopping keys"):
+        TrainConfig(taskwise_stopping={"patience": 3})
+    tasks = _tasks(cls, seg, x, y, m)
+    config = TrainConfig(epochs=1, taskwise_stopping=True, **FAST)
+    with pytest.raises(ValueError, match="fixed loss weights"):
+        finetune(None, tasks, "joint", config, loss_weighting="uncertainty")
+    with pytest.raises(ValueError, match="not among tasks"):
+        finetune(None, tasks, "alternating", TrainConfig(epochs=1, taskwise_stopping={"main": "zz"}, **FAST))
+    tasks[1].val = None
+    with pytest.raises(ValueError, match="no validation data"):
+        finetune(None, tasks, "alternating", TrainConfig(epochs=1, monitor="loss", taskwise_stopping=True, **FAST))

@@ -140,6 +140,17 @@ class TrainConfig:
         tensorboard: write TensorBoard scalars per task (when a run is given).
         progress_bar: show a progress bar per epoch: None = only when stderr is a terminal.
         check_finite: stop with `NonFiniteLossError` as soon as a step's loss is NaN or infinite.
+        taskwise_stopping: task-wise early stopping (Zhang et al. 2014,
+            `urep.training.taskwise_stopping`) in the alternating and joint strategies (and cross-stitch,
+            which trains like joint); other strategies ignore it. False (default) disables it; True enables it
+            with the defaults; a dict enables it with some of these keys: `k` (strip length of the training
+            trend in epochs, integer >= 1, default 5), `epsilon` (threshold of T * G, > 0, default 1.0),
+            `main` (a task name or a list of them never stopped, default none: any task may stop),
+            `importance` (lambda_a, a number > 0 or task -> number, default each task's `Task.weight`).
+            At the end of each epoch every active task's training loss and validation loss feed the
+            criterion; a stopped task is no longer trained (alternating: its turns are skipped; joint: its
+            loss leaves the sum, with fixed loss weights only) while the others continue. It needs
+            validation data for every task.
     """
 
     epochs: int = 64
@@ -164,6 +175,7 @@ class TrainConfig:
     tensorboard: bool = True
     progress_bar: bool | None = None
     check_finite: bool = True
+    taskwise_stopping: bool | dict = False
 
     def __post_init__(self) -> None:
         self.optimizer = OptimizerConfig.from_dict(self.optimizer)
@@ -205,6 +217,15 @@ class TrainConfig:
             _check(isinstance(value, bool), f"{key} must be true or false, got {value!r}")
         _check(self.progress_bar is None or isinstance(self.progress_bar, bool),
                f"progress_bar must be None, true or false, got {self.progress_bar!r}")
+        _check_taskwise(self.taskwise_stopping)
+
+    @property
+    def taskwise(self) -> dict | None:
+        """The task-wise early stopping settings (`k`, `epsilon`, `main`, `importance`), or None when off."""
+        if self.taskwise_stopping is False:
+            return None
+        given = {} if self.taskwise_stopping is True else self.taskwise_stopping
+        return {**TASKWISE_DEFAULTS, **given}
 
     @property
     def mode(self) -> str:
@@ -230,6 +251,32 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         _check(not unknown, f"unknown training config keys {unknown}; expected some of {sorted(known)}")
         return cls(**data)
+
+
+#: Defaults of `TrainConfig.taskwise_stopping` (`urep.training.taskwise_stopping.TaskwiseEarlyStopping`'s);
+#: importance None = each task's `Task.weight`.
+TASKWISE_DEFAULTS = {"k": 5, "epsilon": 1.0, "main": None, "importance": None}
+
+
+def _check_taskwise(value: Any) -> None:
+    """Validate `TrainConfig.taskwise_stopping`: a bool or a dict of `TASKWISE_DEFAULTS` keys."""
+    if isinstance(value, bool):
+        return
+    _check(isinstance(value, dict), f"taskwise_stopping must be true, false or a mapping, got {value!r}")
+    unknown = sorted(set(value) - set(TASKWISE_DEFAULTS))
+    _check(not unknown, f"unknown taskwise_stopping keys {unknown}; expected some of {sorted(TASKWISE_DEFAULTS)}")
+    k = value.get("k", 5)
+    _check(_is_int(k) and k >= 1, f"taskwise_stopping.k must be an integer >= 1, got {k!r}")
+    epsilon = value.get("epsilon", 1.0)
+    _check(_is_number(epsilon) and epsilon > 0, f"taskwise_stopping.epsilon must be a number > 0, got {epsilon!r}")
+    main = value.get("main")
+    _check(main is None or isinstance(main, str)
+           or (isinstance(main, (list, tuple)) and all(isinstance(m, str) for m in main)),
+           f"taskwise_stopping.main must be a task name or a list of names, got {main!r}")
+    importance = value.get("importance")
+    values = list(importance.values()) if isinstance(importance, dict) else [importance]
+    _check(importance is None or all(_is_number(v) and v > 0 for v in values),
+           f"taskwise_stopping.importance must be a number > 0 or a mapping task -> number > 0, got {importance!r}")
 
 
 _MAX_WORDS = ("acc", "auc", "dice", "iou", "f1", "fscore", "f_score", "psnr", "ssim", "precision", "recall",

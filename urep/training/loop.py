@@ -15,6 +15,14 @@ Semantics (Keras' callbacks, implemented here because the loops are custom):
   phase stops. With `restore_best_weights` the weights of the best epoch (strictly best monitored value)
   are put back at the end.
 
+Task-wise early stopping (`TrainConfig.taskwise_stopping`, Zhang et al. 2014): a phase given a
+`TaskwiseEarlyStopping` feeds it each active task's training loss and validation loss at the end of every
+epoch; the strategy's epoch function no longer trains a stopped task (its `loss` in the history is NaN from
+then on, its validation loss is still measured). The combined monitored value, the learning-rate plateaus
+and phase early stopping keep counting every task; when every task is stopped the phase ends
+(`stop_reason` "taskwise_stopping"). Each result's `extra["stopped_epoch"]` is its 1-based stop epoch (None:
+never stopped) and `extra["taskwise_stopping"]` the parameters and every stop epoch.
+
 Time attribution (`TrainResult.seconds`): each epoch's wall clock is split into each task's own training
 steps (measured around them; in the joint strategy one step trains every task, so its time is split
 equally), each task's own evaluation, and the engine's bookkeeping split equally, so that the tasks' seconds
@@ -51,6 +59,7 @@ from urep.training.run import (
     snapshot,
 )
 from urep.training.steps import Evaluator, TaskSteps, count_params, unique_variables
+from urep.training.taskwise_stopping import TaskwiseEarlyStopping
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +147,7 @@ class TrainResult:
         best_epoch: 1-based epoch whose weights were kept (None when not tracked).
         best_value: monitored value at `best_epoch`.
         monitor: the monitored quantity.
-        stop_reason: "max_epochs" or "early_stopping".
+        stop_reason: "max_epochs", "early_stopping" or "taskwise_stopping" (every task stopped).
         trainable_params: trainable parameters of the task model while training (heads only when frozen).
         total_params: all parameters of the task model.
         checkpoint: path of the best weights file (`TASK.weights.h5`), None without a run directory.
@@ -294,6 +303,7 @@ class PhaseEngine:
         extra_info: `() -> dict` stored in every result's `extra` (schedule, loss weights, ...).
         steps_hint: training steps per epoch for the progress bar, or a function computing it when training
             starts (None: unknown).
+        taskwise: task-wise early stopping shared with `train_epoch` (which skips its stopped tasks), or None.
 
     Raises:
         ValueError: `config.monitor` needs validation data that a task lacks, or task names repeat.
@@ -302,7 +312,8 @@ class PhaseEngine:
     def __init__(self, phase: str, strategy_name: str, tasks: Sequence[PhaseTask], config: TrainConfig,
                  train_epoch: Callable[[int, ProgressBar], EpochOutcome], run: Run | None = None,
                  extra_variables: Sequence = (), extra_info: Callable[[], dict] | None = None,
-                 steps_hint: int | Callable[[], int | None] | None = None) -> None:
+                 steps_hint: int | Callable[[], int | None] | None = None,
+                 taskwise: TaskwiseEarlyStopping | None = None) -> None:
         names = [task.name for task in tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique within a phase, got {names}")
@@ -312,7 +323,7 @@ class PhaseEngine:
                 raise ValueError(f"monitor {config.monitor!r} needs validation data, which tasks {missing} lack; "
                                  "give `val` data or set monitor='loss'")
         self.phase, self.strategy_name, self.tasks, self.config = phase, strategy_name, list(tasks), config
-        self.train_epoch, self.run, self.steps_hint = train_epoch, run, steps_hint
+        self.train_epoch, self.run, self.steps_hint, self.taskwise = train_epoch, run, steps_hint, taskwise
         self.extra_info = extra_info or dict
         self.mode = resolve_mode(config.monitor, config.monitor_mode)
         self.model_variables = unique_variables(v for task in tasks for v in task.model.variables)
@@ -341,7 +352,7 @@ class PhaseEngine:
             "seconds": {t.name: 0.0 for t in self.tasks}, "steps": {t.name: 0 for t in self.tasks},
             "phase_seconds": 0.0, "best_epoch": None, "best_value": None,
             "task_best": {t.name: None for t in self.tasks},
-            "plateau": {}, "early": None,
+            "plateau": {}, "early": None, "taskwise": None,
         }
 
     def _check_state(self, state: dict) -> None:
@@ -362,6 +373,10 @@ class PhaseEngine:
                 plateau.watch.load(state["plateau"][str(i)])
         if state["early"] is not None:
             self.early.watch.load(state["early"])
+        if self.taskwise is not None and state.get("taskwise") is not None:
+            restored = TaskwiseEarlyStopping.from_state(state["taskwise"])
+            self.taskwise.train_errors, self.taskwise.val_errors = restored.train_errors, restored.val_errors
+            self.taskwise.stopped_at = restored.stopped_at
 
     # -- main loop ---------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, TrainResult]:
@@ -396,7 +411,8 @@ class PhaseEngine:
         for epoch in range(state["epoch"], config.epochs):
             stop, best_values = self._one_epoch(epoch, state, best_values, checkpoint, show_bar)
             if stop:
-                state["stop_reason"] = "early_stopping"
+                if state["stop_reason"] == "max_epochs":
+                    state["stop_reason"] = "early_stopping"
                 break
         return self._finish(state, best_values, checkpoint)
 
@@ -441,6 +457,9 @@ class PhaseEngine:
                 logger.info("%s epoch %d: learning rate reduced to %.3g (%s)", self.phase, epoch + 1, new_lr,
                             source or "combined")
         stop = self.early.step(combined)
+        if self._taskwise_step(epoch, logs, state):
+            stop = True
+            state["stop_reason"] = "taskwise_stopping"
         learning_rates = {t.name: learning_rate_of(t.optimizer) for t in self.tasks}
         total = time.perf_counter() - start
         overhead = max(total - sum(outcome.seconds.values()) - sum(eval_seconds.values()), 0.0)
@@ -469,11 +488,30 @@ class PhaseEngine:
                         state["best_epoch"], config.monitor, state["best_value"])
         return stop, best_values
 
+    def _taskwise_step(self, epoch: int, logs: dict[str, dict[str, float]], state: dict) -> bool:
+        """Feed the epoch's losses to task-wise early stopping; True when every task is now stopped."""
+        if self.taskwise is None:
+            return False
+        active = [t.name for t in self.tasks if self.taskwise.should_train(t.name)]
+        newly = self.taskwise.update_all({n: logs[n]["loss"] for n in active}, {n: logs[n]["val_loss"] for n in active})
+        for name in sorted(newly):
+            logger.info("%s epoch %d: task-wise early stopping stops task %s (the others continue)", self.phase,
+                        epoch + 1, name)
+        state["taskwise"] = self.taskwise.state()
+        return len(self.taskwise.stopped) == len(self.tasks)
+
+    def _taskwise_info(self) -> dict:
+        if self.taskwise is None:
+            return {}
+        record = self.taskwise.state()
+        return {"taskwise_stopping": {key: record[key] for key in ("k", "epsilon", "importance", "main",
+                                                                   "stopped_at")}}
+
     def _finish(self, state: dict, best_values, checkpoint) -> dict[str, TrainResult]:
         config = self.config
         if config.restore_best_weights and best_values is not None:
             restore_snapshot(self.model_variables, best_values)
-        info = self.extra_info()
+        info = {**self.extra_info(), **self._taskwise_info()}
         results = {}
         for task in self.tasks:
             path = None
@@ -489,7 +527,8 @@ class PhaseEngine:
                 stop_reason=state["stop_reason"], trainable_params=trainable, total_params=total,
                 checkpoint=path, learning_rate=learning_rate_of(task.optimizer),
                 extra={**info, "task_best_epoch": task_best[0] if task_best else None,
-                       "phase_history": state["phase_history"]},
+                       "phase_history": state["phase_history"],
+                       **({"stopped_epoch": self.taskwise.stopped_at.get(task.name)} if self.taskwise else {})},
             )
         if checkpoint is not None:
             plateau, early = self._controller_state()

@@ -208,12 +208,24 @@ class JointStep:
         self.xla = use_xla(strategy, jit_compile)
         self._train = _compile(self._replica_train, strategy, self.xla, SUM)
 
-    def _replica_train(self, batches):
+    def _active_variables(self, active: tuple[bool, ...] | None) -> list:
+        """The variables one step updates: every task's, or only those of the active tasks' models."""
+        if active is None:
+            return self.variables
+        models = [model for model, on in zip(self.models, active, strict=True) if on]
+        return unique_variables(v for m in models for v in m.trainable_variables) + list(
+            self.weighting.trainable_variables)
+
+    def _replica_train(self, batches, active=None):
         num_replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape(persistent=self.weighting.needs_task_gradients) as tape:
             losses = []
             regularization = []
-            for model, loss_fn, (x, y) in zip(self.models, self.loss_fns, batches, strict=True):
+            for index, (model, loss_fn, batch) in enumerate(zip(self.models, self.loss_fns, batches, strict=True)):
+                if active is not None and not active[index]:
+                    losses.append(tf.constant(0.0, tf.float32))
+                    continue
+                x, y = batch
                 y_pred = model(x, training=True)
                 scaled, _, _ = replica_loss(loss_fn, y, y_pred)
                 losses.append(scaled)
@@ -222,17 +234,26 @@ class JointStep:
                     regularization.append(extra)
             total = self.weighting.combine(losses, num_replicas)
             objective = total + tf.add_n(regularization) if regularization else total
-        grads = gradients(tape, objective, self.variables, self.optimizer)
+        variables = self._active_variables(active)
+        grads = gradients(tape, objective, variables, self.optimizer)
         if self.weighting.needs_task_gradients:
             self.weighting.update(tape, losses)
         del tape
-        self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
+        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         return total, tf.stack(losses)
 
-    def train_step(self, batches) -> tuple[tf.Tensor, tf.Tensor]:
+    def train_step(self, batches, active: tuple[bool, ...] | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """One step; `batches` is a tuple of `(x, y)` per task (distributed when there are replicas).
 
+        Args:
+            batches: one batch per task, in `names` order (None for an inactive task).
+            active: which tasks train (task-wise early stopping): an inactive task's loss is 0 in the sum and
+                its own variables are not updated. None: every task (one trace per distinct tuple).
+
         Returns:
-            `(total, losses)`: the combined loss (scalar) and the per-task mean losses `(n_tasks,)`.
+            `(total, losses)`: the combined loss (scalar) and the per-task mean losses `(n_tasks,)` (0 for an
+            inactive task).
         """
-        return self._train(tuple(batches))
+        if active is None:
+            return self._train(tuple(batches))
+        return self._train(tuple(batches), tuple(bool(on) for on in active))

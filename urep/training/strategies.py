@@ -18,6 +18,11 @@ UMS-Rep journal, Section 2.3 (SPEC section 4):
   steps as the largest task has batches (smaller tasks start again). The weights are fixed (`Task.weight`
   or a mapping), or learned by uncertainty weighting or GradNorm (`urep.training.loss_weighting`).
 
+Both alternating and joint take task-wise early stopping (Zhang et al. 2014) from
+`TrainConfig.taskwise_stopping`: after each epoch every active task's training and validation losses feed a
+`TaskwiseEarlyStopping`; a stopped task's turns are skipped (alternating) or its loss leaves the sum and its
+own variables leave the update (joint, fixed loss weights only), while the other tasks continue.
+
 `STRATEGIES` maps a name to a callable `(assembly, tasks, config, run=None, **options) -> dict[str,
 TrainResult]`; other modules (cross-stitch, MultiMix) register theirs there, and `finetune` dispatches.
 Strategies living in modules that import this one are listed in `LAZY_STRATEGIES` (name ->
@@ -54,9 +59,10 @@ from urep.training.loop import (
     steps_per_epoch,
     train_model,
 )
-from urep.training.loss_weighting import LossWeighting, make_loss_weighting
+from urep.training.loss_weighting import FixedWeights, LossWeighting, make_loss_weighting
 from urep.training.run import ProgressBar, Run, check_finite
 from urep.training.steps import Evaluator, JointStep, TaskSteps
+from urep.training.taskwise_stopping import TaskwiseEarlyStopping
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +232,40 @@ def _epoch_steps(task: Task, dataset: tf.data.Dataset, config: TrainConfig) -> i
     return steps
 
 
+def taskwise_stopper(tasks: Sequence[Task], config: TrainConfig) -> TaskwiseEarlyStopping | None:
+    """The task-wise early stopping of a multi-task phase from `config.taskwise_stopping`, or None when off.
+
+    The importance `lambda_a` of a task defaults to its `Task.weight`.
+
+    Raises:
+        ValueError: a task without validation data, `monitor="loss"` (a stopped task has no training loss),
+            a zero task weight without an explicit importance, or settings naming unknown tasks.
+    """
+    settings = config.taskwise
+    if settings is None:
+        return None
+    missing = [task.name for task in tasks if task.val is None]
+    if missing:
+        raise ValueError(f"taskwise_stopping compares training and validation losses; tasks {missing} have no "
+                         "validation data")
+    if config.monitor == "loss":
+        raise ValueError("taskwise_stopping needs a validation monitor (a stopped task has no training loss); "
+                         "got monitor='loss'")
+    importance = settings["importance"]
+    if importance is None:
+        zero = [task.name for task in tasks if task.weight <= 0]
+        if zero:
+            raise ValueError(f"taskwise_stopping uses the task weights as importance, and tasks {zero} have weight "
+                             "0; give taskwise_stopping.importance")
+        importance = {task.name: task.weight for task in tasks}
+    return TaskwiseEarlyStopping([task.name for task in tasks], main=settings["main"], k=settings["k"],
+                                 epsilon=settings["epsilon"], importance=importance)
+
+
+def _active(tasks: Sequence[Task], stopper: TaskwiseEarlyStopping | None) -> list[Task]:
+    return [task for task in tasks if stopper is None or stopper.should_train(task.name)]
+
+
 # -- independent ---------------------------------------------------------------------------------------------
 def independent(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None = None, *,
                 distribution: tf.distribute.Strategy | None = None, phase: str = "independent",
@@ -338,19 +378,24 @@ def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run
                                      task.weight, task.kind))
     schedule: dict = {"batches_per_switch": ratio, "order": [t.name for t in tasks], "rounds_per_epoch": [],
                       "batches_per_epoch": [], "first_epoch_segments": []}
+    stopper = taskwise_stopper(tasks, config)
 
     def run_epoch(epoch: int, bar: ProgressBar) -> EpochOutcome:
-        datasets = {task.name: epoch_dataset(task.train, epoch) for task in tasks}
-        needed = {task.name: _epoch_steps(task, datasets[task.name], config) for task in tasks}
-        rounds = max(math.ceil(needed[name] / ratio[name]) for name in needed)
+        active = _active(tasks, stopper)
+        datasets = {task.name: epoch_dataset(task.train, epoch) for task in active}
+        needed = {task.name: _epoch_steps(task, datasets[task.name], config) for task in active}
+        rounds = max((math.ceil(needed[name] / ratio[name]) for name in needed), default=0)
         batches = {name: _Batches(name, datasets[name], strategy) for name in datasets}
-        sums = dict.fromkeys(needed, 0.0)
-        counts = dict.fromkeys(needed, 0)
-        seconds = dict.fromkeys(needed, 0.0)
+        names = [task.name for task in tasks]
+        sums = dict.fromkeys(names, 0.0)
+        counts = dict.fromkeys(names, 0)
+        seconds = dict.fromkeys(names, 0.0)
         segments = []
         step = 0
         for _ in range(rounds):
             for task, steps in units:
+                if task.name not in needed:
+                    continue
                 start = time.perf_counter()
                 for _ in range(ratio[task.name]):
                     x, y = batches[task.name].next()
@@ -367,14 +412,14 @@ def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run
         schedule["batches_per_epoch"].append(dict(counts))
         if not schedule["first_epoch_segments"]:
             schedule["first_epoch_segments"] = segments
-        return EpochOutcome({n: sums[n] / counts[n] for n in sums}, counts, seconds)
+        return EpochOutcome({n: sums[n] / counts[n] if counts[n] else math.nan for n in sums}, counts, seconds)
 
     def hint() -> int:
         return sum(ratio.values()) * max(
             math.ceil(_epoch_steps(t, epoch_dataset(t.train, 0), config) / ratio[t.name]) for t in tasks)
 
     return PhaseEngine(phase, "alternating", phase_tasks, config, run_epoch, run=run,
-                       extra_info=lambda: {"schedule": schedule}, steps_hint=hint)
+                       extra_info=lambda: {"schedule": schedule}, steps_hint=hint, taskwise=stopper)
 
 
 # -- joint ---------------------------------------------------------------------------------------------------
@@ -419,6 +464,10 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
     models = resolve_models(assembly, tasks)
     names = [task.name for task in tasks]
     weighting = make_loss_weighting(loss_weighting, **dict(loss_weighting_options or {}))
+    stopper = taskwise_stopper(tasks, config)
+    if stopper is not None and not isinstance(weighting, FixedWeights):
+        raise ValueError(f"taskwise_stopping in the joint strategy needs fixed loss weights, got loss_weighting "
+                         f"{weighting.name!r}")
     layer_vars = list(gradnorm_variables) if gradnorm_variables is not None else last_shared_kernel(
         models, shared_variables(assembly, models, shared))
     weighting.build(names, [t.kind for t in tasks], [t.weight for t in tasks], strategy, layer_vars)
@@ -431,28 +480,36 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
                    for task, model, loss in zip(tasks, models, losses, strict=True)]
 
     def run_epoch(epoch: int, bar: ProgressBar) -> EpochOutcome:
-        datasets = {task.name: epoch_dataset(task.train, epoch) for task in tasks}
-        n_steps = max(_epoch_steps(task, datasets[task.name], config) for task in tasks)
-        batches = [_Batches(name, datasets[name], strategy) for name in names]
+        trained = {task.name for task in _active(tasks, stopper)}
+        active = tuple(name in trained for name in names)
+        datasets = {task.name: epoch_dataset(task.train, epoch) for task in tasks if task.name in trained}
+        n_steps = max((_epoch_steps(task, datasets[task.name], config) for task in tasks if task.name in trained),
+                      default=0)
+        batches = [_Batches(name, datasets[name], strategy) if name in trained else None for name in names]
         sums = np.zeros(len(names))
         total_sum = 0.0
         start = time.perf_counter()
         for step in range(1, n_steps + 1):
-            total, task_losses = step_fn.train_step([b.next() for b in batches])
+            total, task_losses = step_fn.train_step([b.next() if b is not None else None for b in batches],
+                                                    None if all(active) else active)
             task_losses = task_losses.numpy()
             total = float(total)
             if config.check_finite:
                 for name, value in zip(names, task_losses, strict=True):
-                    check_finite(float(value), name, epoch + 1, step)
+                    if name in trained:
+                        check_finite(float(value), name, epoch + 1, step)
                 check_finite(total, "joint", epoch + 1, step)
             sums += task_losses
             total_sum += total
             bar.update(1, joint=total_sum / step)
-        share = (time.perf_counter() - start) / len(names)
+        share = (time.perf_counter() - start) / max(len(trained), 1)
         weights = weighting.weights()
-        scalars = {name: {"loss_weight": weights[name], "joint_loss": total_sum / n_steps} for name in names}
-        return EpochOutcome({name: float(sums[i] / n_steps) for i, name in enumerate(names)},
-                            dict.fromkeys(names, n_steps), dict.fromkeys(names, share), scalars)
+        joint_loss = total_sum / n_steps if n_steps else math.nan
+        scalars = {name: {"loss_weight": weights[name], "joint_loss": joint_loss} for name in names}
+        return EpochOutcome({name: float(sums[i] / n_steps) if name in trained and n_steps else math.nan
+                             for i, name in enumerate(names)},
+                            {name: n_steps if name in trained else 0 for name in names},
+                            {name: share if name in trained else 0.0 for name in names}, scalars)
 
     def hint() -> int:
         return max(_epoch_steps(t, epoch_dataset(t.train, 0), config) for t in tasks)
@@ -461,7 +518,7 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
                        extra_variables=weighting.variables,
                        extra_info=lambda: {"loss_weighting": weighting.config(),
                                            "final_loss_weights": weighting.weights()},
-                       steps_hint=hint)
+                       steps_hint=hint, taskwise=stopper)
 
 
 #: Strategy name -> callable `(assembly, tasks, config, run=None, **options) -> dict[str, TrainResult]`.
