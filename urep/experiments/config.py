@@ -394,6 +394,20 @@ class ExperimentConfig:
         return dataclasses.replace(base, optimizer=optimizer, learning_rate=task.learning_rate or base.learning_rate)
 
 
+def _check_cross_stitch(config: ExperimentConfig, file: str | None) -> None:
+    """`cross_stitch` needs two tasks (one column each) and cannot be the first strategy, whose models are
+    saved for `urep explain` with Grad-CAM at `encoder_out`, a layer the cross-stitch columns rename."""
+    if "cross_stitch" not in config.strategies or not config.tasks:
+        return
+    index = config.strategies.index("cross_stitch")
+    if len(config.tasks) < 2:
+        raise ConfigError(f"cross_stitch needs at least 2 tasks, got {len(config.tasks)}", f"strategies[{index}]",
+                          file)
+    if index == 0:
+        raise ConfigError("cross_stitch cannot be the first strategy (the first strategy's models are saved for "
+                          "urep explain/recommend); list a hard-sharing strategy first", "strategies[0]", file)
+
+
 def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
     """Cross-field checks: references between sections, value ranges."""
     names = set(config.data)
@@ -441,6 +455,7 @@ def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
                               f"strategies[{i}]", file)
     if config.tasks and not config.strategies:
         raise ConfigError("name at least one fine-tuning strategy", "strategies", file)
+    _check_cross_stitch(config, file)
     phases = {"training.source": config.training.source, "training.heads": config.training.heads,
               "training.baseline": config.training.baseline}
     for key, train in phases.items():

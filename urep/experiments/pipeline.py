@@ -16,6 +16,9 @@ Choices where the papers are silent (each is a config parameter or documented he
 - Every strategy and every fold starts from a fresh copy of the trained source weights.
 - The baseline's inputs pass through the separate denoiser when `baseline.denoise_inputs` (journal 4.1.1).
 - The models saved for `urep explain` / `urep recommend` are fold 0's of the first configured strategy.
+- `cross_stitch` (soft sharing, Misra et al. 2016) starts from the same assembly as the other strategies:
+  each fold's hard-sharing assembly is turned into its cross-stitch twin (one copy of the trained encoder per
+  task, the same heads), which is trained and tested; its results go into the same tables.
 """
 
 from __future__ import annotations
@@ -406,6 +409,15 @@ class UrepPipeline:
                 metrics=accuracy_metric(data.config.kind)))
         return tasks
 
+    def _network(self, strategy: str, fold: int):
+        """The network `strategy` trains: the fold's hard-sharing assembly, or its cross-stitch twin."""
+        assembly = self._assembly(strategy, fold)
+        if strategy != "cross_stitch":
+            return assembly
+        from urep.models.cross_stitch import cross_stitch_from_assembly
+
+        return cross_stitch_from_assembly(assembly, name=f"cross_stitch_fold{fold}")
+
     def run_strategy(self, strategy: str) -> None:
         """Fine-tune the heads with `strategy` on every fold; evaluate each fold's models on the test set."""
         from urep.training.strategies import finetune
@@ -416,7 +428,7 @@ class UrepPipeline:
             options["batches_per_task"] = {t.name: 1 for t in self.config.tasks}
         n_folds = len(next(iter(self.task_data.values())).folds)
         for fold in range(n_folds):
-            assembly = self._assembly(strategy, fold)
+            assembly = self._network(strategy, fold)
             tasks = self._tasks_for_fold(fold, None)
             started = time.perf_counter()
             results = finetune(assembly, tasks, strategy, train_config, run=self.manager,
@@ -424,7 +436,10 @@ class UrepPipeline:
             logger.info("%s fold %d fine-tuned in %.1f s", strategy, fold, time.perf_counter() - started)
             names = list(results)
             for name, result in results.items():
-                self._record(result, "head", strategy, name, fold, tasks=[name] if strategy == "independent" else names)
+                entry = self._record(result, "head", strategy, name, fold,
+                                     tasks=[name] if strategy == "independent" else names)
+                if "cross_stitch" in result.extra:
+                    entry["cross_stitch"] = result.extra["cross_stitch"]
             for name, data in self.task_data.items():
                 model = assembly.task_model(name)
                 out = predict(model, self._norm(data.test.images))
