@@ -69,6 +69,10 @@ def test_phantom_config_runs_end_to_end(name, tmp_path):
     results = run_experiment(config, tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["name"] == name == results["name"]
+    if config.experiment == "pairwise_transfer":
+        assert set(saved["transfer"]["matrix"]) == {task.name for task in config.tasks}
+        assert (tmp_path / "run" / "tables" / "transfer_matrix.csv").is_file()
+        return
     for task in config.tasks:
         assert set(saved["tasks"][task.name]["methods"]) == set(config.strategies) | (
             {"baseline"} if config.baseline.enabled else set())

@@ -327,7 +327,8 @@ class ExperimentConfig:
         name: experiment name (run directory tables and reports use it).
         description: one line for humans.
         experiment: `urep` (source + heads + strategies + baselines; no tasks = denoising only), `multimix`,
-            or `urep_vs_multimix` (both on the same data).
+            `urep_vs_multimix` (both on the same data), or `pairwise_transfer` (source, then every task alone
+            and every pair jointly: the transfer matrix; `urep.experiments.transfer`).
         seed: seed of everything (`urep.seed_everything`).
         deterministic: ask TensorFlow for deterministic kernels (slower).
         image_size: `(height, width)` every image is resized to (journal: 256x256; preprint Doppler 224x224).
@@ -357,7 +358,7 @@ class ExperimentConfig:
 
     name: str
     description: str = ""
-    experiment: Literal["urep", "multimix", "urep_vs_multimix"] = "urep"
+    experiment: Literal["urep", "multimix", "urep_vs_multimix", "pairwise_transfer"] = "urep"
     seed: int = 0
     deterministic: bool = False
     image_size: tuple[int, int] = (256, 256)
@@ -456,6 +457,8 @@ def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
     if config.tasks and not config.strategies:
         raise ConfigError("name at least one fine-tuning strategy", "strategies", file)
     _check_cross_stitch(config, file)
+    if config.experiment == "pairwise_transfer" and len(config.tasks) < 2:
+        raise ConfigError(f"pairwise_transfer needs at least 2 tasks, got {len(config.tasks)}", "tasks", file)
     phases = {"training.source": config.training.source, "training.heads": config.training.heads,
               "training.baseline": config.training.baseline}
     for key, train in phases.items():

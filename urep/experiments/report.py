@@ -379,6 +379,21 @@ _BUILDERS = {
 }
 
 
+def transfer_table(results: dict) -> Table | None:
+    """The transfer matrix of a `pairwise_transfer` experiment: gain of each task (row) from each partner."""
+    transfer = results.get("transfer")
+    if not transfer:
+        return None
+    tasks = list(transfer["matrix"])
+    out = Table("transfer_matrix", "Transfer: gain of each task from joint training with each partner",
+                ["Task", "Metric", "Alone", *[f"with {p}" for p in tasks]])
+    for task in tasks:
+        out.add(task, transfer["metric"][task], transfer["alone"][task], *[transfer["matrix"][task][p] for p in tasks])
+    out.notes.append("Gain = test score trained jointly with the partner minus trained alone (same source "
+                     "representation and split); negative = negative transfer.")
+    return out
+
+
 def build_tables(results: dict) -> list[Table]:
     """Every table of a run: the configured paper tables, then the run-wide ones.
 
@@ -394,9 +409,9 @@ def build_tables(results: dict) -> list[Table]:
         builder = _BUILDERS.get(paper.kind)
         if builder is not None:
             tables.append(builder(paper, results))
-    if results["config"]["tasks"]:
+    if results["config"]["tasks"] and results.get("tasks"):
         tables.append(metrics_table(results))
-    for extra in (ensemble_table, statistics_table, explain_table, recommendation_table, data_table):
+    for extra in (transfer_table, ensemble_table, statistics_table, explain_table, recommendation_table, data_table):
         table = extra(results)
         if table is not None:
             tables.append(table)
@@ -404,7 +419,10 @@ def build_tables(results: dict) -> list[Table]:
 
 
 def summary_table(results: dict) -> Table:
-    """A short table for the terminal: per task, the main metric of each method."""
+    """A short table for the terminal: per task, the main metric of each method (the transfer matrix for a
+    `pairwise_transfer` run)."""
+    if results.get("transfer"):
+        return transfer_table(results)
     out = Table("summary", f"{results['config']['name']}: test results", ["Task", *(
         STRATEGY_LABELS.get(m, m) for m in _methods(results))])
     for task in results["config"]["tasks"]:

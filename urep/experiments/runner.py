@@ -83,7 +83,7 @@ def run_experiment(
         urep.io.RunDirExistsError: `out_dir` is not empty and neither `resume` nor `overwrite` was given.
         urep.experiments.ConfigError: a data folder does not exist.
     """
-    if config.experiment != "urep":
+    if config.experiment not in ("urep", "pairwise_transfer"):
         raise NotImplementedError(f"experiment kind {config.experiment!r} is not run by urep.experiments yet; "
                                   "see urep.training.multimix for MultiMix")
     check_data_roots(config, data_root)
@@ -98,7 +98,10 @@ def run_experiment(
         logger.info("experiment %s (%s) -> %s%s", config.name, config.path or "in memory", run_dir,
                     " (resumed)" if resume else "")
         seed_everything(config.seed, config.deterministic)
-        pipeline = UrepPipeline(config, run_dir, None if data_root is None else str(data_root), resume=resume)
+        pipeline_class = UrepPipeline
+        if config.experiment == "pairwise_transfer":
+            from urep.experiments.transfer import TransferPipeline as pipeline_class
+        pipeline = pipeline_class(config, run_dir, None if data_root is None else str(data_root), resume=resume)
         results = pipeline.run()
         results.update({
             "schema": SCHEMA_VERSION, "name": config.name, "description": config.description,
@@ -117,7 +120,7 @@ def _ordered(results: dict) -> dict:
     """Results with the identifying keys first (readability of results.json)."""
     first = ("schema", "name", "description", "config_file", "seed", "started", "finished", "wall_seconds",
              "resumed", "environment", "data", "source", "denoising", "baseline_denoising", "tasks", "statistics",
-             "explain", "recommendation", "models", "figures", "config")
+             "explain", "recommendation", "transfer", "models", "figures", "config")
     out = {k: results[k] for k in first if k in results}
     out.update({k: v for k, v in results.items() if k not in out})
     return out
