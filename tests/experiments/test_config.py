@@ -177,3 +177,18 @@ def test_resolved_config_round_trips():
 def test_unknown_config_name_lists_the_shipped_ones():
     with pytest.raises(FileNotFoundError, match="cxr_heterogeneous"):
         find_config("no_such_experiment")
+
+
+def test_taskwise_stopping_of_the_heads_is_validated_and_reaches_the_training_config(tmp_path):
+    from urep.experiments.pipeline import UrepPipeline
+
+    raw = _minimal()
+    raw["training"] = {"heads": {"taskwise_stopping": {"k": 0}}}
+    with pytest.raises(ConfigError, match="training.heads.taskwise_stopping"):
+        parse_config(raw)
+    raw["training"] = {"heads": {"taskwise_stopping": {"k": 2, "main": "cls"}}}
+    config = parse_config(raw)
+    assert parse_config(config_to_dict(config)) == config
+    train_config = UrepPipeline(config, tmp_path)._train_config(config.training.heads)
+    assert train_config.taskwise == {"k": 2, "epsilon": 1.0, "main": "cls", "importance": None}
+    assert UrepPipeline(config, tmp_path)._train_config(config.training.source).taskwise is None

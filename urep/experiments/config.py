@@ -125,6 +125,9 @@ class TrainSettings:
         early_stopping_patience: epochs without improvement before stopping; `null` disables.
         max_steps_per_epoch: cap on the steps of one epoch (reduced-scale runs); `null` = whole data set.
         jit_compile: XLA-compile the training steps.
+        taskwise_stopping: task-wise early stopping (Zhang et al. 2014) of the alternating, joint and
+            cross-stitch strategies (heads phase): false, true, or a mapping of `k`, `epsilon`, `main`,
+            `importance` (see `urep.training.TrainConfig.taskwise_stopping`). Off in the papers.
     """
 
     epochs: int = 64
@@ -136,6 +139,7 @@ class TrainSettings:
     early_stopping_patience: int | None = 8
     max_steps_per_epoch: int | None = None
     jit_compile: bool = True
+    taskwise_stopping: bool | dict[str, Any] = False
 
 
 @dataclass(frozen=True)
@@ -409,6 +413,17 @@ def _check_cross_stitch(config: ExperimentConfig, file: str | None) -> None:
                           "urep explain/recommend); list a hard-sharing strategy first", "strategies[0]", file)
 
 
+def _check_taskwise(value: Any, key: str, file: str | None) -> None:
+    """`urep.training.config.check_taskwise_stopping` as a `ConfigError` (imported only when the option is set:
+    `urep.training` imports TensorFlow)."""
+    from urep.training.config import check_taskwise_stopping
+
+    try:
+        check_taskwise_stopping(value)
+    except ValueError as error:
+        raise ConfigError(str(error), key, file) from error
+
+
 def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
     """Cross-field checks: references between sections, value ranges."""
     names = set(config.data)
@@ -467,6 +482,8 @@ def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
                 raise ConfigError(f"must be at least 1, got {getattr(train, attr)}", f"{key}.{attr}", file)
         if train.learning_rate <= 0:
             raise ConfigError(f"must be positive, got {train.learning_rate}", f"{key}.learning_rate", file)
+        if train.taskwise_stopping is not False:
+            _check_taskwise(train.taskwise_stopping, f"{key}.taskwise_stopping", file)
     if config.batchnorm_momentum is not None and not 0 <= config.batchnorm_momentum < 1:
         raise ConfigError(f"must be in [0, 1), got {config.batchnorm_momentum}", "batchnorm_momentum", file)
     folds = config.cross_validation.folds

@@ -149,7 +149,7 @@ class UrepPipeline:
             reduce_lr_factor=settings.reduce_lr_factor, reduce_lr_patience=settings.reduce_lr_patience,
             early_stopping_patience=settings.early_stopping_patience,
             max_steps_per_epoch=settings.max_steps_per_epoch, jit_compile=settings.jit_compile,
-            seed=self.config.seed, deterministic=self.config.deterministic, progress_bar=False)
+            taskwise_stopping=settings.taskwise_stopping, seed=self.config.seed, deterministic=self.config.deterministic, progress_bar=False)
 
     def _norm(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.normalizer.transform(images), dtype=np.float32)
@@ -438,8 +438,9 @@ class UrepPipeline:
             for name, result in results.items():
                 entry = self._record(result, "head", strategy, name, fold,
                                      tasks=[name] if strategy == "independent" else names)
-                if "cross_stitch" in result.extra:
-                    entry["cross_stitch"] = result.extra["cross_stitch"]
+                for key in ("cross_stitch", "stopped_epoch"):
+                    if key in result.extra:
+                        entry[key] = result.extra[key]
             for name, data in self.task_data.items():
                 model = assembly.task_model(name)
                 out = predict(model, self._norm(data.test.images))

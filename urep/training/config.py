@@ -217,7 +217,7 @@ class TrainConfig:
             _check(isinstance(value, bool), f"{key} must be true or false, got {value!r}")
         _check(self.progress_bar is None or isinstance(self.progress_bar, bool),
                f"progress_bar must be None, true or false, got {self.progress_bar!r}")
-        _check_taskwise(self.taskwise_stopping)
+        check_taskwise_stopping(self.taskwise_stopping)
 
     @property
     def taskwise(self) -> dict | None:
@@ -258,7 +258,7 @@ class TrainConfig:
 TASKWISE_DEFAULTS = {"k": 5, "epsilon": 1.0, "main": None, "importance": None}
 
 
-def _check_taskwise(value: Any) -> None:
+def check_taskwise_stopping(value: Any) -> None:
     """Validate `TrainConfig.taskwise_stopping`: a bool or a dict of `TASKWISE_DEFAULTS` keys."""
     if isinstance(value, bool):
         return
