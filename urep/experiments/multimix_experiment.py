@@ -129,6 +129,7 @@ class MultiMixExperiment:
         self.classes = tuple(self.cls_task.classes)
         self.cross: dict[str, TaskArrays] = {}
         self.train_rows: dict[str, np.ndarray] = {}
+        self.trained: dict[tuple[str, str], dict] = {}
         self.results: dict[str, Any] = {"models": [], "multimix": {"runs": []}, "statistics": []}
 
     # -- data ----------------------------------------------------------------------------------------------
@@ -303,11 +304,15 @@ class MultiMixExperiment:
         scored: dict[str, dict] = {}
         for variant in self.config.multimix.variants:
             parts = VARIANTS[variant]
-            model, _ = self._train_variant(variant, data, setting)
-            seg, cls = self._multimix_outputs(model, variant)
-            scored[variant] = self._score(seg, cls)
             variant_setting = budget_setting(budget[0] if parts.segmentation else None,
                                              budget[1] if parts.classification else None)
+            if (variant, variant_setting) in self.trained:
+                # a single-task variant whose own budget was already trained: same model, scored once
+                scored[variant] = self.trained[(variant, variant_setting)]
+                continue
+            model, _ = self._train_variant(variant, data, setting)
+            seg, cls = self._multimix_outputs(model, variant)
+            scored[variant] = self.trained[(variant, variant_setting)] = self._score(seg, cls)
             self._record_run(PAPER_MODEL_NAMES.get(variant, variant), variant, "multimix", variant_setting, budget,
                              scored[variant])
         if self.with_urep:

@@ -441,7 +441,11 @@ def build_tables(results: dict) -> list[Table]:
 
 
 def summary_table(results: dict) -> Table:
-    """A short table for the terminal: per task, the main metric of each method."""
+    """A short table for the terminal: per task, the main metric of each method (MultiMix experiments: the
+    label-budget table)."""
+    budgets = label_budget_table(results)
+    if budgets is not None:
+        return budgets
     out = Table("summary", f"{results['config']['name']}: test results", ["Task", *(
         STRATEGY_LABELS.get(m, m) for m in _methods(results))])
     for task in results["config"]["tasks"]:
