@@ -79,3 +79,19 @@ def test_urep_vs_multimix_runs_both_on_the_same_split_and_rebuilds_its_tables(tm
         path.unlink()
     write_report(load_results(tmp_path / "run"), tmp_path / "run")
     assert {p.name: p.read_bytes() for p in tables.iterdir()} == before
+
+
+def test_multimix_kind_trains_a_single_task_variant_once_per_own_budget(tmp_path):
+    from urep.experiments.runner import run_experiment
+
+    config = _tiny("multimix_cxr_phantom", label_budgets=((4, 4), (4, "all")), variants=("unet",))
+    results = run_experiment(config, tmp_path / "run")
+
+    runs = results["multimix"]["runs"]
+    assert [(run["model"], run["setting"]) for run in runs] == [("unet", "cls=0,seg=4")]
+    assert "accuracy" not in runs[0]["in_domain"] and runs[0]["cross_domain"]["n_segmentation"] == 16
+    assert [m["id"] for m in results["models"]] == ["budgets/cls=4,seg=4/multimix/unet"]
+    assert results["statistics"] == []  # no U-Rep to compare with
+    assert (tmp_path / "run" / "budgets" / "cls=4,seg=4" / "checkpoints" / "multimix" / "unet" /
+            "best.weights.h5").is_file()
+    assert (tmp_path / "run" / "tables" / "label_budgets.md").is_file()
