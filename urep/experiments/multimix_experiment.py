@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -256,33 +257,32 @@ class MultiMixExperiment:
         self.results["multimix"]["runs"].append(entry)
 
     def _paired_tests(self, setting: str, scored: dict[str, dict]) -> None:
-        """McNemar and Wilcoxon between every MultiMix variant and every U-Rep strategy, per domain."""
+        """McNemar (per-image correctness) and Wilcoxon (per-image Dice) between every MultiMix variant and
+        every U-Rep strategy, per domain, on the same test images."""
         from urep.statistics import mcnemar, wilcoxon_paired
 
-        alpha = self.config.statistics.alpha
-        mm = [m for m in scored if not m.startswith("urep_")]
-        ur = [m for m in scored if m.startswith("urep_")]
-        for a in mm:
-            for b in ur:
-                for domain in ("in_domain", "cross_domain"):
-                    sa, sb = scored[a].get(domain, {}).get("per_image", {}), scored[b].get(domain, {}).get("per_image", {})
-                    task_label = f"{{}} [{setting}, {domain.replace('_', '-')}]"
-                    if "correct" in sa and "correct" in sb and "mcnemar" in self.config.statistics.tests:
-                        r = mcnemar(sa["correct"], sb["correct"])
-                        self.results["statistics"].append({
-                            "task": task_label.format(self.cls_task.name), "setting": setting, "domain": domain,
-                            "a": a, "b": b, "test": "mcnemar", "on": "per-image correctness",
-                            "statistic": _plain(r.statistic), "p_value": _plain(r.p_value),
-                            "significant": bool(r.p_value < alpha), "n": int(len(sa["correct"])),
-                            "detail": {"b": r.b, "c": r.c, "method": r.method}})
-                    if "dice" in sa and "dice" in sb and "wilcoxon" in self.config.statistics.tests:
-                        r = wilcoxon_paired(sa["dice"], sb["dice"])
-                        self.results["statistics"].append({
-                            "task": task_label.format(self.seg_task.name), "setting": setting, "domain": domain,
-                            "a": a, "b": b, "test": "wilcoxon", "on": "per-image Dice",
-                            "statistic": _plain(r.statistic), "p_value": _plain(r.p_value),
-                            "significant": bool(r.p_value < alpha), "n": int(len(sa["dice"])),
-                            "detail": {"median_difference": _plain(r.median_difference), "note": r.note}})
+        stats = self.config.statistics
+        tests = [("mcnemar", "correct", self.cls_task.name, "per-image correctness"),
+                 ("wilcoxon", "dice", self.seg_task.name, "per-image Dice")]
+        variants = [m for m in scored if not m.startswith("urep_")]
+        strategies = [m for m in scored if m.startswith("urep_")]
+        for a, b, domain in itertools.product(variants, strategies, ("in_domain", "cross_domain")):
+            scores_a = scored[a].get(domain, {}).get("per_image", {})
+            scores_b = scored[b].get(domain, {}).get("per_image", {})
+            for test, key, task, on in tests:
+                if test not in stats.tests or key not in scores_a or key not in scores_b:
+                    continue
+                if test == "mcnemar":
+                    r = mcnemar(scores_a[key], scores_b[key])
+                    detail = {"b": r.b, "c": r.c, "method": r.method}
+                else:
+                    r = wilcoxon_paired(scores_a[key], scores_b[key])
+                    detail = {"median_difference": _plain(r.median_difference), "note": r.note}
+                self.results["statistics"].append({
+                    "task": f"{task} [{setting}, {domain.replace('_', '-')}]", "setting": setting,
+                    "domain": domain, "a": a, "b": b, "test": test, "on": on, "statistic": _plain(r.statistic),
+                    "p_value": _plain(r.p_value), "significant": bool(r.p_value < stats.alpha),
+                    "n": int(len(scores_a[key])), "detail": detail})
 
     # -- whole experiment ----------------------------------------------------------------------------------
     def run_budget(self, budget: tuple[int | str, int | str]) -> None:
