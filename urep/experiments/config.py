@@ -46,6 +46,7 @@ DATA_ROOT_ENV = "UREP_DATA_ROOT"
 CONFIG_PACKAGE = "urep.experiments.configs"
 
 Optimizer = Literal["sgd", "adam", "rmsprop"]
+MultiMixVariant = Literal["unet", "encoder", "umtl", "encssl", "umtls", "umtls_ssl", "multimix"]
 
 
 @dataclass(frozen=True)
@@ -308,8 +309,14 @@ class MultiMixConfig:
         classification_labels: labeled classification images; `null` uses all (paper: 100 / 1000 / all).
         cross_domain_segmentation: data source for cross-domain segmentation (Montgomery in the paper).
         cross_domain_classification: data source for cross-domain classification (NIH subset in the paper).
-        options: keyword arguments for the MultiMix model and trainer (paper: lr 1e-4, batch 10, t 0.7,
-            lambda 0.25, alpha 5.0, beta 0.01).
+        label_budgets: `[segmentation, classification]` labelled-image pairs, each an integer or `all`, run
+            one after the other on the same split (paper: 10 / 50 / all masks, 100 / 1000 / all labels); empty
+            = the one pair `segmentation_labels`, `classification_labels`.
+        variants: the MultiMix models to train (`urep.training.multimix.VARIANTS`, the paper's Table 2
+            ablations); default the full method.
+        options: keyword arguments for the MultiMix trainer (`urep.training.multimix.MultiMixConfig` fields;
+            paper: lr 1e-4, x0.1 every 8 epochs, batch 10, t 0.7, lambda 0.25, alpha 5.0, beta 0.01) and, under
+            `model`, for the network (`urep.models.multimix.multimix`).
     """
 
     segmentation_data: str
@@ -320,6 +327,8 @@ class MultiMixConfig:
     classification_labels: int | None = None
     cross_domain_segmentation: str | None = None
     cross_domain_classification: str | None = None
+    label_budgets: tuple[tuple[int | Literal["all"], int | Literal["all"]], ...] = ()
+    variants: tuple[MultiMixVariant, ...] = ("multimix",)
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -509,6 +518,13 @@ def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
             if ref is not None and ref not in names:
                 raise ConfigError(f"unknown data source {ref!r}; defined: {sorted(names)}",
                                   f"multimix.{attr}", file)
+        for i, pair in enumerate(config.multimix.label_budgets):
+            for j, n in enumerate(pair):
+                if n != "all" and n < 1:
+                    raise ConfigError(f"a label budget is `all` or at least 1, got {n}",
+                                      f"multimix.label_budgets[{i}][{j}]", file)
+        if not config.multimix.variants:
+            raise ConfigError("name at least one MultiMix variant", "multimix.variants", file)
     from urep.experiments.paper_numbers import PAPER_TABLES
 
     for i, key in enumerate(config.paper_tables):

@@ -285,6 +285,38 @@ def multimix_table(table: PaperTable, results: dict) -> Table:
     return out
 
 
+def label_budget_table(results: dict) -> Table | None:
+    """MultiMix variants (and U-Rep strategies) per label budget and domain, with sample sizes and the paired
+    tests against the full MultiMix (McNemar on correctness, Wilcoxon on per-image Dice); from `multimix.runs`."""
+    runs = results.get("multimix", {}).get("runs", [])
+    if not runs:
+        return None
+    classes = list(results["config"].get("multimix", {}).get("classes", []))
+    reference = "multimix" if any(r.get("method") == "multimix" for r in runs) else runs[0].get("method")
+    out = Table("label_budgets", "MultiMix and U-Rep per label budget (same splits; in-domain and cross-domain)",
+                ["Budget", "Model", "Domain", "Acc", *[f"F1 {c}" for c in classes], "Dice", "Avg HD", "SSIM",
+                 "N cls", "N seg", f"McNemar p vs {reference}", f"Wilcoxon p vs {reference}"])
+    tests = {(t.get("setting"), t.get("domain"), t["a"], t["b"], t["test"]): t["p_value"]
+             for t in results.get("statistics", []) if "setting" in t}
+    for run in runs:
+        budget = run.get("budget", {})
+        label = f"seg {budget.get('segmentation')} / cls {budget.get('classification')}" if budget else run["setting"]
+        for domain in ("in_domain", "cross_domain"):
+            metrics = run.get(domain)
+            if metrics is None:
+                continue
+            key = (run.get("budget_setting"), domain, reference, run.get("model"))
+            name = f"U-Rep {STRATEGY_LABELS.get(run['method'], run['method'])}" if run.get("kind") == "urep" \
+                else run.get("model")
+            out.add(label, name, domain.replace("_", "-"), metrics.get("accuracy"),
+                    *[metrics.get(f"f1_{c}") for c in classes], metrics.get("dice"), metrics.get("hausdorff"),
+                    metrics.get("ssim"), metrics.get("n_classification"), metrics.get("n_segmentation"),
+                    tests.get((*key, "mcnemar")), tests.get((*key, "wilcoxon")))
+    out.notes.append("SSIM compares the binarised predicted mask with the reference mask. Avg HD in pixels. "
+                     "p-values compare the row's model with the full MultiMix on the same test images.")
+    return out
+
+
 def metrics_table(results: dict) -> Table:
     """Every task x method with all metrics (no paper columns)."""
     out = Table("metrics", "All test metrics", ["Task", "Method", *[_label(m) for m in ALL_METRICS], "N test"])
@@ -343,6 +375,11 @@ def data_table(results: dict) -> Table | None:
         out.add(f"task {name}", info.get("train", 0) + info.get("val", 0) + info.get("test", 0), None,
                 f"train {info.get('train')}, val {info.get('val')}, test {info.get('test')}, "
                 f"folds {info.get('folds', 0)}")
+    for setting, info in data.get("budgets", {}).items():
+        seg, cls = info["segmentation"], info["classification"]
+        out.add(f"label budget {setting}", None, None,
+                f"masks {seg['labelled']} labelled + {seg['unlabelled']} unlabelled; class labels "
+                f"{cls['labelled']} labelled + {cls['unlabelled']} unlabelled")
     return out
 
 
@@ -411,7 +448,8 @@ def build_tables(results: dict) -> list[Table]:
             tables.append(builder(paper, results))
     if results["config"]["tasks"] and results.get("tasks"):
         tables.append(metrics_table(results))
-    for extra in (transfer_table, ensemble_table, statistics_table, explain_table, recommendation_table, data_table):
+    for extra in (transfer_table, label_budget_table, ensemble_table, statistics_table, explain_table,
+                  recommendation_table, data_table):
         table = extra(results)
         if table is not None:
             tables.append(table)
@@ -420,9 +458,12 @@ def build_tables(results: dict) -> list[Table]:
 
 def summary_table(results: dict) -> Table:
     """A short table for the terminal: per task, the main metric of each method (the transfer matrix for a
-    `pairwise_transfer` run)."""
+    `pairwise_transfer` run; the label-budget table for MultiMix experiments)."""
     if results.get("transfer"):
         return transfer_table(results)
+    budgets = label_budget_table(results)
+    if budgets is not None:
+        return budgets
     out = Table("summary", f"{results['config']['name']}: test results", ["Task", *(
         STRATEGY_LABELS.get(m, m) for m in _methods(results))])
     for task in results["config"]["tasks"]:

@@ -83,9 +83,6 @@ def run_experiment(
         urep.io.RunDirExistsError: `out_dir` is not empty and neither `resume` nor `overwrite` was given.
         urep.experiments.ConfigError: a data folder does not exist.
     """
-    if config.experiment not in ("urep", "pairwise_transfer"):
-        raise NotImplementedError(f"experiment kind {config.experiment!r} is not run by urep.experiments yet; "
-                                  "see urep.training.multimix for MultiMix")
     check_data_roots(config, data_root)
     run_dir = prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
     atomic_write_text(run_dir / "config.yaml", dump_config(config))
@@ -98,11 +95,17 @@ def run_experiment(
         logger.info("experiment %s (%s) -> %s%s", config.name, config.path or "in memory", run_dir,
                     " (resumed)" if resume else "")
         seed_everything(config.seed, config.deterministic)
-        pipeline_class = UrepPipeline
-        if config.experiment == "pairwise_transfer":
-            from urep.experiments.transfer import TransferPipeline as pipeline_class
-        pipeline = pipeline_class(config, run_dir, None if data_root is None else str(data_root), resume=resume)
-        results = pipeline.run()
+        root = None if data_root is None else str(data_root)
+        if config.experiment in ("multimix", "urep_vs_multimix"):
+            from urep.experiments.multimix_experiment import run_multimix_experiment
+
+            results = run_multimix_experiment(config, run_dir, root, resume=resume)
+        elif config.experiment == "pairwise_transfer":
+            from urep.experiments.transfer import TransferPipeline
+
+            results = TransferPipeline(config, run_dir, root, resume=resume).run()
+        else:
+            results = UrepPipeline(config, run_dir, root, resume=resume).run()
         results.update({
             "schema": SCHEMA_VERSION, "name": config.name, "description": config.description,
             "config_file": config.path, "config": config_to_dict(config), "seed": config.seed,

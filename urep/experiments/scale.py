@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from urep.experiments.config import ExperimentConfig, TrainSettings
+from urep.experiments.config import ExperimentConfig, MultiMixConfig, TrainSettings
 
 __all__ = ["shrink", "TINY"]
 
 #: The smallest sensible run: 32x32 images, 12 patients per phantom set, one epoch, two folds.
 TINY = {"image_size": 32, "patients": 12, "epochs": 1, "folds": 2, "limit": 24, "steps": 2}
+#: Integer label budgets of a shrunk MultiMix experiment are capped at this many images.
+TINY_BUDGET = 4
 
 
 def _train(settings: TrainSettings, epochs: int, steps: int | None, batch_size: int | None) -> TrainSettings:
@@ -21,6 +23,22 @@ def _train(settings: TrainSettings, epochs: int, steps: int | None, batch_size: 
                                batch_size=batch_size or settings.batch_size,
                                max_steps_per_epoch=steps if steps is not None else settings.max_steps_per_epoch,
                                early_stopping_patience=None if epochs <= 2 else settings.early_stopping_patience)
+
+
+def _multimix(settings: MultiMixConfig, epochs: int | None, steps: int | None,
+              batch_size: int | None) -> MultiMixConfig:
+    """Fewer MultiMix epochs and steps; integer label budgets capped at `TINY_BUDGET` images."""
+    options = dict(settings.options)
+    if epochs is not None:
+        options["epochs"] = min(options.get("epochs", epochs), epochs)
+    if steps is not None:
+        options["steps_per_epoch"] = steps
+    if batch_size is not None:
+        options["batch_size"] = batch_size
+    budgets = tuple(tuple(n if n == "all" else min(n, TINY_BUDGET) for n in pair) for pair in settings.label_budgets)
+    single = {k: None if getattr(settings, k) is None else min(getattr(settings, k), TINY_BUDGET)
+              for k in ("segmentation_labels", "classification_labels")}
+    return dataclasses.replace(settings, options=options, label_budgets=budgets, **single)
 
 
 def shrink(
@@ -75,6 +93,8 @@ def shrink(
         changes["cross_validation"] = dataclasses.replace(config.cross_validation, folds=folds)
     changes["explain"] = dataclasses.replace(config.explain, n_images=min(config.explain.n_images, explain_images))
     changes["source"] = dataclasses.replace(config.source, examples=min(config.source.examples, 2))
+    if config.multimix is not None:
+        changes["multimix"] = _multimix(config.multimix, epochs, steps, batch_size)
     shrunk = dataclasses.replace(config, **changes)
     object.__setattr__(shrunk, "path", config.path)
     return shrunk

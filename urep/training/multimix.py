@@ -636,34 +636,66 @@ def evaluate_multimix(
         images = _images(cls_images, "cls_images")
         labels = _labels(cls_labels, "cls_labels", images, model.n_classes)
         probs = predict_multimix(model, images, batch_size)["classification"]
-        names = list(class_names) if class_names is not None else None
-        _check(names is None or len(names) == model.n_classes,
-               f"class_names has {None if names is None else len(names)} names for {model.n_classes} classes")
-        metrics = classification_metrics(labels, probs, class_names=names)
-        predicted = probs.argmax(axis=-1)
-        result["classification"] = {
-            "accuracy": metrics["accuracy"],
-            "f1_per_class": {name: values["f1"] for name, values in metrics["per_class"].items()},
-            "metrics": metrics,
-            "predicted": predicted,
-            "correct": predicted == labels,
-        }
+        result["classification"] = classification_scores(labels, probs, class_names)
     if seg_images is not None:
         images = _images(seg_images, "seg_images")
         masks = _masks(seg_masks, "seg_masks", images)
         probs = predict_multimix(model, images, batch_size)["segmentation"]
-        seg = segmentation_metrics(masks, probs, threshold=threshold)
-        binary = (probs >= threshold).astype(np.float32)
-        ssim = reconstruction_metrics(masks, binary, max_val=1.0)["per_image"]["ssim"]
-        result["segmentation"] = {
-            "dice": seg["dice"],
-            "avg_hausdorff": seg["avg_hausdorff"],
-            "ssim": float(np.mean(ssim)),
-            "metrics": seg,
-            "per_image": {"dice": seg["per_image"]["dice"], "avg_hausdorff": seg["per_image"]["avg_hausdorff"],
-                          "ssim": ssim},
-        }
+        result["segmentation"] = segmentation_scores(masks, probs, threshold)
     return result
+
+
+def classification_scores(labels: Any, probs: Any, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """The paper's classification metrics from predicted probabilities (any model, for like-for-like tables).
+
+    Args:
+        labels: ``(M,)`` reference class indices.
+        probs: ``(M, n_classes)`` predicted probabilities.
+        class_names: names of the classes (keys of ``f1_per_class``); None = "0", "1", ...
+
+    Returns:
+        The ``"classification"`` entry of ``evaluate_multimix``.
+    """
+    labels = np.asarray(labels)
+    probs = np.asarray(probs)
+    names = list(class_names) if class_names is not None else None
+    _check(names is None or len(names) == probs.shape[-1],
+           f"class_names has {None if names is None else len(names)} names for {probs.shape[-1]} classes")
+    metrics = classification_metrics(labels, probs, class_names=names)
+    predicted = probs.argmax(axis=-1)
+    return {
+        "accuracy": metrics["accuracy"],
+        "f1_per_class": {name: values["f1"] for name, values in metrics["per_class"].items()},
+        "metrics": metrics,
+        "predicted": predicted,
+        "correct": predicted == labels,
+    }
+
+
+def segmentation_scores(masks: Any, probs: Any, threshold: float = 0.5) -> dict[str, Any]:
+    """The paper's segmentation metrics (Dice, average Hausdorff, SSIM of the binarised mask) from predictions.
+
+    Args:
+        masks: ``(N, H, W, 1)`` reference masks in {0, 1}.
+        probs: ``(N, H, W, 1)`` predicted foreground probabilities.
+        threshold: mask binarisation threshold.
+
+    Returns:
+        The ``"segmentation"`` entry of ``evaluate_multimix``.
+    """
+    masks = np.asarray(masks, dtype=np.float32)
+    probs = np.asarray(probs, dtype=np.float32)
+    seg = segmentation_metrics(masks, probs, threshold=threshold)
+    binary = (probs >= threshold).astype(np.float32)
+    ssim = reconstruction_metrics(masks, binary, max_val=1.0)["per_image"]["ssim"]
+    return {
+        "dice": seg["dice"],
+        "avg_hausdorff": seg["avg_hausdorff"],
+        "ssim": float(np.mean(ssim)),
+        "metrics": seg,
+        "per_image": {"dice": seg["per_image"]["dice"], "avg_hausdorff": seg["per_image"]["avg_hausdorff"],
+                      "ssim": ssim},
+    }
 
 
 def _validation_metrics(model: MultiMix, data: MultiMixData, config: MultiMixConfig) -> dict[str, float]:
