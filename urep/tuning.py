@@ -71,6 +71,7 @@ import keras_tuner
 import numpy as np
 
 from urep.io import atomic_save, atomic_write_json, atomic_write_text
+from urep.models.batchnorm import set_batchnorm_momentum
 from urep.seed import seed_everything
 from urep.training.config import OPTIMIZERS, TrainConfig, resolve_mode
 
@@ -285,21 +286,6 @@ class TuningData:
         return tuple(int(s) for s in self.x_train.shape[1:])
 
 
-def set_batchnorm_momentum(model: keras.Model, momentum: float | None) -> keras.Model:
-    """Set the moving-statistics momentum of every BatchNormalization layer (None leaves Keras' 0.99).
-
-    Mirrors the experiment config's `batchnorm_momentum`, so a trial trains like `urep run` would.
-    """
-    if momentum is None:
-        return model
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = momentum
-        elif isinstance(layer, keras.Model):
-            set_batchnorm_momentum(layer, momentum)
-    return model
-
-
 # -- hypermodels ---------------------------------------------------------------------------------------------
 class UrepHyperModel(keras_tuner.HyperModel):
     """Base of the urep hypermodels: search space, per-trial training configuration, fit with urep's loop.
@@ -472,7 +458,7 @@ class CDAEHyperModel(UrepHyperModel):
     Args:
         data: `TuningData` with clean `x_train` and a `corrupt` function (or pre-corrupted inputs).
         model_kwargs: further `cdae` keyword arguments (e.g. `filters`); tuned knobs override them.
-        batchnorm_momentum: see `set_batchnorm_momentum`.
+        batchnorm_momentum: see `urep.models.set_batchnorm_momentum`.
         **kwargs: `UrepHyperModel` arguments.
     """
 
