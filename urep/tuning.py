@@ -72,6 +72,7 @@ import numpy as np
 
 from urep.io import atomic_save, atomic_write_json, atomic_write_text
 from urep.models.batchnorm import set_batchnorm_momentum
+from urep.plotting import new_figure
 from urep.seed import seed_everything
 from urep.training.config import OPTIMIZERS, TrainConfig, resolve_mode
 
@@ -794,13 +795,9 @@ def trials_markdown(table) -> str:
 def plot_objective(records: Sequence[TrialRecord], objective: str, direction: str,
                    path: str | os.PathLike) -> Path:
     """Objective of each completed trial (dots, in creation order) and the best so far (line); atomic PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     done = [(i, r.objective) for i, r in enumerate(records) if r.objective is not None]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = new_figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     if done:
         xs, ys = zip(*done, strict=True)
         best = np.minimum.accumulate(ys) if direction == "min" else np.maximum.accumulate(ys)
@@ -811,10 +808,7 @@ def plot_objective(records: Sequence[TrialRecord], objective: str, direction: st
     ax.set_ylabel(objective)
     ax.set_title(f"{objective} per trial")
     fig.tight_layout()
-    try:
-        return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120))
-    finally:
-        plt.close(fig)
+    return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120))
 
 
 def best_values(tuner: keras_tuner.Tuner, knobs: Sequence[str] | None = None) -> dict[str, Any]:
