@@ -137,23 +137,20 @@ class UrepPipeline:
     def _norm(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.normalizer.transform(images), dtype=np.float32)
 
-    def _datasets(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
-        """`(epoch -> shuffled training batches, fixed validation batches)` builders for `x, y`."""
-        import tensorflow as tf
+    @staticmethod
+    def _datasets(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        """Training batches of `x, y`, shuffled anew each epoch (`epoch -> dataset`); as `ArrayBatches`, the
+        independent strategy can train heads on the frozen encoder's features of `x` (same batches)."""
+        from urep.data.batches import ArrayBatches
 
-        base = tf.data.Dataset.from_tensor_slices((x, y))
-        n = len(x)
-
-        def train(epoch: int):
-            return base.shuffle(n, seed=seed * 1009 + epoch, reshuffle_each_iteration=False).batch(batch_size)
-
-        return train
+        return ArrayBatches(x, y, batch_size, seed)
 
     @staticmethod
     def _batches(x: np.ndarray, y: np.ndarray, batch_size: int):
-        import tensorflow as tf
+        """Validation batches of `x, y` in order, the same every epoch."""
+        from urep.data.batches import ArrayBatches
 
-        return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+        return ArrayBatches(x, y, batch_size)
 
     def _record(self, result, role: str, method: str, task: str | None, fold: int | None,
                 tasks: list[str] | None = None) -> dict:
