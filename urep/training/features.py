@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from urep.data.batches import ArrayBatches
 from urep.models.truncation import ENCODER_OUT
@@ -98,13 +97,10 @@ def _not_frozen_reason(encoder: keras.Model) -> str | None:
 
 
 def compute_features(encoder: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """`encoder(x, training=False)` in batches, as one float32 array `(N, ...)`."""
-    forward = tf.function(lambda batch: encoder(batch, training=False), reduce_retracing=True)
-    parts = [np.asarray(forward(tf.convert_to_tensor(x[start:start + batch_size])), dtype=np.float32)
-             for start in range(0, len(x), batch_size)]
-    if not parts:
+    """`encoder(x, training=False)` in batches (`keras.Model.predict`), as one float32 array `(N, ...)`."""
+    if len(x) == 0:
         return np.zeros((0, *encoder.output.shape[1:]), np.float32)
-    return np.concatenate(parts)
+    return np.asarray(encoder.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
 
 
 def head_on_features(model: keras.Model, train, val=None, max_bytes: int = DEFAULT_MAX_BYTES,
