@@ -185,9 +185,12 @@ def _data(settings: CostSettings, size: int, sets: Sequence[str]) -> dict:
 
 
 def _dataset(x: np.ndarray, y: np.ndarray, settings: CostSettings, seed: int, train: bool, classes: int | None):
-    from urep.data.pipeline import make_dataset
+    """In-memory batches as `urep run` makes them (`ArrayBatches`: shuffled per epoch when `train`), so the
+    independent heads train on precomputed encoder features as they do in a run."""
+    from urep.data.batches import ArrayBatches
 
-    return make_dataset(x, y, batch_size=settings.batch_size, shuffle=train, seed=seed, num_classes=classes)
+    y = np.eye(classes, dtype=np.float32)[y] if classes is not None else y
+    return ArrayBatches(x, y, settings.batch_size, seed if train else None)
 
 
 # -- training ------------------------------------------------------------------------------------------------

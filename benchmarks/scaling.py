@@ -113,14 +113,11 @@ def _one_repeat(settings: ScalingSettings, source_images: np.ndarray, tasks: lis
 
 
 def _plot(path: Path, counts: list[int], shared: list[dict], separate: list[dict], title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from urep.io import atomic_save
+    from urep.plotting import new_figure
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    fig = new_figure(figsize=(5.5, 3.8), dpi=120)
+    ax = fig.subplots()
     for label, stats, color in (("shared representation + heads", shared, "tab:blue"),
                                 ("separate models (+ denoiser)", separate, "tab:red")):
         medians = [s["median"] for s in stats]
@@ -135,7 +132,6 @@ def _plot(path: Path, counts: list[int], shared: list[dict], separate: list[dict
     ax.grid(alpha=0.3)
     fig.tight_layout()
     atomic_save(path, fig.savefig)
-    plt.close(fig)
     return path
 
 

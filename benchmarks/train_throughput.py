@@ -10,7 +10,10 @@ Rows, at each image size (64, 128 and, unless quick, 256; batch 16, the paper's 
   truncated CDAE with its segmentation head (the CDAE decoder, final convolution replaced) and a
   classification head; images/s counts the images of every task trained per second; `fit_xla_heads` is the
   same two task models each trained by `model.fit(jit_compile=True)`, one after the other (the
-  independent strategy's work done with fit, encoder frozen).
+  independent strategy's work done with fit, encoder frozen); `independent_features` is what
+  `urep.training.strategies.independent` runs on in-memory data: each head on the frozen encoder's features,
+  computed once before round 0 (their cost is a once-per-phase cost, not in these per-epoch figures; the
+  `cost` benchmark's times include it).
 
 Each row trains `1 + repeats` epochs of `steps` steps on in-memory data, the rows interleaved epoch by
 epoch (round r runs one epoch of every row) so that a busy shared CPU slows them alike; the custom loops run
@@ -38,10 +41,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from urep.data.batches import ArrayBatches  # noqa: E402
 from urep.env import environment  # noqa: E402
 from urep.io import atomic_write_json  # noqa: E402
 from urep.models import MultiTaskModel, cdae, truncate  # noqa: E402
 from urep.training import Task, TrainConfig  # noqa: E402
+from urep.training.features import head_on_features  # noqa: E402
 from urep.training.loop import model_engine  # noqa: E402
 from urep.training.run import ProgressBar  # noqa: E402
 from urep.training.strategies import alternating_engine, joint_engine  # noqa: E402
@@ -125,6 +130,13 @@ def _rows(size: int, steps: int, strategies: bool) -> dict[str, tuple[int, list[
     rows["strategies/independent"] = (2 * n, [
         _engine_epoch(model_engine(frozen.task_model(t.name), t.loss, t.train, None, _config(), name=t.name,
                                    strategy_name="independent")) for t in tasks()])
+    on_features = _assembly(size)
+    on_features.freeze_shared()
+    rows["strategies/independent_features"] = (2 * n, [
+        _engine_epoch(model_engine(split.head, t.loss, split.train, None, _config(), name=t.name,
+                                   strategy_name="independent"))
+        for t, split in ((t, head_on_features(on_features.task_model(t.name), ArrayBatches(x, y, BATCH)))
+                         for t, (x, y) in zip(tasks(), ((noisy, masks), (noisy, labels)), strict=True))])
     rows["strategies/alternating"] = (2 * n, [_engine_epoch(alternating_engine(_assembly(size), tasks(), _config()))])
     rows["strategies/joint"] = (2 * n, [_engine_epoch(joint_engine(_assembly(size), tasks(), _config()))])
     fit_frozen = _assembly(size)

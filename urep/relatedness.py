@@ -680,31 +680,25 @@ def plot_transfer_matrix(matrix: pd.DataFrame, path: str | os.PathLike, title: s
     Returns:
         The written path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from urep.io import atomic_save
+    from urep.plotting import new_figure
 
     values = matrix.to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
     limit = float(np.max(np.abs(finite))) if finite.size and np.max(np.abs(finite)) > 0 else 1.0
     size = 1.2 + 0.9 * max(len(matrix.columns), 2)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    try:
-        image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", vmin=-limit, vmax=limit)
-        ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=45, ha="right")
-        ax.set_yticks(range(len(matrix.index)), [str(i) for i in matrix.index])
-        ax.set_xlabel("partner (trained jointly with)")
-        ax.set_ylabel("task (scored)")
-        for (row, col), value in np.ndenumerate(values):
-            text = "—" if not np.isfinite(value) else f"{value:+.3f}"
-            ax.text(col, row, text, ha="center", va="center", fontsize=9,
-                    color="white" if np.isfinite(value) and abs(value) > 0.6 * limit else "black")
-        fig.colorbar(image, ax=ax, label="gain over training alone")
-        ax.set_title(title or "Transfer: gain of each task from each partner")
-        fig.tight_layout()
-        return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120))
-    finally:
-        plt.close(fig)
+    fig = new_figure(figsize=(size + 1.5, size))
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", vmin=-limit, vmax=limit)
+    ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=45, ha="right")
+    ax.set_yticks(range(len(matrix.index)), [str(i) for i in matrix.index])
+    ax.set_xlabel("partner (trained jointly with)")
+    ax.set_ylabel("task (scored)")
+    for (row, col), value in np.ndenumerate(values):
+        text = "—" if not np.isfinite(value) else f"{value:+.3f}"
+        ax.text(col, row, text, ha="center", va="center", fontsize=9,
+                color="white" if np.isfinite(value) and abs(value) > 0.6 * limit else "black")
+    fig.colorbar(image, ax=ax, label="gain over training alone")
+    ax.set_title(title or "Transfer: gain of each task from each partner")
+    fig.tight_layout()
+    return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120))

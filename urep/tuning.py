@@ -71,6 +71,8 @@ import keras_tuner
 import numpy as np
 
 from urep.io import atomic_save, atomic_write_json, atomic_write_text
+from urep.models.batchnorm import set_batchnorm_momentum
+from urep.plotting import new_figure
 from urep.seed import seed_everything
 from urep.training.config import OPTIMIZERS, TrainConfig, resolve_mode
 
@@ -285,21 +287,6 @@ class TuningData:
         return tuple(int(s) for s in self.x_train.shape[1:])
 
 
-def set_batchnorm_momentum(model: keras.Model, momentum: float | None) -> keras.Model:
-    """Set the moving-statistics momentum of every BatchNormalization layer (None leaves Keras' 0.99).
-
-    Mirrors the experiment config's `batchnorm_momentum`, so a trial trains like `urep run` would.
-    """
-    if momentum is None:
-        return model
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = momentum
-        elif isinstance(layer, keras.Model):
-            set_batchnorm_momentum(layer, momentum)
-    return model
-
-
 # -- hypermodels ---------------------------------------------------------------------------------------------
 class UrepHyperModel(keras_tuner.HyperModel):
     """Base of the urep hypermodels: search space, per-trial training configuration, fit with urep's loop.
@@ -472,7 +459,7 @@ class CDAEHyperModel(UrepHyperModel):
     Args:
         data: `TuningData` with clean `x_train` and a `corrupt` function (or pre-corrupted inputs).
         model_kwargs: further `cdae` keyword arguments (e.g. `filters`); tuned knobs override them.
-        batchnorm_momentum: see `set_batchnorm_momentum`.
+        batchnorm_momentum: see `urep.models.set_batchnorm_momentum`.
         **kwargs: `UrepHyperModel` arguments.
     """
 
@@ -808,13 +795,9 @@ def trials_markdown(table) -> str:
 def plot_objective(records: Sequence[TrialRecord], objective: str, direction: str,
                    path: str | os.PathLike) -> Path:
     """Objective of each completed trial (dots, in creation order) and the best so far (line); atomic PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     done = [(i, r.objective) for i, r in enumerate(records) if r.objective is not None]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = new_figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     if done:
         xs, ys = zip(*done, strict=True)
         best = np.minimum.accumulate(ys) if direction == "min" else np.maximum.accumulate(ys)
@@ -825,10 +808,7 @@ def plot_objective(records: Sequence[TrialRecord], objective: str, direction: st
     ax.set_ylabel(objective)
     ax.set_title(f"{objective} per trial")
     fig.tight_layout()
-    try:
-        return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120))
-    finally:
-        plt.close(fig)
+    return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120))
 
 
 def best_values(tuner: keras_tuner.Tuner, knobs: Sequence[str] | None = None) -> dict[str, Any]:

@@ -31,19 +31,20 @@ def _brightness_head(name: str, weights: list[float], biases: list[float]):
     return model
 
 
-def build_run_dir(root, recommendation=None):
+def build_run_dir(root, recommendation=None, flow="flow", quality="quality"):
     """Flow head: black -> MV, white -> TR. Quality head (classes good, low): black -> good, white -> low."""
     from urep.data import MeanNormalizer
     from urep.explain import TaskEntry, save_run_models
 
     normalizer = MeanNormalizer().fit(np.full((1, 4, 4), 0.5, np.float32))
     models = {
-        "flow": _brightness_head("flow", [-10.0, 0.0, 10.0], [1.0, 0.5, -1.0]),
-        "quality": _brightness_head("quality", [-10.0, 10.0], [1.0, -1.0]),
+        flow: _brightness_head(flow, [-10.0, 0.0, 10.0], [1.0, 0.5, -1.0]),
+        quality: _brightness_head(quality, [-10.0, 10.0], [1.0, -1.0]),
     }
     entries = {
-        "flow": TaskEntry("flow", "models/joint/flow.keras", "classification", (SIZE, SIZE), 1, ("MV", "MA", "TR")),
-        "quality": TaskEntry("quality", "models/joint/quality.keras", "classification", (SIZE, SIZE), 1, ("good", "low")),
+        flow: TaskEntry(flow, f"models/joint/{flow}.keras", "classification", (SIZE, SIZE), 1, ("MV", "MA", "TR")),
+        quality: TaskEntry(quality, f"models/joint/{quality}.keras", "classification", (SIZE, SIZE), 1,
+                           ("good", "low")),
     }
     save_run_models(root, models, entries, normalizer, recommendation)
     return root
@@ -97,6 +98,35 @@ def test_paper_default_excludes_low_quality_tr(tmp_path, images, capsys):
     assert [(d["flow"], d["quality"]) for d in record["decisions"]] == [("MV", "good"), ("TR", "low"), ("TR", "low")]
     assert record["decisions"][2]["image"].endswith("white.dcm")
     assert record["rules_source"].startswith("paper default")
+
+
+def _decide(run, image, out, *extra):
+    assert main(["recommend", str(run), str(image), "--json", str(out), *extra]) == 0
+    return [(d["flow"], d["quality"], d["decision"]) for d in json.loads(out.read_text())["decisions"]]
+
+
+def test_default_tasks_are_the_experiment_configs_names(tmp_path, images, capsys):
+    """Runs of `doppler_heterogeneous_phantom.yaml` name the heads flow_classification / quality_assessment."""
+    import yaml
+
+    from urep.experiments.config import load_config
+
+    config = load_config("doppler_heterogeneous_phantom")
+    names = (config.recommendation.flow_task, config.recommendation.quality_task)
+    assert names == ("flow_classification", "quality_assessment")
+    run = build_run_dir(tmp_path / "run", flow=names[0], quality=names[1])
+    assert _decide(run, images["white"], tmp_path / "d.json") == [("TR", "low", "exclude")]
+
+    # a run's config.yaml names other heads: those are the defaults
+    custom = build_run_dir(tmp_path / "custom", flow="flow_type", quality="image_quality")
+    (custom / "config.yaml").write_text(yaml.safe_dump(
+        {"name": "x", "recommendation": {"enabled": True, "flow_task": "flow_type", "quality_task": "image_quality"}}))
+    assert _decide(custom, images["black"], tmp_path / "d.json") == [("MV", "good", "usable")]
+    capsys.readouterr()
+
+    unnamed = build_run_dir(tmp_path / "unnamed", flow="head_a", quality="head_b")
+    with pytest.raises(SystemExit, match="no flow task .*name it with --flow-task"):
+        main(["recommend", str(unnamed), str(images["black"])])
 
 
 def test_threshold_and_rules_from_manifest_and_file(tmp_path, images, capsys):

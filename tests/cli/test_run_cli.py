@@ -1,9 +1,10 @@
-"""`urep run`: a config into a run directory; validation errors; refusal to overwrite."""
+"""`urep run`: a config into a run directory; validation errors; refusal to overwrite; `--resume`."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 import yaml
@@ -35,6 +36,32 @@ def test_run_writes_results_and_the_denoising_table(denoising_run, capsys):
 def test_run_refuses_to_overwrite(denoising_run):
     with pytest.raises(SystemExit, match="already exists and is not empty"):
         main(["run", "cxr_denoising_phantom", "--tiny", "--out", str(denoising_run)])
+
+
+def test_resume_restores_finished_phases_instead_of_retraining(denoising_run, tmp_path, monkeypatch):
+    """A run interrupted after training (no results.json yet) and resumed: the source phase's final weights
+    come from its checkpoint, no epoch runs, and the record is the uninterrupted run's."""
+    from urep.training.loop import PhaseEngine
+
+    run = tmp_path / "interrupted"
+    shutil.copytree(denoising_run, run)
+    (run / "results.json").unlink()
+    state = run / "checkpoints" / "source" / "state.json"
+    saved = state.read_bytes()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished phase was trained again")
+
+    monkeypatch.setattr(PhaseEngine, "_one_epoch", no_training)
+    assert main(["run", "cxr_denoising_phantom", "--tiny", "--out", str(run), "--seed", "3", "--resume"]) == 0
+    assert state.read_bytes() == saved
+    assert "phase source already finished" in (run / "log.txt").read_text()
+    first = json.loads((denoising_run / "results.json").read_text())
+    resumed = json.loads((run / "results.json").read_text())
+    assert resumed["resumed"] is True
+    source = [next(m for m in r["models"] if m["role"] == "source") for r in (first, resumed)]
+    assert source[0]["history"] == source[1]["history"]
+    assert [row["psnr"] for row in resumed["denoising"]] == pytest.approx([row["psnr"] for row in first["denoising"]])
 
 
 def test_config_error_names_key_and_file(tmp_path):

@@ -2,7 +2,9 @@
 
 Reads DICOM, PNG, ... through `urep.data.read_image`, runs the two classification heads, and applies the rule
 table: `--rules FILE` (JSON or YAML) if given, else the run's `models/manifest.json["recommendation"]`, else the
-papers' rule (exclude low-quality TR). `--threshold P` additionally excludes images whose top flow or quality
+papers' rule (exclude low-quality TR). The two heads are `--flow-task` / `--quality-task` if given, else the run's
+`config.yaml` `recommendation.flow_task` / `quality_task`, else the first classification task named
+`flow_classification` or `flow` (`quality_assessment` or `quality`), as the Doppler experiment configs name them. `--threshold P` additionally excludes images whose top flow or quality
 probability is below P ("uncertain"). Prints one line per image; `--json FILE` also writes the decisions.
 """
 
@@ -24,8 +26,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="run directory (models/manifest.json)")
     parser.add_argument("images", metavar="IMAGE", nargs="+", type=Path, help="image files (DICOM, PNG, ...)")
-    parser.add_argument("--flow-task", default="flow", help="flow-type classification task (default 'flow')")
-    parser.add_argument("--quality-task", default="quality", help="quality classification task (default 'quality')")
+    parser.add_argument("--flow-task", default=None,
+                        help="flow-type classification task (default: the run config's recommendation.flow_task, "
+                             "else 'flow_classification' or 'flow')")
+    parser.add_argument("--quality-task", default=None,
+                        help="quality classification task (default: the run config's recommendation.quality_task, "
+                             "else 'quality_assessment' or 'quality')")
     parser.add_argument("--rules", type=Path, default=None, help="rule table file (JSON or YAML)")
     parser.add_argument(
         "--threshold", type=float, default=None,
@@ -67,9 +73,16 @@ def _check_task(run, task: str, option: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from urep.explain import RecommendationRules, load_run_models, predict_probabilities, recommend
+    from urep.explain.recommendation import pick_recommendation_tasks
     from urep.io import atomic_write_json
 
     run = load_run_models(args.run_dir)
+    args.flow_task, args.quality_task = pick_recommendation_tasks(
+        run.tasks_of_kind("classification"),
+        args.flow_task or run.recommendation_tasks.get("flow_task"),
+        args.quality_task or run.recommendation_tasks.get("quality_task"),
+    )
+    logger.info("flow task %r, quality task %r", args.flow_task, args.quality_task)
     _check_task(run, args.flow_task, "--flow-task")
     _check_task(run, args.quality_task, "--quality-task")
     if args.rules is not None:

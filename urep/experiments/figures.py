@@ -1,7 +1,8 @@
 """Figures of a run: training curves and the cost chart (rebuilt from `results.json` by `urep report`), and
 the image figures drawn during a run (denoising examples, segmentation overlays).
 
-Matplotlib runs headless (Agg); every file is written atomically through `urep.io.atomic_save`.
+Figures are drawn on `urep.plotting.new_figure` (an Agg canvas, no pyplot, matplotlib's global backend left
+alone so notebooks keep their inline plots); every file is written atomically through `urep.io.atomic_save`.
 """
 
 from __future__ import annotations
@@ -13,25 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from urep.io import atomic_save
+from urep.plotting import new_figure
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["training_curves", "cost_chart", "denoising_examples", "segmentation_overlays", "write_result_figures"]
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
     atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", metadata={"Software": None}))
-    plt.close(fig)
     return path
 
 
@@ -64,11 +55,11 @@ def training_curves(results: dict, path: str | os.PathLike) -> Path | None:
         groups.setdefault(panel, []).append((model.get("method") or model["role"], history))
     if not groups:
         return None
-    plt = _pyplot()
     n = len(groups)
     cols = min(3, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig = new_figure(figsize=(4.2 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (panel, items) in zip(axes.flat, sorted(groups.items()), strict=False):
         for method, history in items:
             for name, series in sorted(_curves(history).items()):
@@ -103,8 +94,8 @@ def cost_chart(results: dict, path: str | os.PathLike) -> Path | None:
     baseline = [(n, m) for n, m in baseline if m]
     if not proposed or not baseline:
         return None
-    plt = _pyplot()
-    fig, (ax_t, ax_p) = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig = new_figure(figsize=(9, 3.6))
+    ax_t, ax_p = fig.subplots(1, 2)
     for ax, key, scale, label in ((ax_t, "seconds", 60.0, "training minutes"),
                                   (ax_p, "total_params", 1e6, "parameters (millions)")):
         bottom_u = bottom_b = 0.0
@@ -133,11 +124,11 @@ def denoising_examples(clean: np.ndarray, noisy: dict[str, np.ndarray], denoised
         denoised: noise label -> `(N, H, W, C)` reconstructions.
         path: PNG path.
     """
-    plt = _pyplot()
     levels = list(noisy)
     n = len(clean)
     cols = 1 + 2 * len(levels)
-    fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.6 * n), squeeze=False)
+    fig = new_figure(figsize=(1.6 * cols, 1.6 * n))
+    axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         panels = [("clean", clean[i])]
         for level in levels:
@@ -163,9 +154,9 @@ def segmentation_overlays(images: np.ndarray, truth: np.ndarray, predicted: np.n
         title: figure title.
         path: PNG path.
     """
-    plt = _pyplot()
     n = len(images)
-    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.4), squeeze=False)
+    fig = new_figure(figsize=(2.2 * n, 2.4))
+    axes = fig.subplots(1, n, squeeze=False)
     for ax, image, t, p in zip(axes[0], images, truth, predicted, strict=True):
         ax.imshow(np.clip(image[..., 0], 0, 1), cmap="gray", vmin=0, vmax=1)
         ax.contour(t[..., 0], levels=[0.5], colors="lime", linewidths=0.8)

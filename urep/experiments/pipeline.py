@@ -50,20 +50,6 @@ __all__ = ["UrepPipeline"]
 LOSSES = {"classification": "cce", "segmentation": "bce_dice", "reconstruction": "mse"}
 
 
-def set_batchnorm_momentum(model, momentum: float | None):
-    """Set the moving-statistics momentum of every BatchNormalization layer of `model` (before training)."""
-    if momentum is None:
-        return model
-    import keras
-
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = momentum
-        elif isinstance(layer, keras.Model):
-            set_batchnorm_momentum(layer, momentum)
-    return model
-
-
 def accuracy_metric(kind: str):
     """A fresh Keras accuracy metric named `accuracy` (history key `val_accuracy`): categorical accuracy for
     classification, pixel accuracy (binary, threshold 0.5) for segmentation; none for reconstruction."""
@@ -154,23 +140,20 @@ class UrepPipeline:
     def _norm(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.normalizer.transform(images), dtype=np.float32)
 
-    def _datasets(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
-        """`(epoch -> shuffled training batches, fixed validation batches)` builders for `x, y`."""
-        import tensorflow as tf
+    @staticmethod
+    def _datasets(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        """Training batches of `x, y`, shuffled anew each epoch (`epoch -> dataset`); as `ArrayBatches`, the
+        independent strategy can train heads on the frozen encoder's features of `x` (same batches)."""
+        from urep.data.batches import ArrayBatches
 
-        base = tf.data.Dataset.from_tensor_slices((x, y))
-        n = len(x)
-
-        def train(epoch: int):
-            return base.shuffle(n, seed=seed * 1009 + epoch, reshuffle_each_iteration=False).batch(batch_size)
-
-        return train
+        return ArrayBatches(x, y, batch_size, seed)
 
     @staticmethod
     def _batches(x: np.ndarray, y: np.ndarray, batch_size: int):
-        import tensorflow as tf
+        """Validation batches of `x, y` in order, the same every epoch."""
+        from urep.data.batches import ArrayBatches
 
-        return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+        return ArrayBatches(x, y, batch_size)
 
     def _record(self, result, role: str, method: str, task: str | None, fold: int | None,
                 tasks: list[str] | None = None) -> dict:
@@ -248,9 +231,9 @@ class UrepPipeline:
         kind, kwargs = self.config.source.kind, dict(self.config.source.model)
         momentum = self.config.batchnorm_momentum
         if kind == "cdae":
-            return set_batchnorm_momentum(models.cdae(input_shape=self.shape, name=name, **kwargs), momentum)
+            return models.set_batchnorm_momentum(models.cdae(input_shape=self.shape, name=name, **kwargs), momentum)
         if kind == "dilated_cnn":
-            return set_batchnorm_momentum(models.dilated_cnn(
+            return models.set_batchnorm_momentum(models.dilated_cnn(
                 input_shape=self.shape, n_classes=len(self.config.source.classes), name=name, **kwargs), momentum)
         raise NotImplementedError(
             "source.kind 'super_resolution' is not wired into the experiment runner yet; build it with "
@@ -501,7 +484,7 @@ class UrepPipeline:
         from urep import models
 
         if task.kind == "classification":
-            return set_batchnorm_momentum(models.baseline_classifier(
+            return models.set_batchnorm_momentum(models.baseline_classifier(
                 input_shape=self.shape, n_classes=len(task.classes), name=f"baseline_{task.name}_f{fold}",
                 **self.config.baseline.classifier), self.config.batchnorm_momentum)
         fresh = self.build_source_model(name=f"baseline_source_{task.name}_f{fold}")
@@ -520,8 +503,8 @@ class UrepPipeline:
         df = pd.concat([self.frames[name] for name in config.source.data], ignore_index=True)
         arrays = read_arrays(df, config.image_size, config.channels)
         train, val, test = self._split(arrays.patients)
-        model = set_batchnorm_momentum(models.baseline_denoiser(input_shape=self.shape, **config.source.model),
-                                       config.batchnorm_momentum)
+        model = models.set_batchnorm_momentum(models.baseline_denoiser(input_shape=self.shape, **config.source.model),
+                                              config.batchnorm_momentum)
         result = self._train_denoiser(model, arrays, train, val, "baseline_denoiser",
                                       self._train_config(config.training.baseline,
                                                          optimizer=config.training.source.optimizer))

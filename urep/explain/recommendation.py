@@ -43,6 +43,44 @@ DEFAULT_RULES: dict[str, Any] = {
 }
 
 
+#: Task names tried in order when the flow-type head is not named: the experiment configs' name
+#: (`urep/experiments/configs/doppler_heterogeneous_phantom.yaml`), then the short one.
+FLOW_TASK_NAMES = ("flow_classification", "flow")
+#: Task names tried in order when the quality head is not named (same sources as `FLOW_TASK_NAMES`).
+QUALITY_TASK_NAMES = ("quality_assessment", "quality")
+
+
+def pick_recommendation_tasks(
+    classification_tasks: Sequence[str],
+    flow_task: str | None = None,
+    quality_task: str | None = None,
+) -> tuple[str, str]:
+    """The flow-type and quality heads to merge: the given names, else the first of `FLOW_TASK_NAMES` /
+    `QUALITY_TASK_NAMES` that is a classification task of the run.
+
+    Args:
+        classification_tasks: names of the run's classification tasks.
+        flow_task: the flow-type task, or `None` to pick one.
+        quality_task: the quality task, or `None` to pick one.
+
+    Returns:
+        `(flow_task, quality_task)`.
+
+    Raises:
+        ValueError: a head was not named and none of the usual names is a classification task of the run.
+    """
+    picked = []
+    for role, given, candidates in (("flow", flow_task, FLOW_TASK_NAMES),
+                                    ("quality", quality_task, QUALITY_TASK_NAMES)):
+        if given is None:
+            given = next((name for name in candidates if name in classification_tasks), None)
+        if given is None:
+            raise ValueError(f"no {role} task among the run's classification tasks {sorted(classification_tasks)} "
+                             f"(looked for {list(candidates)}); name it with --{role}-task")
+        picked.append(given)
+    return picked[0], picked[1]
+
+
 def _as_name_set(value: Any, where: str) -> frozenset[str] | None:
     """`"*"` -> None (matches anything); a name or list of names -> frozenset."""
     if value == ANY:

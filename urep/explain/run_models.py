@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = Path("models") / "manifest.json"
 NORMALIZER = Path("normalizer.json")
+CONFIG = Path("config.yaml")
 KINDS = ("classification", "segmentation", "reconstruction")
 
 
@@ -132,12 +133,15 @@ class RunModels:
         tasks: manifest entries by task name.
         normalizer: the training split's normalizer.
         recommendation: the manifest's rule table (dict form) or `None`.
+        recommendation_tasks: `{"flow_task": ..., "quality_task": ...}` from the run's `config.yaml`
+            (`recommendation:` section, as `urep run` writes it); empty when the run has none.
     """
 
     run_dir: Path
     tasks: dict[str, TaskEntry]
     normalizer: MeanNormalizer
     recommendation: dict[str, Any] | None = None
+    recommendation_tasks: dict[str, str] = field(default_factory=dict)
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def entry(self, task: str) -> TaskEntry:
@@ -222,7 +226,25 @@ def load_run_models(run_dir: str | os.PathLike) -> RunModels:
     if recommendation is not None and not isinstance(recommendation, Mapping):
         raise RunLayoutError(f"{manifest_path} 'recommendation' must be an object, got {recommendation!r}")
     normalizer = MeanNormalizer.load(run_dir / NORMALIZER)
-    return RunModels(run_dir, tasks, normalizer, dict(recommendation) if recommendation else None)
+    return RunModels(run_dir, tasks, normalizer, dict(recommendation) if recommendation else None,
+                     _configured_recommendation_tasks(run_dir / CONFIG))
+
+
+def _configured_recommendation_tasks(config_path: Path) -> dict[str, str]:
+    """The `recommendation.flow_task` / `quality_task` names of a run's resolved `config.yaml`, if any."""
+    if not config_path.is_file():
+        return {}
+    import yaml
+
+    try:
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        logger.warning("%s could not be parsed (%s); recommendation tasks not read from it", config_path, error)
+        return {}
+    section = config.get("recommendation") if isinstance(config, Mapping) else None
+    if not isinstance(section, Mapping):
+        return {}
+    return {key: str(section[key]) for key in ("flow_task", "quality_task") if section.get(key)}
 
 
 def save_run_models(

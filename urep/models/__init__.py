@@ -6,6 +6,7 @@ layers by name. See `docs/design.md` and the journal's Tables 4, 6, 8 and 10 for
 
 from urep.models.assembly import MultiTaskModel
 from urep.models.baselines import baseline_classifier, baseline_denoiser, baseline_like
+from urep.models.batchnorm import set_batchnorm_momentum
 from urep.models.cdae import cdae, cdae_parameter_count, closest_constant_width
 from urep.models.decoders import decoder_layers, segmentation_decoder
 from urep.models.dilated_cnn import dilated_cnn, dilated_convolutions
@@ -38,6 +39,7 @@ __all__ = [
     "segmentation_decoder",
     "segmentation_head_from_autoencoder",
     "segmentation_head_from_encoder",
+    "set_batchnorm_momentum",
     "super_resolution",
     "truncate",
 ]

@@ -34,6 +34,7 @@ circular import.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import logging
 import math
@@ -48,6 +49,7 @@ import tensorflow as tf
 
 from urep.training.config import OptimizerConfig, TrainConfig, make_optimizer
 from urep.training.distribute import distribute_dataset, get_strategy
+from urep.training.features import DEFAULT_MAX_BYTES, head_on_features
 from urep.training.loop import (
     DataSource,
     EpochOutcome,
@@ -61,7 +63,7 @@ from urep.training.loop import (
 )
 from urep.training.loss_weighting import FixedWeights, LossWeighting, make_loss_weighting
 from urep.training.run import ProgressBar, Run, check_finite
-from urep.training.steps import Evaluator, JointStep, TaskSteps
+from urep.training.steps import Evaluator, JointStep, TaskSteps, count_params, unique_variables
 from urep.training.taskwise_stopping import TaskwiseEarlyStopping
 
 logger = logging.getLogger(__name__)
@@ -269,8 +271,13 @@ def _active(tasks: Sequence[Task], stopper: TaskwiseEarlyStopping | None) -> lis
 # -- independent ---------------------------------------------------------------------------------------------
 def independent(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None = None, *,
                 distribution: tf.distribute.Strategy | None = None, phase: str = "independent",
-                shared: Sequence | None = None) -> dict[str, TrainResult]:
+                shared: Sequence | None = None, precompute_features: bool = True,
+                feature_max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, TrainResult]:
     """Frozen shared encoder; each head trained alone with its own loss, optimizer and data.
+
+    With `precompute_features` (default), a head whose data is `urep.data.batches.ArrayBatches` is trained on
+    the frozen encoder's features computed once, the same computation without the encoder's forward pass at
+    every step (see `urep.training.features` for when it applies and what differs in the bookkeeping).
 
     Args:
         assembly: a `MultiTaskModel`, a mapping or sequence of task models, or None (`Task.model`).
@@ -280,6 +287,8 @@ def independent(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run |
         distribution: a `tf.distribute.Strategy` (default: the current one).
         phase: phase-name prefix (`<phase>/<task>` per task).
         shared: the shared variables (default: from the assembly, or the variables in several task models).
+        precompute_features: train heads on precomputed encoder features where that is exact.
+        feature_max_bytes: the most memory one task's features may take.
 
     Returns:
         Task name -> `TrainResult` (`trainable_params` counts the head only).
@@ -292,10 +301,21 @@ def independent(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run |
     results = {}
     with frozen_shared(assembly, models, shared_vars):
         for task, model in zip(tasks, models, strict=True):
-            results[task.name] = train_model(
-                model, task.loss, task.train, task.val, config, name=task.name, kind=task.kind,
+            on_features = (head_on_features(model, task.train, task.val, feature_max_bytes)
+                           if precompute_features and shared_vars else None)
+            trained, train, val = (model, task.train, task.val) if on_features is None else \
+                (on_features.head, on_features.train, on_features.val)
+            result = train_model(
+                trained, task.loss, train, val, config, name=task.name, kind=task.kind,
                 metrics=task.metrics, optimizer=task.optimizer, n_train=task.n_train, run=run,
                 phase=f"{phase}/{task.name}", strategy=strategy, strategy_name="independent")
+            if on_features is not None:
+                result = dataclasses.replace(
+                    result, seconds=result.seconds + on_features.seconds,
+                    phase_seconds=result.phase_seconds + on_features.seconds,
+                    total_params=count_params(unique_variables(model.weights)),
+                    extra={**result.extra, "feature_seconds": on_features.seconds})
+            results[task.name] = result
     return results
 
 

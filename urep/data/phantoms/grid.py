@@ -22,18 +22,15 @@ from urep.data.phantoms.doppler import (
     sample_doppler_patient,
 )
 from urep.io import atomic_save
+from urep.plotting import new_figure
 
 
 def _figure(
     rows: list[tuple[str, list[tuple[np.ndarray, list[tuple[np.ndarray, str]]]]]], title: str, path: Path
 ) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n_cols = max(len(cells) for _, cells in rows)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.2 * n_cols, 2.3 * len(rows)), squeeze=False)
+    fig = new_figure(figsize=(2.2 * n_cols, 2.3 * len(rows)))
+    axes = fig.subplots(len(rows), n_cols, squeeze=False)
     for r, (name, cells) in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r, c]
@@ -50,10 +47,7 @@ def _figure(
         axes[r, 0].set_ylabel(name, fontsize=10)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    try:
-        return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    finally:
-        plt.close(fig)
+    return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=110))
 
 
 def write_sample_grids(

@@ -1,0 +1,141 @@
+"""Heads trained on a frozen encoder's features, computed once instead of at every step of every epoch.
+
+In the independent strategy the shared encoder is frozen: its batch-normalization layers run in inference
+mode and nothing in it is random, so the encoder maps an image to the same features at every step. Training
+a head on `(encoder(x), y)` batches is then the same computation as training the whole task model on
+`(x, y)` without the encoder's forward pass at every step; the features are computed once per phase.
+
+`head_on_features` does this when it is exact and affordable, and returns `None` (the caller trains the
+whole task model as before) otherwise, logging why:
+
+- the training data (and the validation data, if any) is an `urep.data.batches.ArrayBatches`, whose batches
+  depend on the number of examples and the seed only, so the head sees the same examples in the same batches
+  (a `tf.data` pipeline with augmentation or noise would draw new inputs every epoch);
+- the task model has a layer named `encoder_out` (`urep.models.ENCODER_OUT`) that splits it into encoder and
+  head, the encoder has no trainable variable left and no random layer (dropout, noise);
+- the features of the training and validation examples fit in `max_bytes` (default 1 GiB; a dilated CNN
+  encoder keeps full resolution, so its features can be larger than the images).
+
+Differences from training the whole model, all bookkeeping: the phase checkpoints the head's variables only
+(a run directory checkpointed before this existed does not resume into it), the best-weights file holds the
+head's weights, and the per-epoch `seconds` of the history exclude the encoder pass, which is timed once and
+added to the task's `seconds` and `phase_seconds` (and recorded as `extra["feature_seconds"]`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from urep.data.batches import ArrayBatches
+from urep.models.truncation import ENCODER_OUT
+
+logger = logging.getLogger(__name__)
+
+#: Default cap on the memory the features of one task may take.
+DEFAULT_MAX_BYTES = 1 << 30
+#: Layers that draw random numbers when called with `training=True`, even when frozen.
+RANDOM_LAYERS = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+                 keras.layers.AlphaDropout, keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
+                 keras.layers.SpatialDropout3D)
+
+__all__ = ["DEFAULT_MAX_BYTES", "HeadOnFeatures", "compute_features", "head_on_features", "split_at_encoder"]
+
+
+@dataclass
+class HeadOnFeatures:
+    """A task model split at its encoder output, with its data as features.
+
+    Attributes:
+        encoder: task input -> `encoder_out` features (the task model's own layers).
+        head: `encoder_out` features -> task output (the task model's own head layers and variables).
+        train: the training batches with features as inputs.
+        val: the validation batches with features as inputs, or None.
+        seconds: wall clock of computing the features.
+    """
+
+    encoder: keras.Model
+    head: keras.Model
+    train: ArrayBatches
+    val: ArrayBatches | None
+    seconds: float
+
+
+def split_at_encoder(model: keras.Model, layer_name: str = ENCODER_OUT) -> tuple[keras.Model, keras.Model] | None:
+    """`(encoder, head)` sharing `model`'s layers, or None when `model` has no single `layer_name` output that
+    separates input from output (no such layer, a nested encoder, or a head that also reads the input)."""
+    try:
+        split = model.get_layer(layer_name).output
+        encoder = keras.Model(model.inputs, split, name=f"{model.name}_encoder")
+        head = keras.Model(split, model.outputs, name=f"{model.name}_head")
+    except (ValueError, AttributeError) as error:
+        logger.debug("%s cannot be split at %s: %s", model.name, layer_name, error)
+        return None
+    if len(model.inputs) != 1 or not head.weights:
+        return None
+    return encoder, head
+
+
+def _leaf_layers(layer) -> list:
+    sublayers = getattr(layer, "layers", None)
+    if not sublayers:
+        return [layer]
+    return [leaf for sub in sublayers for leaf in _leaf_layers(sub)]
+
+
+def _not_frozen_reason(encoder: keras.Model) -> str | None:
+    if encoder.trainable_weights:
+        return f"its encoder has {len(encoder.trainable_weights)} trainable variables"
+    random_layers = [layer.name for layer in _leaf_layers(encoder) if isinstance(layer, RANDOM_LAYERS)]
+    if random_layers:
+        return f"its encoder has random layers {random_layers}"
+    return None
+
+
+def compute_features(encoder: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """`encoder(x, training=False)` in batches (`keras.Model.predict`), as one float32 array `(N, ...)`."""
+    if len(x) == 0:
+        return np.zeros((0, *encoder.output.shape[1:]), np.float32)
+    return np.asarray(encoder.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def head_on_features(model: keras.Model, train, val=None, max_bytes: int = DEFAULT_MAX_BYTES,
+                     layer_name: str = ENCODER_OUT) -> HeadOnFeatures | None:
+    """The head of a frozen-encoder task model and its data as features, or None when that is not exact or too
+    big (see the module docstring); the reason is logged.
+
+    Args:
+        model: the task model (encoder frozen by the caller).
+        train: the task's training data (`ArrayBatches` for this to apply).
+        val: the task's validation data (`ArrayBatches` or None for this to apply).
+        max_bytes: the most memory the features may take.
+        layer_name: the layer ending the encoder.
+    """
+    def skip(reason: str) -> None:
+        logger.info("%s: training the whole model each step (features not precomputed: %s)", model.name, reason)
+
+    if not isinstance(train, ArrayBatches) or not (val is None or isinstance(val, ArrayBatches)):
+        return skip("its data is not ArrayBatches, so it may change between epochs")
+    split = split_at_encoder(model, layer_name)
+    if split is None:
+        return skip(f"it cannot be split at a layer {layer_name!r}")
+    encoder, head = split
+    reason = _not_frozen_reason(encoder)
+    if reason is not None:
+        return skip(reason)
+    n = len(train) + (len(val) if val is not None else 0)
+    size = n * int(np.prod(encoder.output.shape[1:])) * 4
+    if size > max_bytes:
+        return skip(f"its features would take {size / 2**20:.0f} MiB > max_bytes {max_bytes / 2**20:.0f} MiB")
+    start = time.perf_counter()
+    batch = max(train.batch_size, 64)
+    train_features = train.with_inputs(compute_features(encoder, train.x, batch))
+    val_features = None if val is None else val.with_inputs(compute_features(encoder, val.x, batch))
+    seconds = time.perf_counter() - start
+    logger.info("%s: head trained on precomputed %s features of %d images (%.1f MiB, %.2f s)", model.name,
+                tuple(encoder.output.shape[1:]), n, size / 2**20, seconds)
+    return HeadOnFeatures(encoder, head, train_features, val_features, seconds)
