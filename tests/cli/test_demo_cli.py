@@ -77,3 +77,13 @@ def test_report_rebuilds_identical_tables(demo_dir, tmp_path):
 def test_demo_refuses_to_overwrite(demo_dir):
     with pytest.raises(SystemExit, match="already exists and is not empty"):
         main(["demo", "--size", "tiny", "--out", str(demo_dir)])
+
+
+@pytest.mark.parametrize(("profile", "override", "expected"), [
+    ("quick", None, False), ("tiny", None, False), ("full", None, True), ("quick", True, True), ("full", False, False)])
+def test_demo_profiles_choose_xla_and_the_override_reaches_every_phase(profile, override, expected):
+    from urep.experiments.demo import demo_configs
+
+    for config in demo_configs(profile, jit_compile=override):
+        phases = (config.training.source, config.training.heads, config.training.baseline)
+        assert [phase.jit_compile for phase in phases] == [expected] * 3, (config.name, profile, override)

@@ -14,10 +14,12 @@ def register(subparsers) -> None:
                     "the full demo under 15.")
     parser.add_argument("--out", default="urep_demo", metavar="DIR", help="output folder (default urep_demo)")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="the quick profile (32x32, 3 epochs, no CV)")
+    size.add_argument("--quick", action="store_true", help="the quick profile (48x48 CXR / 32x32 Doppler phantoms, 25 epochs, no CV)")
     size.add_argument("--size", choices=("tiny", "quick", "full"), help="profile by name (tiny: smoke test)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of both experiments (default 0)")
+    parser.add_argument("--xla", choices=("on", "off"), default=None,
+                        help="XLA-compile the training steps (default: off for --quick and tiny, on for full)")
     parser.set_defaults(func=main)
 
 
@@ -28,7 +30,8 @@ def main(args: argparse.Namespace) -> int:
 
     profile = args.size or ("quick" if args.quick else "full")
     try:
-        demo = run_demo(args.out, profile=profile, overwrite=args.overwrite, seed=args.seed)
+        demo = run_demo(args.out, profile=profile, overwrite=args.overwrite, seed=args.seed,
+                        jit_compile=None if args.xla is None else args.xla == "on")
     except RunDirExistsError as err:
         raise SystemExit(f"urep demo: {err}") from err
     for results in demo["parts"].values():

@@ -34,22 +34,30 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["PROFILES", "demo_configs", "run_demo"]
 
-#: Profile -> (shrink arguments, Doppler strategies, Doppler baseline).
+#: Profile -> (shrink arguments, Doppler strategies, Doppler baseline). XLA (`jit_compile`) is off in the tiny
+#: and quick profiles: compiling every model's steps costs more than their few hundred steps save (the quick
+#: demo took 224 s without XLA and 375 s with it on the loaded 2-core CPU). `run_demo(jit_compile=...)` and
+#: `urep demo --xla on|off` override it.
 PROFILES: dict[str, dict] = {
-    "tiny": {"cxr": {"image_size": 32, "patients": 8, "epochs": 1, "steps": 1},
-             "doppler": {"image_size": 32, "patients": 6, "epochs": 1, "steps": 1},
+    "tiny": {"cxr": {"image_size": 32, "patients": 8, "epochs": 1, "steps": 1, "jit_compile": False},
+             "doppler": {"image_size": 32, "patients": 6, "epochs": 1, "steps": 1, "jit_compile": False},
              "doppler_strategies": ("independent",), "doppler_baseline": False, "folds": 0},
-    "quick": {"cxr": {"image_size": 48, "patients": 32, "epochs": 25, "steps": None, "batch_size": 8},
-              "doppler": {"image_size": 32, "patients": 24, "epochs": 25, "steps": None, "batch_size": 8},
+    "quick": {"cxr": {"image_size": 48, "patients": 32, "epochs": 25, "steps": None, "batch_size": 8,
+                      "jit_compile": False},
+              "doppler": {"image_size": 32, "patients": 24, "epochs": 25, "steps": None, "batch_size": 8,
+                      "jit_compile": False},
               "doppler_strategies": ("independent",), "doppler_baseline": False, "folds": 0},
-    "full": {"cxr": {"image_size": 64, "patients": None, "epochs": 30, "steps": None, "batch_size": 8},
-             "doppler": {"image_size": 48, "patients": None, "epochs": 30, "steps": None, "batch_size": 8},
+    "full": {"cxr": {"image_size": 64, "patients": None, "epochs": 30, "steps": None, "batch_size": 8,
+                     "jit_compile": True},
+             "doppler": {"image_size": 48, "patients": None, "epochs": 30, "steps": None, "batch_size": 8,
+                     "jit_compile": True},
              "doppler_strategies": ("independent", "alternating", "joint"), "doppler_baseline": True, "folds": 3},
 }
 
 
-def demo_configs(profile: str = "quick", seed: int = 0) -> list[ExperimentConfig]:
-    """The two experiment configs of the demo for `profile` (`tiny`, `quick` or `full`).
+def demo_configs(profile: str = "quick", seed: int = 0, jit_compile: bool | None = None) -> list[ExperimentConfig]:
+    """The two experiment configs of the demo for `profile` (`tiny`, `quick` or `full`); `jit_compile`
+    overrides the profile's XLA setting.
 
     Raises:
         ValueError: unknown profile.
@@ -57,6 +65,9 @@ def demo_configs(profile: str = "quick", seed: int = 0) -> list[ExperimentConfig
     if profile not in PROFILES:
         raise ValueError(f"unknown demo profile {profile!r}; expected one of {sorted(PROFILES)}")
     spec = PROFILES[profile]
+    if jit_compile is not None:
+        spec = {**spec, "cxr": {**spec["cxr"], "jit_compile": jit_compile},
+                "doppler": {**spec["doppler"], "jit_compile": jit_compile}}
     cxr = shrink(load_config("cxr_heterogeneous_phantom"), folds=None, limit=None, **spec["cxr"])
     cxr = dataclasses.replace(cxr, name="demo_cxr_urep1", seed=seed,
                               cross_validation=dataclasses.replace(cxr.cross_validation, folds=spec["folds"]))
@@ -69,7 +80,7 @@ def demo_configs(profile: str = "quick", seed: int = 0) -> list[ExperimentConfig
 
 
 def run_demo(out_dir: str | os.PathLike = "urep_demo", profile: str = "quick", overwrite: bool = False,
-             seed: int = 0) -> dict:
+             seed: int = 0, jit_compile: bool | None = None) -> dict:
     """Run both demo pipelines into `out_dir/cxr` and `out_dir/doppler` and write `out_dir/report.md`.
 
     Args:
@@ -77,6 +88,7 @@ def run_demo(out_dir: str | os.PathLike = "urep_demo", profile: str = "quick", o
         profile: `quick`, `full` or `tiny`.
         overwrite: replace an existing demo folder.
         seed: seed of both experiments.
+        jit_compile: XLA-compile the training steps (None: the profile's choice, see `PROFILES`).
 
     Returns:
         `{"profile", "seconds", "parts": {"cxr": results, "doppler": results}}`.
@@ -89,7 +101,7 @@ def run_demo(out_dir: str | os.PathLike = "urep_demo", profile: str = "quick", o
     root = prepare_run_dir(out_dir, overwrite=overwrite)
     started = time.perf_counter()
     parts = {}
-    for key, config in zip(("cxr", "doppler"), demo_configs(profile, seed), strict=True):
+    for key, config in zip(("cxr", "doppler"), demo_configs(profile, seed, jit_compile), strict=True):
         logger.info("demo (%s): %s", profile, config.name)
         parts[key] = run_experiment(config, root / key)
     seconds = time.perf_counter() - started

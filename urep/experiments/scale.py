@@ -12,13 +12,18 @@ from urep.experiments.config import ExperimentConfig, MultiMixConfig, TrainSetti
 
 __all__ = ["shrink", "TINY"]
 
-#: The smallest sensible run: 32x32 images, 12 patients per phantom set, one epoch, two folds.
-TINY = {"image_size": 32, "patients": 12, "epochs": 1, "folds": 2, "limit": 24, "steps": 2}
+#: The smallest sensible run: 32x32 images, 12 patients per phantom set, one epoch, two folds, no XLA.
+#: XLA is off because compiling every model's steps dominates a run of a few steps: the tiny
+#: `cxr_homogeneous_phantom` took 47 s without XLA and 193 s with it (2-core CPU, loaded).
+TINY = {"image_size": 32, "patients": 12, "epochs": 1, "folds": 2, "limit": 24, "steps": 2, "jit_compile": False}
 #: Integer label budgets of a shrunk MultiMix experiment are capped at this many images.
 TINY_BUDGET = 4
 
 
-def _train(settings: TrainSettings, epochs: int, steps: int | None, batch_size: int | None) -> TrainSettings:
+def _train(settings: TrainSettings, epochs: int, steps: int | None, batch_size: int | None,
+           jit_compile: bool | None = None) -> TrainSettings:
+    if jit_compile is not None:
+        settings = dataclasses.replace(settings, jit_compile=jit_compile)
     return dataclasses.replace(settings, epochs=min(settings.epochs, epochs),
                                batch_size=batch_size or settings.batch_size,
                                max_steps_per_epoch=steps if steps is not None else settings.max_steps_per_epoch,
@@ -51,6 +56,7 @@ def shrink(
     steps: int | None = TINY["steps"],
     explain_images: int = 2,
     batch_size: int | None = None,
+    jit_compile: bool | None = TINY["jit_compile"],
 ) -> ExperimentConfig:
     """A smaller copy of `config` (None keeps a setting).
 
@@ -65,6 +71,8 @@ def shrink(
         explain_images: Grad-CAM overlays drawn.
         batch_size: mini-batch size of every phase (smaller batches give the batch-normalization statistics
             of a short run more updates).
+        jit_compile: XLA-compile the training steps of every phase (None keeps the config's setting); off by
+            default because compiling costs more than a tiny run saves.
 
     Returns:
         The new config (the original is unchanged).
@@ -86,9 +94,9 @@ def shrink(
         changes["image_size"] = (image_size, image_size)
     if epochs is not None:
         changes["training"] = dataclasses.replace(
-            config.training, source=_train(config.training.source, epochs, steps, batch_size),
-            heads=_train(config.training.heads, epochs, steps, batch_size),
-            baseline=_train(config.training.baseline, epochs, steps, batch_size))
+            config.training, source=_train(config.training.source, epochs, steps, batch_size, jit_compile),
+            heads=_train(config.training.heads, epochs, steps, batch_size, jit_compile),
+            baseline=_train(config.training.baseline, epochs, steps, batch_size, jit_compile))
     if folds is not None and config.cross_validation.folds:
         changes["cross_validation"] = dataclasses.replace(config.cross_validation, folds=folds)
     changes["explain"] = dataclasses.replace(config.explain, n_images=min(config.explain.n_images, explain_images))
