@@ -80,7 +80,7 @@ def test_demo_refuses_to_overwrite(demo_dir):
 
 
 @pytest.mark.parametrize(("profile", "override", "expected"), [
-    ("quick", None, False), ("tiny", None, False), ("full", None, True), ("quick", True, True), ("full", False, False)])
+    ("quick", None, False), ("tiny", None, False), ("full", None, False), ("quick", True, True), ("full", True, True)])
 def test_demo_profiles_choose_xla_and_the_override_reaches_every_phase(profile, override, expected):
     from urep.experiments.demo import demo_configs
 

@@ -12,9 +12,9 @@ Profiles (measured on a shared 2-core CPU; see the README for the numbers):
 - `quick`: CXR 48x48 (32 patients per phantom set), Doppler 32x32 (24 patients x 4 images), up to 25 epochs
   of batches of 8, no cross-validation; the Doppler part uses the independent strategy only and no baseline.
   Under 3 minutes.
-- `full`: CXR 64x64 and Doppler 48x48 on the phantom configs' data, up to 30 epochs of batches of 8, 3-fold
-  cross-validation, every strategy and the baselines in both parts. Target: under 15 minutes on an idle
-  2-core CPU (not verified: see the README's measured numbers).
+- `full`: CXR and Doppler 48x48 on the phantom configs' data, up to 30 epochs of batches of 8, 2-fold
+  cross-validation, every strategy and the baselines in both parts. Target: under 15 minutes on a 2-core
+  CPU (see the README for the measured time).
 - `tiny`: the smallest run that exercises every stage (tests).
 """
 
@@ -34,9 +34,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["PROFILES", "demo_configs", "run_demo"]
 
-#: Profile -> (shrink arguments, Doppler strategies, Doppler baseline). XLA (`jit_compile`) is off in the tiny
-#: and quick profiles: compiling every model's steps costs more than their few hundred steps save (the quick
-#: demo took 224 s without XLA and 375 s with it on the loaded 2-core CPU). `run_demo(jit_compile=...)` and
+#: Profile -> (shrink arguments, Doppler strategies, Doppler baseline). XLA (`jit_compile`) is off in every
+#: profile: compiling each of the demo's dozens of small models costs more than their few hundred steps save
+#: (the quick demo took 224 s without XLA and 375 s with it on the loaded 2-core CPU). `run_demo(jit_compile=...)` and
 #: `urep demo --xla on|off` override it.
 PROFILES: dict[str, dict] = {
     "tiny": {"cxr": {"image_size": 32, "patients": 8, "epochs": 1, "steps": 1, "jit_compile": False},
@@ -45,13 +45,13 @@ PROFILES: dict[str, dict] = {
     "quick": {"cxr": {"image_size": 48, "patients": 32, "epochs": 25, "steps": None, "batch_size": 8,
                       "jit_compile": False},
               "doppler": {"image_size": 32, "patients": 24, "epochs": 25, "steps": None, "batch_size": 8,
-                      "jit_compile": False},
+                          "jit_compile": False},
               "doppler_strategies": ("independent",), "doppler_baseline": False, "folds": 0},
-    "full": {"cxr": {"image_size": 64, "patients": None, "epochs": 30, "steps": None, "batch_size": 8,
-                     "jit_compile": True},
+    "full": {"cxr": {"image_size": 48, "patients": None, "epochs": 30, "steps": None, "batch_size": 8,
+                     "jit_compile": False},
              "doppler": {"image_size": 48, "patients": None, "epochs": 30, "steps": None, "batch_size": 8,
-                     "jit_compile": True},
-             "doppler_strategies": ("independent", "alternating", "joint"), "doppler_baseline": True, "folds": 3},
+                         "jit_compile": False},
+             "doppler_strategies": ("independent", "alternating", "joint"), "doppler_baseline": True, "folds": 2},
 }
 
 
