@@ -57,6 +57,7 @@ from urep.io import atomic_save, atomic_write_json
 from urep.losses import dice_loss
 from urep.metrics import classification_metrics, reconstruction_metrics, segmentation_metrics
 from urep.models.multimix import MultiMix, multimix
+from urep.training.config import _check, _is_int, _is_number
 from urep.training.loop import TrainResult, epoch_dataset
 
 logger = logging.getLogger(__name__)
@@ -100,19 +101,6 @@ VARIANTS: dict[str, Variant] = {
 UMTL (joint, no SSL, no saliency), EncSSL (classification with FixMatch), UMTLS (joint + saliency bridge),
 UMTLS-SSL (+ FixMatch), MultiMix (+ KL consistency on unlabelled segmentation images). All share the same
 backbone; the variants without the bridge build the network without it (``saliency_bridge=False``)."""
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
