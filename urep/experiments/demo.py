@@ -8,13 +8,12 @@
    segmentation, quality and flow heads, the recommendation merging flow and quality, Grad-CAM, and journal
    Tables 7-8.
 
-Profiles (measured on a shared 2-core CPU; see the README for the numbers):
+Profiles (wall times measured on an otherwise idle 2-core CPU, TF 2.21; the README has the details):
 - `quick`: CXR 48x48 (32 patients per phantom set), Doppler 32x32 (24 patients x 4 images), up to 25 epochs
   of batches of 8, no cross-validation; the Doppler part uses the independent strategy only and no baseline.
-  Under 3 minutes.
+  93 s (target: under 3 minutes).
 - `full`: CXR and Doppler 48x48 on the phantom configs' data, up to 30 epochs of batches of 8, 2-fold
-  cross-validation, every strategy and the baselines in both parts. Target: under 15 minutes on a 2-core
-  CPU (see the README for the measured time).
+  cross-validation, every strategy and the baselines in both parts. 8.9 min (target: under 15 minutes).
 - `tiny`: the smallest run that exercises every stage (tests).
 """
 

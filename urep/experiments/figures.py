@@ -94,7 +94,7 @@ def cost_chart(results: dict, path: str | os.PathLike) -> Path | None:
     baseline = [(n, m) for n, m in baseline if m]
     if not proposed or not baseline:
         return None
-    fig = new_figure(figsize=(9, 3.6))
+    fig = new_figure(figsize=(11, 3.6))
     ax_t, ax_p = fig.subplots(1, 2)
     for ax, key, scale, label in ((ax_t, "seconds", 60.0, "training minutes"),
                                   (ax_p, "total_params", 1e6, "parameters (millions)")):
@@ -108,9 +108,11 @@ def cost_chart(results: dict, path: str | os.PathLike) -> Path | None:
             ax.bar("Baseline", value, bottom=bottom_b, label=f"baseline {name}", hatch="//", alpha=0.7)
             bottom_b += value
         ax.set_ylabel(label)
-        ax.legend(fontsize=6)
+    # One legend beside both panels: inside either axis it covers the bars it describes.
+    handles, labels = ax_t.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7)
     fig.suptitle(f"{results['config']['name']}: cost of U-Rep vs separate models")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 0.78, 1.0))
     return _save(fig, Path(path))
 
 
