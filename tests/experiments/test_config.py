@@ -192,3 +192,18 @@ def test_taskwise_stopping_of_the_heads_is_validated_and_reaches_the_training_co
     train_config = UrepPipeline(config, tmp_path)._train_config(config.training.heads)
     assert train_config.taskwise == {"k": 2, "epsilon": 1.0, "main": "cls", "importance": None}
     assert UrepPipeline(config, tmp_path)._train_config(config.training.source).taskwise is None
+
+
+@pytest.mark.parametrize("source, key, message", [
+    ({"scale": 1}, r"source\.scale", "at least 2, got 1"),
+    ({"model": {"scale": 2}}, r"source\.model\.scale", "set the degradation factor with source.scale"),
+    ({"scale": 40}, r"source\.scale", r"too small to down-sample by source\.scale 40"),
+])
+def test_super_resolution_source_is_validated(tmp_path, source, key, message):
+    raw = _minimal()
+    raw["image_size"] = [64, 64]
+    raw["source"].update({"kind": "super_resolution", **source})
+    with pytest.raises(ConfigError, match=f"{key}: .*{message}"):
+        load_config(_write(tmp_path, raw))
+    raw["source"] = {"data": ["heads"], "kind": "super_resolution", "scale": 4}
+    assert load_config(_write(tmp_path, raw)).source.scale == 4

@@ -1,5 +1,5 @@
 """Every `*_phantom.yaml` at tiny size: data generated and split, every model built, and the U-Rep ones
-run end to end without XLA (the two heterogeneous ones, which the demo test runs, only with UREP_SLOW_TESTS=1)."""
+run end to end without XLA (those run end to end by another test only with UREP_SLOW_TESTS=1)."""
 
 from __future__ import annotations
 
@@ -27,10 +27,11 @@ def _phantom_experiments() -> list[ExperimentConfig]:
 PHANTOM_CONFIGS = {c.name: c for c in _phantom_experiments()}
 # The MultiMix twins take over 40 s each at tiny size; test_multimix_experiment.py runs one budget end to end.
 END_TO_END = sorted(name for name, config in PHANTOM_CONFIGS.items() if config.experiment == "urep")
-# The demo test runs these two end to end at tiny size; here they run only with UREP_SLOW_TESTS=1.
-COVERED_BY_DEMO = {"cxr_heterogeneous_phantom", "doppler_heterogeneous_phantom"}
+# Run end to end at tiny size elsewhere (the demo test; test_super_resolution_source.py); here they run only
+# with UREP_SLOW_TESTS=1.
+COVERED_ELSEWHERE = {"cxr_heterogeneous_phantom", "doppler_heterogeneous_phantom", "cxr_super_resolution_phantom"}
 _SLOW = pytest.mark.skipif(os.environ.get("UREP_SLOW_TESTS") != "1",
-                           reason="also run end to end by the demo test; set UREP_SLOW_TESTS=1")
+                           reason="also run end to end by another test; set UREP_SLOW_TESTS=1")
 
 
 @pytest.mark.parametrize("name", sorted(PHANTOM_CONFIGS))
@@ -65,7 +66,7 @@ def test_phantom_config_builds_data_and_models(name, tmp_path):
             assert np.asarray(baseline(batch, training=False)).shape == expected
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_SLOW) if n in COVERED_BY_DEMO else n for n in END_TO_END])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_SLOW) if n in COVERED_ELSEWHERE else n for n in END_TO_END])
 def test_phantom_config_runs_end_to_end(name, tmp_path):
     from urep.experiments.runner import run_experiment
 

@@ -159,7 +159,12 @@ class SourceConfig:
             journal's text; the defaults are `urep.data.noise.DEFAULT_NOISES` (Gaussian 0.01/0.03/0.05/0.07/0.10,
             Poisson peak 100).
         model: keyword arguments for the builder in `urep.models`.
-        examples: number of denoising examples drawn in the report figure.
+        examples: number of denoising (or super-resolution) examples drawn in the report figure.
+        scale: degradation factor of a `super_resolution` source. The preprint names a residual
+            super-resolution CNN as a possible shared representation and gives no protocol; ours: each image
+            is down-sampled by `scale` (area average) and up-sampled back to `image_size` (bicubic), and the
+            network (`urep.models.super_resolution` with its internal up-sampling off, VDSR style) learns
+            the residual to the original at the working size, so the heads read the encoder at that size.
     """
 
     kind: Literal["cdae", "dilated_cnn", "super_resolution"] = "cdae"
@@ -173,6 +178,7 @@ class SourceConfig:
     )
     model: dict[str, Any] = field(default_factory=dict)
     examples: int = 4
+    scale: int = 2
 
 
 @dataclass(frozen=True)
@@ -462,6 +468,16 @@ def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
         raise ConfigError("name at least one data source to train the representation on", "source.data", file)
     if config.source.kind == "dilated_cnn" and len(config.source.classes) < 2:
         raise ConfigError("a supervised source needs at least two classes", "source.classes", file)
+    if config.source.kind == "super_resolution":
+        if config.source.scale < 2:
+            raise ConfigError(f"expected an integer degradation factor of at least 2, got {config.source.scale}",
+                              "source.scale", file)
+        if "scale" in config.source.model:
+            raise ConfigError("the runner builds the super-resolution network at the working size (scale 1); "
+                              "set the degradation factor with source.scale", "source.model.scale", file)
+        if any(size < 2 * config.source.scale for size in config.image_size):
+            raise ConfigError(f"image_size {list(config.image_size)} is too small to down-sample by "
+                              f"source.scale {config.source.scale}", "source.scale", file)
     seen = set()
     for i, task in enumerate(config.tasks):
         key = f"tasks[{i}]"

@@ -117,14 +117,16 @@ def cost_chart(results: dict, path: str | os.PathLike) -> Path | None:
 
 
 def denoising_examples(clean: np.ndarray, noisy: dict[str, np.ndarray], denoised: dict[str, np.ndarray],
-                       path: str | os.PathLike) -> Path:
-    """Rows of examples: clean, then noisy/denoised per noise level.
+                       path: str | os.PathLike, titles: tuple[str, str] = ("noisy", "denoised")) -> Path:
+    """Rows of examples: clean, then corrupted input / reconstruction per corruption level.
 
     Args:
         clean: `(N, H, W, C)` clean images in [0, 1].
-        noisy: noise label -> `(N, H, W, C)` corrupted inputs.
-        denoised: noise label -> `(N, H, W, C)` reconstructions.
+        noisy: corruption label -> `(N, H, W, C)` corrupted inputs.
+        denoised: corruption label -> `(N, H, W, C)` reconstructions.
         path: PNG path.
+        titles: column titles of the input and the reconstruction (e.g. "interpolated", "restored" for
+            super-resolution).
     """
     levels = list(noisy)
     n = len(clean)
@@ -134,7 +136,7 @@ def denoising_examples(clean: np.ndarray, noisy: dict[str, np.ndarray], denoised
     for i in range(n):
         panels = [("clean", clean[i])]
         for level in levels:
-            panels += [(f"noisy {level}", noisy[level][i]), (f"denoised {level}", denoised[level][i])]
+            panels += [(f"{titles[0]} {level}", noisy[level][i]), (f"{titles[1]} {level}", denoised[level][i])]
         for ax, (title, image) in zip(axes[i], panels, strict=True):
             ax.imshow(np.clip(image[..., 0], 0, 1), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])

@@ -2,7 +2,9 @@
 statistics -> derivable tasks (Grad-CAM, recommendation) -> saved models.
 
 One code path serves both papers' pipelines: U-Rep 1 (CXR, `source.kind: cdae`, unsupervised denoising
-source) and U-Rep 2 (Doppler, `source.kind: dilated_cnn`, supervised on the task with most labels). Every
+source) and U-Rep 2 (Doppler, `source.kind: dilated_cnn`, supervised on the task with most labels); the
+preprint's third option, a residual super-resolution source (`source.kind: super_resolution`, see
+`SourceConfig.scale`), runs through the same path with reconstruction metrics in place of denoising. Every
 model, baselines included, trains through `urep.training` (`train_model` / `finetune`) so times and
 parameter counts are comparable. Inputs are mean-normalised with the normalizer fitted on the source's
 training split (`normalizer.json`); denoising targets and metrics stay in [0, 1].
@@ -235,9 +237,10 @@ class UrepPipeline:
         if kind == "dilated_cnn":
             return models.set_batchnorm_momentum(models.dilated_cnn(
                 input_shape=self.shape, n_classes=len(self.config.source.classes), name=name, **kwargs), momentum)
-        raise NotImplementedError(
-            "source.kind 'super_resolution' is not wired into the experiment runner yet; build it with "
-            "urep.models.super_resolution and urep.training directly")
+        if kind == "super_resolution":
+            # scale 1: the input is the bicubic-restored image at the working size (see SourceConfig.scale)
+            return models.super_resolution(input_shape=self.shape, scale=1, name=name, **kwargs)
+        raise ValueError(f"unknown source.kind {kind!r}")  # the config loader admits only the kinds above
 
     def _noisy_epoch(self, clean: np.ndarray, seed: int) -> np.ndarray:
         """Each image corrupted by one of `source.noise`, the assignment rotating with `seed`."""
@@ -286,6 +289,14 @@ class UrepPipeline:
 
             self.results["source"] = {"kind": source.kind, "test": task_metrics(
                 "classification", arrays.labels[test], outputs, source.classes)}
+        elif source.kind == "super_resolution":
+            low = self._degraded(arrays.images)
+            train_ds = self._datasets(self._norm(low[train]), arrays.images[train], settings.batch_size, config.seed)
+            val_ds = self._batches(self._norm(low[val]), arrays.images[val], settings.batch_size)
+            result = train_model(model, LOSSES["reconstruction"], train_ds, val_ds, train_config, name="source",
+                                 kind="reconstruction", n_train=len(train), run=self.manager, phase="source")
+            self.results["source"] = {"kind": source.kind, "scale": source.scale}
+            self.results["super_resolution"] = self._evaluate_super_resolution(model, arrays.images[test], low[test])
         else:
             result = self._train_denoiser(model, arrays, train, val, "source", train_config)
             self.results["source"] = {"kind": source.kind}
@@ -337,6 +348,39 @@ class UrepPipeline:
                                       self.run_dir / "figures" / f"denoising_examples_{label}.png")
             self.figures.append(str(path.relative_to(self.run_dir)))
         return rows
+
+    def _degraded(self, images: np.ndarray) -> np.ndarray:
+        """The super-resolution source's inputs: down-sampled by `source.scale`, up-sampled back (deterministic,
+        so computed once, in batches to bound memory)."""
+        from urep.training.source import degrade
+
+        scale, size = self.config.source.scale, tuple(self.config.image_size)
+        out = np.empty_like(images)
+        for start in range(0, len(images), 256):
+            out[start:start + 256] = degrade(images[start:start + 256], scale, size).numpy()
+        return out
+
+    def _evaluate_super_resolution(self, model, clean: np.ndarray, low: np.ndarray) -> list[dict]:
+        """PSNR/SSIM/MS-SSIM of the restored test images, and of the interpolated inputs for reference."""
+        from urep.metrics import reconstruction_metrics
+
+        restored = np.clip(predict(model, self._norm(low)), 0.0, 1.0)
+        after, before = reconstruction_metrics(clean, restored), reconstruction_metrics(clean, low)
+        scale = self.config.source.scale
+        row = {"scale": scale, "psnr": after["psnr"], "ssim": after["ssim"], "ms_ssim": after["ms_ssim"],
+               "ms_ssim_scales": after["ms_ssim_scales"], "interpolated_psnr": before["psnr"],
+               "interpolated_ssim": before["ssim"], "interpolated_ms_ssim": before["ms_ssim"], "n": after["n"],
+               "model": "source"}
+        k = min(self.config.source.examples, len(clean))
+        if self.config.figures and k:
+            from urep.experiments.figures import denoising_examples
+
+            label = f"x{scale}"
+            path = denoising_examples(clean[:k], {label: low[:k]}, {label: restored[:k]},
+                                      self.run_dir / "figures" / "super_resolution_examples_source.png",
+                                      titles=("interpolated", "restored"))
+            self.figures.append(str(path.relative_to(self.run_dir)))
+        return [row]
 
     # -- heads ---------------------------------------------------------------------------------------------
     def _assembly(self, strategy: str, fold: int):

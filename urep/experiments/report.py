@@ -6,7 +6,8 @@ Everything here reads only the results dict (`results.json`) and `urep.experimen
 The results dict (written by `urep.experiments.runner`) holds, among others:
 `config` (the resolved config as plain data), `tasks[TASK]["methods"][METHOD]` with `metrics` (fold means
 when cross-validated), `std`, `folds`, `ensemble`; `models` (one entry per trained model: role, task, method,
-seconds, parameters, history); `denoising` (one entry per noise level); `statistics` (paired tests); `data`
+seconds, parameters, history); `denoising` (one entry per noise level); `super_resolution` (a super-resolution
+source's restoration, one entry per scale); `statistics` (paired tests); `data`
 (sample sizes); `recommendation`; `explain`.
 """
 
@@ -383,6 +384,22 @@ def data_table(results: dict) -> Table | None:
     return out
 
 
+def super_resolution_table(results: dict) -> Table | None:
+    """A super-resolution source's restoration of its test images against the interpolated input."""
+    rows = results.get("super_resolution")
+    if not rows:
+        return None
+    out = Table("super_resolution", "Super-resolution source: test images restored after down-sampling",
+                ["Scale", "Interpolated PSNR", "Restored PSNR", "Interpolated SSIM", "Restored SSIM",
+                 "Interpolated MS-SSIM", "Restored MS-SSIM", "Images"])
+    for row in rows:
+        out.add(f"x{row['scale']}", row.get("interpolated_psnr"), row.get("psnr"), row.get("interpolated_ssim"),
+                row.get("ssim"), row.get("interpolated_ms_ssim"), row.get("ms_ssim"), row.get("n"))
+    out.notes.append("Input: each image down-sampled by the scale (area average) and up-sampled back (bicubic); "
+                     "no paper numbers exist (the preprint only names this representation).")
+    return out
+
+
 def recommendation_table(results: dict) -> Table | None:
     """Counts of the Doppler recommendation over the test images (flow x quality -> decision)."""
     rec = results.get("recommendation")
@@ -448,8 +465,8 @@ def build_tables(results: dict) -> list[Table]:
             tables.append(builder(paper, results))
     if results["config"]["tasks"] and results.get("tasks"):
         tables.append(metrics_table(results))
-    for extra in (transfer_table, label_budget_table, ensemble_table, statistics_table, explain_table,
-                  recommendation_table, data_table):
+    for extra in (super_resolution_table, transfer_table, label_budget_table, ensemble_table, statistics_table,
+                  explain_table, recommendation_table, data_table):
         table = extra(results)
         if table is not None:
             tables.append(table)
@@ -472,6 +489,8 @@ def summary_table(results: dict) -> Table:
                 *[(_measured(results, task["name"], m, metric) or (None, None))[0] for m in _methods(results)])
     for level in results.get("denoising", []):
         out.add(f"denoising {level['noise']} (PSNR dB)", *[level.get("psnr")] + [None] * (len(out.columns) - 2))
+    for row in results.get("super_resolution", []):
+        out.add(f"super-resolution x{row['scale']} (PSNR dB)", *[row.get("psnr")] + [None] * (len(out.columns) - 2))
     return out
 
 

@@ -122,8 +122,8 @@ def run_experiment(
 def _ordered(results: dict) -> dict:
     """Results with the identifying keys first (readability of results.json)."""
     first = ("schema", "name", "description", "config_file", "seed", "started", "finished", "wall_seconds",
-             "resumed", "environment", "data", "source", "denoising", "baseline_denoising", "tasks", "statistics",
-             "explain", "recommendation", "transfer", "models", "figures", "config")
+             "resumed", "environment", "data", "source", "denoising", "super_resolution", "baseline_denoising",
+             "tasks", "statistics", "explain", "recommendation", "transfer", "models", "figures", "config")
     out = {k: results[k] for k in first if k in results}
     out.update({k: v for k, v in results.items() if k not in out})
     return out
