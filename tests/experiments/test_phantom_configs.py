@@ -29,7 +29,8 @@ PHANTOM_CONFIGS = {c.name: c for c in _phantom_experiments()}
 END_TO_END = sorted(name for name, config in PHANTOM_CONFIGS.items() if config.experiment == "urep")
 # Run end to end at tiny size elsewhere (the demo test; test_super_resolution_source.py); here they run only
 # with UREP_SLOW_TESTS=1.
-COVERED_ELSEWHERE = {"cxr_heterogeneous_phantom", "doppler_heterogeneous_phantom", "cxr_super_resolution_phantom"}
+COVERED_ELSEWHERE = {"cxr_heterogeneous_phantom", "doppler_heterogeneous_phantom",
+                     "cxr_super_resolution_phantom"}
 _SLOW = pytest.mark.skipif(os.environ.get("UREP_SLOW_TESTS") != "1",
                            reason="also run end to end by another test; set UREP_SLOW_TESTS=1")
 
@@ -66,7 +67,8 @@ def test_phantom_config_builds_data_and_models(name, tmp_path):
             assert np.asarray(baseline(batch, training=False)).shape == expected
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_SLOW) if n in COVERED_ELSEWHERE else n for n in END_TO_END])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_SLOW) if n in COVERED_ELSEWHERE else n
+                                  for n in END_TO_END])
 def test_phantom_config_runs_end_to_end(name, tmp_path):
     from urep.experiments.runner import run_experiment
 

@@ -66,8 +66,9 @@ def test_super_resolution_source_runs_and_its_encoder_feeds_the_heads(config, tm
         assert set(results["tasks"][task.name]["methods"]) == set(config.strategies) | {"baseline"}
     import keras
 
-    source = keras.models.load_model(tmp_path / "run" / "models" / "source" / "source.keras")
-    segmentation = keras.models.load_model(tmp_path / "run" / "models" / "independent" / "lung_segmentation.keras")
+    models = tmp_path / "run" / "models"
+    source = keras.models.load_model(models / "source" / "source.keras")
+    segmentation = keras.models.load_model(models / "independent" / "lung_segmentation.keras")
     # independent strategy: the head's encoder is the trained source's, frozen
     np.testing.assert_array_equal(source.get_layer("conv1").get_weights()[0],
                                   _find(segmentation, "conv1").get_weights()[0])

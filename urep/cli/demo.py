@@ -19,7 +19,8 @@ def register(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of both experiments (default 0)")
     parser.add_argument("--xla", choices=("on", "off"), default=None,
-                        help="XLA-compile the training steps (default off: compiling the demo's many small models costs more than it saves)")
+                        help="XLA-compile the training steps (default off: compiling the demo's many small "
+                             "models costs more than it saves)")
     parser.set_defaults(func=main)
 
 

@@ -35,8 +35,8 @@ __all__ = ["PROFILES", "demo_configs", "run_demo"]
 
 #: Profile -> (shrink arguments, Doppler strategies, Doppler baseline). XLA (`jit_compile`) is off in every
 #: profile: compiling each of the demo's dozens of small models costs more than their few hundred steps save
-#: (the quick demo took 224 s without XLA and 375 s with it on the loaded 2-core CPU). `run_demo(jit_compile=...)` and
-#: `urep demo --xla on|off` override it.
+#: (the quick demo took 224 s without XLA and 375 s with it on the loaded 2-core CPU).
+#: `run_demo(jit_compile=...)` and `urep demo --xla on|off` override it.
 PROFILES: dict[str, dict] = {
     "tiny": {"cxr": {"image_size": 32, "patients": 8, "epochs": 1, "steps": 1, "jit_compile": False},
              "doppler": {"image_size": 32, "patients": 6, "epochs": 1, "steps": 1, "jit_compile": False},

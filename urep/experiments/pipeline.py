@@ -291,12 +291,14 @@ class UrepPipeline:
                 "classification", arrays.labels[test], outputs, source.classes)}
         elif source.kind == "super_resolution":
             low = self._degraded(arrays.images)
-            train_ds = self._datasets(self._norm(low[train]), arrays.images[train], settings.batch_size, config.seed)
+            train_ds = self._datasets(self._norm(low[train]), arrays.images[train], settings.batch_size,
+                                      config.seed)
             val_ds = self._batches(self._norm(low[val]), arrays.images[val], settings.batch_size)
             result = train_model(model, LOSSES["reconstruction"], train_ds, val_ds, train_config, name="source",
                                  kind="reconstruction", n_train=len(train), run=self.manager, phase="source")
             self.results["source"] = {"kind": source.kind, "scale": source.scale}
-            self.results["super_resolution"] = self._evaluate_super_resolution(model, arrays.images[test], low[test])
+            self.results["super_resolution"] = self._evaluate_super_resolution(model, arrays.images[test],
+                                                                                low[test])
         else:
             result = self._train_denoiser(model, arrays, train, val, "source", train_config)
             self.results["source"] = {"kind": source.kind}
