@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import batches, disc_phantoms, tiny_encoder_and_heads
 
-from urep.training import STRATEGIES, Task, TrainConfig, finetune
+from urep.training import STRATEGIES, NonFiniteInputError, Task, TrainConfig, finetune
 from urep.training.strategies import alternating_ratio
 
 FAST = {"jit_compile": False, "progress_bar": False, "optimizer": "adam", "learning_rate": 1e-2}
@@ -298,3 +298,16 @@ def test_an_interrupted_shared_phase_resumes_to_the_uninterrupted_weights(phanto
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.path)
     for name in ("cls", "seg"):
         np.testing.assert_allclose(resumed[name].history["loss"], straight[name].history["loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("strategy", ["alternating", "joint"])
+def test_a_non_finite_segmentation_batch_stops_the_multi_task_strategies_naming_the_task(strategy):
+    x, y, m = disc_phantoms(16, seed=0)
+    encoder, cls, seg = tiny_encoder_and_heads(seed=0)
+    bad = x.copy()
+    bad[0, 3, 3, 0] = np.inf
+    tasks = _tasks(cls, seg, x, y, m)
+    tasks[1] = Task("seg", "segmentation", seg, "binary_crossentropy", batches(bad, m), batches(x, m),
+                    n_train=len(x))
+    with pytest.raises(NonFiniteInputError, match=r"batch of task 'seg' at epoch 1, step \d"):
+        finetune(encoder, tasks, strategy, TrainConfig(epochs=1, **FAST))

@@ -139,7 +139,8 @@ class TrainConfig:
         checkpoint_every_epoch: write a resumable checkpoint at the end of every epoch (when a run is given).
         tensorboard: write TensorBoard scalars per task (when a run is given).
         progress_bar: show a progress bar per epoch: None = only when stderr is a terminal.
-        check_finite: stop with `NonFiniteLossError` as soon as a step's loss is NaN or infinite.
+        check_finite: stop with `NonFiniteInputError` when a training batch holds NaN/inf values, and with
+            `NonFiniteLossError` as soon as a step's loss is NaN or infinite.
         taskwise_stopping: task-wise early stopping (Zhang et al. 2014,
             `urep.training.taskwise_stopping`) in the alternating and joint strategies (and cross-stitch,
             which trains like joint); other strategies ignore it. False (default) disables it; True enables it

@@ -77,9 +77,13 @@ def distribute_dataset(dataset: tf.data.Dataset, strategy: tf.distribute.Strateg
     return strategy.experimental_distribute_dataset(dataset)
 
 
-def local_results(value) -> list:
-    """The per-replica parts of a (possibly per-replica) value, as a list."""
-    return list(tf.distribute.get_strategy().experimental_local_results(value))
+def batch_is_finite(batch, strategy: tf.distribute.Strategy) -> bool:
+    """True when every floating-point tensor of a (possibly distributed) batch is finite."""
+    for value in tf.nest.flatten(batch, expand_composites=False):
+        for part in strategy.experimental_local_results(value):
+            if part.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(part))):
+                return False
+    return True
 
 
 def _to_float32(value):

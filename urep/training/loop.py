@@ -47,8 +47,9 @@ import tensorflow as tf
 from urep.io import atomic_save
 from urep.seed import seed_everything
 from urep.training.config import TrainConfig, make_optimizer, resolve_mode
-from urep.training.distribute import check_precision, distribute_dataset, get_strategy
+from urep.training.distribute import batch_is_finite, check_precision, distribute_dataset, get_strategy
 from urep.training.run import (
+    NonFiniteInputError,
     ProgressBar,
     Run,
     check_finite,
@@ -547,8 +548,10 @@ def single_task_epoch(task: PhaseTask, steps: TaskSteps, config: TrainConfig, st
         start = time.perf_counter()
         total, count = 0.0, 0
         for x, y in distribute_dataset(dataset, strategy):
-            loss = float(steps.train_step(x, y))
             count += 1
+            if config.check_finite and not batch_is_finite((x, y), strategy):
+                raise NonFiniteInputError(task.name, epoch + 1, count)
+            loss = float(steps.train_step(x, y))
             if config.check_finite:
                 check_finite(loss, task.name, epoch + 1, count)
             total += loss

@@ -49,6 +49,25 @@ class NonFiniteLossError(FloatingPointError):
                          "training stopped, the last good checkpoint is kept")
 
 
+class NonFiniteInputError(ValueError):
+    """A training batch holds NaN or infinite values (a corrupt float image, a division by a zero spread).
+
+    Checked on the batch itself, before the step, because a non-finite input does not always reach the loss:
+    some kernels (oneDNN's max-pooling inside `tf.function`) turn NaN into a large finite number.
+
+    Attributes:
+        task: the task whose batch was not finite.
+        epoch: 1-based epoch.
+        step: 1-based step within the epoch.
+    """
+
+    def __init__(self, task: str, epoch: int, step: int) -> None:
+        self.task, self.epoch, self.step = task, epoch, step
+        super().__init__(f"non-finite values (NaN or inf) in the training batch of task {task!r} at epoch {epoch}, "
+                         f"step {step}: check the images and labels it was built from; training stopped, the "
+                         "last good checkpoint is kept")
+
+
 def check_finite(value: float, task: str, epoch: int, step: int) -> float:
     """Return `value`, or raise `NonFiniteLossError` when it is NaN or infinite."""
     if not math.isfinite(value):

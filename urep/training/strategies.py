@@ -48,7 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 from urep.training.config import OptimizerConfig, TrainConfig, make_optimizer
-from urep.training.distribute import distribute_dataset, get_strategy
+from urep.training.distribute import batch_is_finite, distribute_dataset, get_strategy
 from urep.training.features import DEFAULT_MAX_BYTES, head_on_features
 from urep.training.loop import (
     DataSource,
@@ -62,7 +62,7 @@ from urep.training.loop import (
     train_model,
 )
 from urep.training.loss_weighting import FixedWeights, LossWeighting, make_loss_weighting
-from urep.training.run import ProgressBar, Run, check_finite
+from urep.training.run import NonFiniteInputError, ProgressBar, Run, check_finite
 from urep.training.steps import Evaluator, JointStep, TaskSteps, count_params, unique_variables
 from urep.training.taskwise_stopping import TaskwiseEarlyStopping
 
@@ -419,9 +419,11 @@ def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run
                 start = time.perf_counter()
                 for _ in range(ratio[task.name]):
                     x, y = batches[task.name].next()
-                    loss = float(steps.train_step(x, y))
                     counts[task.name] += 1
                     step += 1
+                    if config.check_finite and not batch_is_finite((x, y), strategy):
+                        raise NonFiniteInputError(task.name, epoch + 1, step)
+                    loss = float(steps.train_step(x, y))
                     if config.check_finite:
                         check_finite(loss, task.name, epoch + 1, step)
                     sums[task.name] += loss
@@ -510,8 +512,12 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
         total_sum = 0.0
         start = time.perf_counter()
         for step in range(1, n_steps + 1):
-            total, task_losses = step_fn.train_step([b.next() if b is not None else None for b in batches],
-                                                    None if all(active) else active)
+            step_batches = [b.next() if b is not None else None for b in batches]
+            if config.check_finite:
+                for name, batch in zip(names, step_batches, strict=True):
+                    if batch is not None and not batch_is_finite(batch, strategy):
+                        raise NonFiniteInputError(name, epoch + 1, step)
+            total, task_losses = step_fn.train_step(step_batches, None if all(active) else active)
             task_losses = task_losses.numpy()
             total = float(total)
             if config.check_finite:
