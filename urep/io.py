@@ -106,6 +106,36 @@ def atomic_save(path: str | os.PathLike, save_fn) -> Path:
     return path
 
 
+class ModelFileError(ValueError):
+    """A saved Keras model file exists but cannot be loaded (damaged, truncated, not a `.keras` archive)."""
+
+
+def load_keras_model(path: str | os.PathLike, **kwargs: Any):
+    """`keras.saving.load_model(path, compile=False, **kwargs)` with errors that name the file and the cause.
+
+    Keras reports a damaged `.keras` file as "File not found"; this checks the file first.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ModelFileError: the file is not a readable `.keras` zip archive or Keras cannot rebuild the model.
+    """
+    import zipfile
+
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} not found")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelFileError(f"model file {path} is damaged or not a .keras file (not a zip archive; "
+                             f"{path.stat().st_size} bytes)")
+    kwargs.setdefault("compile", False)
+    try:
+        return keras.saving.load_model(path, **kwargs)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as err:
+        raise ModelFileError(f"model file {path} cannot be loaded: {type(err).__name__}: {err}") from err
+
+
 def is_run_dir(path: str | os.PathLike) -> bool:
     """Whether `path` is a folder carrying urep's run marker (`MARKER`)."""
     return (Path(path) / MARKER).is_file()

@@ -274,7 +274,6 @@ def _source_hypermodel(job: TuningJob, data_dir: Path, data_root: str | None):
 def _head_hypermodel(job: TuningJob, data_dir: Path, data_root: str | None):
     import json
 
-    import keras
     import numpy as np
 
     from urep.data import MeanNormalizer
@@ -290,7 +289,9 @@ def _head_hypermodel(job: TuningJob, data_dir: Path, data_root: str | None):
         if not needed.is_file():
             raise ConfigError(f"{needed} not found: expected a `urep run` directory of this experiment",
                               "tuning.source_run", job.file)
-    source = keras.models.load_model(model_path, compile=False)
+    from urep.io import load_keras_model
+
+    source = load_keras_model(model_path)  # names the file when it is damaged
     normalizer = MeanNormalizer.from_dict(json.loads((run / "normalizer.json").read_text(encoding="utf-8")))
     frames = load_sources(config, data_dir, data_root)
     classification = task.kind == "classification"

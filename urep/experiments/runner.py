@@ -362,12 +362,16 @@ def load_results(run_dir: str | os.PathLike) -> dict:
 
     Raises:
         FileNotFoundError: no `results.json` (names the folder).
-        ValueError: the file is not a urep results record.
+        ValueError: the file is damaged (not JSON) or not a urep results record; the message names it.
     """
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no {RESULTS_FILE}; is it a finished urep run directory?")
-    results = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is damaged: not valid JSON ({err}); rerun the experiment or restore the "
+                         "file") from err
     if not isinstance(results, dict) or "config" not in results or "schema" not in results:
         raise ValueError(f"{path} is not a urep results record (no 'schema'/'config' keys)")
     return results
