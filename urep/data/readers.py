@@ -91,8 +91,8 @@ def max_pixels() -> int:
 def _check_pixels(path: Path, height: int, width: int) -> None:
     cap = max_pixels()
     if height * width > cap:
-        raise _fail(path, f"the image is {height}x{width} = {height * width / 1e6:.0f} million pixels, above the "
-                          f"limit of {cap / 1e6:g} million (set ${MAX_PIXELS_ENV} to allow larger images)")
+        raise _fail(path, f"the image is {height}x{width} = {height * width:,} pixels, above the limit of "
+                          f"{cap:,} (set ${MAX_PIXELS_ENV} to allow larger images)")
 
 
 @dataclass(frozen=True)
@@ -368,7 +368,7 @@ def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
 
 
 def _read_native(path: PathLike, frame: int | None, raw: RawFormat) -> np.ndarray:
-    """Decode a file to float64 `(H, W)` in `[0, 1]` at its own size."""
+    """Decode a file to a fresh float `(H, W)` array in `[0, 1]` at its own size (float32 for integer pixels)."""
     path = Path(path)
     data = _read_bytes(path)
     kind = _kind(path, data)
@@ -448,7 +448,8 @@ def read_image(
         _as_hw(size)
     image = _read_native(path, frame, raw)
     if size is None:
-        return np.clip(image, 0.0, 1.0).astype(np.float32)
+        image = np.asarray(image, dtype=np.float32)  # the decoders return a fresh array: clip it in place
+        return np.clip(image, 0.0, 1.0, out=image)
     return resize_image(image, size)
 
 
