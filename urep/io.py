@@ -121,14 +121,14 @@ def load_keras_model(path: str | os.PathLike, **kwargs: Any):
     """
     import zipfile
 
-    import keras
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} not found")
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):
         raise ModelFileError(f"model file {path} is damaged or not a .keras file (not a zip archive; "
                              f"{path.stat().st_size} bytes)")
+    import keras
+
     kwargs.setdefault("compile", False)
     try:
         return keras.saving.load_model(path, **kwargs)
