@@ -158,5 +158,5 @@ def test_damaged_model_file_is_named_as_damaged(run_dir, files, tmp_path):
     with pytest.raises(SystemExit) as stop:
         main(["explain", str(broken), str(files["image"])])
     assert stop.value.code == 2
-    assert f"model file {model} is damaged or not a .keras file (not a zip archive; 32 bytes)" in str(stop.value)
+    assert f"model file {model} is damaged or not a .keras file (not a zip archive; 29 bytes)" in str(stop.value)
     assert "File not found" not in str(stop.value)
