@@ -268,7 +268,8 @@ def test_small_images_use_fewer_ms_ssim_scales(size, scales, caplog):
     assert result["ms_ssim_scales"] == scales
     assert f"{scales} of 5 scales" in caplog.text
     weights = np.array(metrics.MS_SSIM_POWER_FACTORS[:scales])
-    expected = [_reference_ms_ssim(c[..., 0], n[..., 0], weights / weights.sum()) for c, n in zip(clean, noisy)]
+    factors = weights / weights.sum()
+    expected = [_reference_ms_ssim(c[..., 0], n[..., 0], factors) for c, n in zip(clean, noisy, strict=True)]
     np.testing.assert_allclose(result["per_image"]["ms_ssim"], expected, rtol=1e-4)
     assert 0.0 < result["ssim"] < 1.0 and 0.0 < result["ms_ssim"] < 1.0
     perfect = metrics.reconstruction_metrics(clean, clean)

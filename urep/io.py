@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-
 #: File that marks a folder as a urep run directory (the only kind `--overwrite` deletes).
 MARKER = ".urep-run"
 

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 

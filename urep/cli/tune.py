@@ -408,7 +408,14 @@ def _prepare_out(out: Path, job: TuningJob, resume: bool, overwrite: bool, chief
     import yaml
 
     from urep.experiments.schema import to_plain
-    from urep.io import RunDirError, RunDirExistsError, atomic_write_text, is_run_dir, mark_run_dir, prepare_run_dir
+    from urep.io import (
+        RunDirError,
+        RunDirExistsError,
+        atomic_write_text,
+        is_run_dir,
+        mark_run_dir,
+        prepare_run_dir,
+    )
 
     record = {"config": job.file, "experiment": job.experiment.name, "tuning": to_plain(job.settings)}
     saved = out / "tuning.yaml"
