@@ -74,12 +74,14 @@ def _check_source_model(config: ExperimentConfig) -> None:
 
 
 def _frame_hash(df) -> str:
-    """SHA-256 of a data source's table: every row's columns, with each image file's size."""
+    """SHA-256 of a data source's table: every row's columns (paths relative to the dataset folder, so moving
+    the folder keeps the hash), with each image file's size."""
     digest = hashlib.sha256()
     columns = sorted(df.columns)
     digest.update(json.dumps(columns).encode())
+    root = str(df.attrs.get("root", ""))
     for row in df[columns].astype(str).itertuples(index=False):
-        digest.update(json.dumps(list(row)).encode())
+        digest.update(json.dumps([value.replace(root, "<root>") if root else value for value in row]).encode())
     for path in df["image"]:
         try:
             digest.update(str(os.path.getsize(path)).encode())
