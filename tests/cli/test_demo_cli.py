@@ -48,7 +48,11 @@ def test_cxr_part_compares_three_strategies_and_the_baseline(demo_dir):
     assert results["denoising"][0]["psnr"] > 0
     tests = {(s["a"], s["b"], s["test"]) for s in results["statistics"]}
     assert ("independent", "joint", "mcnemar") in tests and ("independent", "baseline", "wilcoxon") in tests
-    assert set(results["explain"]["energy_by_class"]) <= {"normal", "abnormal"}
+    energy = results["explain"]["energy_by_class"]
+    assert energy, "Grad-CAM energy inside the lung mask was measured"
+    assert set(energy) <= {"normal", "abnormal"}
+    assert sum(entry["n"] for entry in energy.values()) == results["explain"]["n"] > 0
+    assert all(0.0 <= entry["mean"] <= 1.0 for entry in energy.values() if entry["n"])
     assert results["environment"]["python"] and results["seed"] == 0
     table3 = (demo_dir / "cxr" / "tables" / "journal_table3.md").read_text()
     assert "Acc (paper)" in table3 and "| 0.990 |" in table3

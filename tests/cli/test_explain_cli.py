@@ -130,3 +130,33 @@ def test_bad_run_dirs_exit_with_message(tmp_path, files):
     (bad / "models" / "manifest.json").write_text('{"tasks": {"abnormal": {"path": "m.keras", "kind": "classification"}}}')
     with pytest.raises(SystemExit, match="task 'abnormal' lacks 'image_size'"):
         main(["explain", str(bad), str(files["black"])])
+
+
+def test_mask_of_another_size_is_an_error_unless_resize_mask(run_dir, files, tmp_path, capsys):
+    small = tmp_path / "small_mask.png"
+    cv2.imwrite(str(small), np.full((SIZE // 2, SIZE // 2), 255, np.uint8))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        main(["explain", str(run_dir), str(files["image"]), "--mask", str(small), "--out", str(out)])
+    assert stop.value.code == 2
+    assert (f"--mask {small} is {SIZE // 2}x{SIZE // 2} but its image {files['image']} is {SIZE}x{SIZE}; pass "
+            "--resize-mask") in str(stop.value)
+    assert not out.exists()
+    capsys.readouterr()
+    assert main(["explain", str(run_dir), str(files["image"]), "--mask", str(small), "--resize-mask",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "explain.json").read_text())["images"][0]["energy_inside_mask"] > 0.99
+
+
+def test_damaged_model_file_is_named_as_damaged(run_dir, files, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken_run"
+    shutil.copytree(run_dir, broken)
+    model = broken / "models" / "independent" / "abnormal.keras"
+    model.write_bytes(b"PK\x03\x04 not really a zip archive")
+    with pytest.raises(SystemExit) as stop:
+        main(["explain", str(broken), str(files["image"])])
+    assert stop.value.code == 2
+    assert f"model file {model} is damaged or not a .keras file (not a zip archive; 29 bytes)" in str(stop.value)
+    assert "File not found" not in str(stop.value)

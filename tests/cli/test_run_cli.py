@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 
@@ -24,7 +25,11 @@ def test_run_writes_results_and_the_denoising_table(denoising_run, capsys):
     assert results["seed"] == 3 and results["config"]["seed"] == 3
     assert [row["noise"] for row in results["denoising"]] == [
         "gaussian 0.01", "gaussian 0.03", "gaussian 0.05", "gaussian 0.07", "gaussian 0.1", "poisson 100"]
-    assert all(row["psnr"] > 0 for row in results["denoising"])
+    # the noisy inputs' PSNR is the noise's own: about -20 log10(sigma) dB for Gaussian noise on [0, 1] images
+    # (clipping at 0 and 1 adds a little)
+    for row in results["denoising"][:5]:
+        assert row["noisy_psnr"] == pytest.approx(-20 * np.log10(row["level"]), abs=0.5), row["noise"]
+    assert all(np.isfinite(row["psnr"]) and row["n"] > 0 for row in results["denoising"])
     table = (denoising_run / "tables" / "journal_table2.md").read_text()
     assert "PSNR (dB) (paper)" in table and "39.050" in table and "28.350" in table
     resolved = yaml.safe_load((denoising_run / "config.yaml").read_text())

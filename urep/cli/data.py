@@ -1,12 +1,14 @@
 """`urep data`: check a dataset folder against its adapter, and write phantom sample grids.
 
-    urep data check NAME ROOT [--masks-root DIR] [--manifest CSV] [--require-masks] [--sizes N]
+    urep data check NAME ROOT [--masks-root DIR] [--manifest CSV] [--require-masks] [--sizes N] [--headers-only]
     urep data samples --out DIR [--size N] [--seed S]
 
 `check` runs the adapter with `on_error="skip"` so that it sees every problem at once, then prints the
 counts per label, masks found and missing, a summary of image sizes (from a random sample of `--sizes`
-images, or all of them with `--sizes 0`; the output says which) and every problem. Exit status: 0 when the
-layout is clean, 1 when any row had a problem or the layout is wrong (a `DatasetError`).
+images, or all of them with `--sizes 0`; the output says which) and every problem. Every image and mask is
+decoded in full (a PNG damaged in the middle, a truncated DICOM or one without pixel data is a problem);
+`--headers-only` checks headers only (faster). Exit status: 0 when the layout is clean, 1 when any row had a
+problem or the layout is wrong (a `DatasetError`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def register(subparsers) -> None:
     check.add_argument("--sizes", type=int, default=DEFAULT_SIZE_SAMPLE, metavar="N",
                        help=f"read the size of N random images (default {DEFAULT_SIZE_SAMPLE}; 0: all)")
     check.add_argument("--seed", type=int, default=0, help="seed of the size sample")
+    check.add_argument("--headers-only", action="store_true",
+                       help="check file headers only; by default every image and mask is decoded in full")
     check.set_defaults(func=_check)
 
     samples = actions.add_parser("samples", help="write PNG sample grids of the CXR and Doppler phantoms")
@@ -92,6 +96,24 @@ def _size_summary(images: list[str], sample: int, seed: int) -> tuple[str, Count
     return scope, sizes, problems
 
 
+def _decode_all(df) -> list[tuple[str, str]]:
+    """Decode every image and mask of the table; the files that fail, with the reason."""
+    from urep.data import ImageReadError, read_image, read_mask
+
+    problems = []
+    for image, mask in zip(df["image"], df["mask"], strict=True):
+        try:
+            read_image(image)
+        except ImageReadError as err:
+            problems.append((str(image), f"cannot decode the pixels ({err})"))
+        if mask:
+            try:
+                read_mask(mask)
+            except ImageReadError as err:
+                problems.append((str(mask), f"cannot decode the mask's pixels ({err})"))
+    return problems
+
+
 def _check(args: argparse.Namespace) -> int:
     from urep.data import DatasetError
     from urep.data import datasets as D
@@ -127,6 +149,13 @@ def _check(args: argparse.Namespace) -> int:
     for size, count in sizes.most_common():
         print(f"  {size}: {count}")
     problems = skipped + size_problems
+    if args.headers_only:
+        print("pixels: not decoded (--headers-only)")
+    else:
+        decode_problems = _decode_all(df)
+        print(f"pixels: decoded all {len(df)} images and {found} masks, {len(decode_problems)} failed")
+        seen = {path for path, _ in problems}
+        problems += [problem for problem in decode_problems if problem[0] not in seen]
     print(f"problems: {len(problems)}")
     for path, reason in problems:
         print(f"  {path}: {reason}")

@@ -33,6 +33,10 @@ def register(subparsers) -> None:
         "--mask", nargs="+", type=Path, default=None,
         help="ground-truth masks, one per IMAGE in the same order: outlined, and energy inside reported",
     )
+    parser.add_argument(
+        "--resize-mask", action="store_true",
+        help="accept a mask whose size differs from its image's (it is resized); by default that is an error",
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/explain/TASK)")
     parser.add_argument("--alpha", type=float, default=0.4, help="heat map opacity in [0, 1] (default 0.4)")
     parser.set_defaults(func=_explain)
@@ -58,6 +62,17 @@ def _overlay_names(images: list[Path], task: str, method: str) -> list[str]:
     if len(set(stems)) == len(stems):
         return [f"{stem}_{task}_{suffix}.png" for stem in stems]
     return [f"{index:03d}_{stem}_{task}_{suffix}.png" for index, stem in enumerate(stems)]
+
+
+def _check_mask_sizes(images: list[Path], masks: list[Path]) -> None:
+    """Each mask must have its image's size (a mask of another image would be silently resized otherwise)."""
+    from urep.data.readers import image_shape
+
+    for image, mask in zip(images, masks, strict=True):
+        image_hw, mask_hw = image_shape(image), image_shape(mask)
+        if image_hw != mask_hw:
+            raise ValueError(f"--mask {mask} is {mask_hw[0]}x{mask_hw[1]} but its image {image} is "
+                             f"{image_hw[0]}x{image_hw[1]}; pass --resize-mask to resize it anyway")
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -101,6 +116,8 @@ def _run(args: argparse.Namespace) -> int:
     cams = gradcam(model, batch, class_index=class_index, layer_name=entry.gradcam_layer, method=args.method)
     masks = None
     if args.mask is not None:
+        if not args.resize_mask:
+            _check_mask_sizes(args.images, args.mask)
         masks = np.stack([read_mask(path, size=entry.image_size) for path in args.mask])
 
     out_dir = args.out if args.out is not None else run.run_dir / "explain" / task

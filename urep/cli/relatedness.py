@@ -191,14 +191,14 @@ def _set_frame(spec: ImageSetSpec, key: str, config: RelatednessConfig, data_roo
 def _load_encoder(path: str | None):
     if path is None:
         return None
-    import keras
-
     import urep.models  # noqa: F401  (registers urep's serializable layers before loading)
     from urep.models import cross_stitch  # noqa: F401
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"encoder model {path!r} not found")
-    return keras.models.load_model(path, compile=False)
+    from urep.io import load_keras_model
+
+    return load_keras_model(path)
 
 
 def _image_size(configured, encoder) -> tuple[int, int]:

@@ -18,8 +18,10 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory (must be new or empty)")
     parser.add_argument("--data-root", metavar="DIR",
                         help="folder the config's data roots are relative to (default $UREP_DATA_ROOT or .)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run directory")
-    parser.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run directory (refused when its config or data differ)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete an existing urep run directory first (never a folder urep did not create)")
     parser.add_argument("--seed", type=int, help="override the config's seed")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override a config key (YAML value), e.g. --set training.heads.epochs=5; repeatable")
@@ -29,26 +31,23 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from urep.experiments.config import ConfigError, SuiteConfig, load_any
-    from urep.io import RunDirExistsError
+    from urep.experiments.config import SuiteConfig, load_any
 
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    try:
-        config = load_any(args.config, data_root=args.data_root, overrides=overrides)
-        if isinstance(config, SuiteConfig):
-            return _run_suite(config, args, overrides)
-        if args.tiny:
-            from urep.experiments.scale import shrink
+    # User errors (config, data, run directory) propagate to `urep.cli.main`: one message, exit status 2.
+    config = load_any(args.config, data_root=args.data_root, overrides=overrides)
+    if isinstance(config, SuiteConfig):
+        return _run_suite(config, args, overrides)
+    if args.tiny:
+        from urep.experiments.scale import shrink
 
-            config = shrink(config)
-        from urep.experiments.runner import run_experiment
+        config = shrink(config)
+    from urep.experiments.runner import run_experiment
 
-        results = run_experiment(config, args.out, data_root=args.data_root, resume=args.resume,
-                                 overwrite=args.overwrite)
-    except (ConfigError, FileNotFoundError, RunDirExistsError) as err:
-        raise SystemExit(f"urep run: {err}") from err
+    results = run_experiment(config, args.out, data_root=args.data_root, resume=args.resume,
+                             overwrite=args.overwrite)
     _print_summary(results, args.out)
     return 0
 

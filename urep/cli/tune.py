@@ -274,7 +274,6 @@ def _source_hypermodel(job: TuningJob, data_dir: Path, data_root: str | None):
 def _head_hypermodel(job: TuningJob, data_dir: Path, data_root: str | None):
     import json
 
-    import keras
     import numpy as np
 
     from urep.data import MeanNormalizer
@@ -290,7 +289,9 @@ def _head_hypermodel(job: TuningJob, data_dir: Path, data_root: str | None):
         if not needed.is_file():
             raise ConfigError(f"{needed} not found: expected a `urep run` directory of this experiment",
                               "tuning.source_run", job.file)
-    source = keras.models.load_model(model_path, compile=False)
+    from urep.io import load_keras_model
+
+    source = load_keras_model(model_path)  # names the file when it is damaged
     normalizer = MeanNormalizer.from_dict(json.loads((run / "normalizer.json").read_text(encoding="utf-8")))
     frames = load_sources(config, data_dir, data_root)
     classification = task.kind == "classification"
@@ -407,7 +408,14 @@ def _prepare_out(out: Path, job: TuningJob, resume: bool, overwrite: bool, chief
     import yaml
 
     from urep.experiments.schema import to_plain
-    from urep.io import RunDirExistsError, atomic_write_text, prepare_run_dir
+    from urep.io import (
+        RunDirError,
+        RunDirExistsError,
+        atomic_write_text,
+        is_run_dir,
+        mark_run_dir,
+        prepare_run_dir,
+    )
 
     record = {"config": job.file, "experiment": job.experiment.name, "tuning": to_plain(job.settings)}
     saved = out / "tuning.yaml"
@@ -423,8 +431,12 @@ def _prepare_out(out: Path, job: TuningJob, resume: bool, overwrite: bool, chief
         raise RunDirExistsError(f"{out} holds an earlier search ({saved}); pass --resume to continue it or "
                                 "--overwrite to replace it")
     elif overwrite and out.exists():
+        if not (is_run_dir(out) or saved.is_file()):
+            raise RunDirError(f"refusing to delete {out}: it holds no urep search (no tuning.yaml or run marker); "
+                              "delete it yourself or choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    mark_run_dir(out)
     atomic_write_text(saved, yaml.safe_dump(record, sort_keys=False))
 
 
@@ -432,7 +444,7 @@ def main(args: argparse.Namespace) -> int:
     import yaml
 
     from urep.experiments.schema import ConfigError
-    from urep.io import RunDirExistsError
+    from urep.io import RunDirError, RunDirExistsError
 
     if args.resume and args.overwrite:
         print("urep tune: --resume and --overwrite exclude each other")
@@ -457,7 +469,7 @@ def main(args: argparse.Namespace) -> int:
             _prepare_out(out, job, args.resume, args.overwrite, chief=tuning.is_chief())
             data_dir = out
         hypermodel = build_hypermodel(job, data_dir, args.data_root)
-    except RunDirExistsError as err:
+    except (RunDirExistsError, RunDirError) as err:
         print(f"urep tune: {err}")
         return 2
     except ConfigError as err:

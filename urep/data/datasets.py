@@ -191,7 +191,7 @@ def _finish(
     ignored: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Validate the rows, apply `on_error`, and build the standard DataFrame."""
-    if not rows:
+    if not rows and not checks.skipped:
         raise DatasetError(f"{dataset}: no images found under {root}")
     kept, problems = [], list(checks.skipped)
     for row in rows:
@@ -227,6 +227,26 @@ def _finish(
     return frame
 
 
+def _escapes(base: Path, name: str) -> bool:
+    """Whether the manifest entry `name` names a path outside the folder `base` (absolute, or `..` that climbs
+    out). Checked on the path's text, so symbolic links inside a dataset folder stay allowed."""
+    if not name:
+        return False
+    if os.path.isabs(name) or Path(name).is_absolute():
+        return True
+    joined = os.path.normpath(os.path.join(str(base), name))
+    return os.path.commonpath([joined, os.path.normpath(str(base))]) != os.path.normpath(str(base))
+
+
+def _escape_problem(manifest: Path, line: int, column: str, names: Sequence[str], base: Path) -> tuple[str, str] | None:
+    """A row problem when any of `names` (one manifest cell) points outside `base`, naming the row."""
+    bad = [name for name in names if _escapes(base, name)]
+    if not bad:
+        return None
+    return (f"{manifest} line {line}",
+            f"{column} {bad[0]!r} points outside {base} (absolute paths and '..' leaving the folder are refused)")
+
+
 def _join_mask(parts: Sequence[Path]) -> str:
     return MASK_SEPARATOR.join(str(part) for part in parts)
 
@@ -239,6 +259,9 @@ def _read_csv(path: Path, dataset: str, required: Sequence[str], unique: str | N
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DatasetError(f"{dataset}: cannot parse the CSV {path}: {err}") from err
+    # Stray spaces around names and labels ("normal ", " a.png") are never meaningful: strip them.
+    table.columns = [str(column).strip() for column in table.columns]
+    table = table.apply(lambda column: column.str.strip())
     missing = [column for column in required if column not in table.columns]
     if missing:
         raise DatasetError(
@@ -315,8 +338,14 @@ def folder(
     patient_from = patient_from or _stem_patient
     masks_dir = root / "masks"
     rows = []
-    for record in table.to_dict("records"):
+    for line, record in enumerate(table.to_dict("records"), start=2):
         file = record.pop("file")
+        escape = (_escape_problem(manifest, line, "file", [file], root / "images")
+                  or _escape_problem(manifest, line, "mask", [str(p) for p in split_mask_parts(record.get("mask") or "")],
+                                     masks_dir))
+        if escape:
+            checks.skipped.append(escape)
+            continue
         row: dict[str, Any] = {"image": str(root / "images" / file), "label": record.pop("label")}
         row["patient"] = record.pop("patient", "") or patient_from(file)
         mask_names = record.pop("mask", None)
@@ -735,6 +764,11 @@ def rsna(
     details = _rsna_details(root / f"stage_{stage}_detailed_class_info.csv")
     rows = []
     for pid, group in per_patient:
+        if _escapes(image_dir, f"{pid}.dcm") or "/" in pid or "\\" in pid:
+            line = int(group.index[0]) + 2
+            checks.skipped.append((f"{labels_csv} line {line}",
+                                   f"patientId {pid!r} is not a plain file name inside {image_dir}"))
+            continue
         target = int(group["Target"].iloc[0])
         boxes = []
         if target == 1:
@@ -830,9 +864,15 @@ def doppler(
     image_base = root / "images" if flat else root
     mask_base = root / "masks" if flat else root
     rows = []
-    for record in table.to_dict("records"):
+    for line, record in enumerate(table.to_dict("records"), start=2):
         image = record.pop(names["image"])
         flow = record.pop(names["flow"])
+        escape = (_escape_problem(manifest, line, names["image"], [image], image_base)
+                  or _escape_problem(manifest, line, names["mask"],
+                                     [str(p) for p in split_mask_parts(record.get(names["mask"]) or "")], mask_base))
+        if escape:
+            checks.skipped.append(escape)
+            continue
         row: dict[str, Any] = {"image": str(image_base / image), "label": flow}
         row["patient"] = record.pop(names["patient"], "") or Path(image).stem
         mask = record.pop(names["mask"], "")

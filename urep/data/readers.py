@@ -24,6 +24,9 @@ Choices made where the papers are silent (each is a parameter or documented belo
   size must match exactly, which also catches truncated files.
 - Resizing uses OpenCV bicubic interpolation for images (then clipped back to `[0, 1]`, since bicubic
   overshoots) and nearest-neighbour for masks. `size` is an int (square) or `(height, width)`.
+- An image larger than `max_pixels()` pixels (default 100 million, environment variable `UREP_MAX_PIXELS`)
+  is refused before its pixels are decoded where the header gives the size (PNG, JPEG, DICOM, raw), so a small
+  "decompression bomb" file cannot exhaust memory; pixels are converted to float32, never float64.
 - A mask is binarized at half its maximum: a pixel is foreground when its value is strictly greater than
   `max / 2` (so `{0, 255}`, `{0, 1}` and anti-aliased masks all work); an all-zero mask stays all zero.
   Colour masks use the maximum over channels.
@@ -57,6 +60,39 @@ RAW_SUFFIXES = (".img", ".raw")
 
 #: Separator between the parts of a mask made of several files (e.g. left and right lung).
 MASK_SEPARATOR = ";"
+
+#: Default cap on the pixels of one image (height x width); see `max_pixels`.
+DEFAULT_MAX_PIXELS = 100_000_000
+#: Environment variable that changes the cap (an integer number of pixels).
+MAX_PIXELS_ENV = "UREP_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The largest image (height x width) the readers decode: `$UREP_MAX_PIXELS` or `DEFAULT_MAX_PIXELS`.
+
+    The largest public chest radiographs are about 4k x 4k (16 MP), so 100 MP leaves room while refusing a
+    few-hundred-kilobyte PNG that claims 20000 x 20000 pixels (it would need gigabytes to decode).
+
+    Raises:
+        ValueError: the environment variable is not a positive integer (it is named).
+    """
+    text = os.environ.get(MAX_PIXELS_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"${MAX_PIXELS_ENV} must be a positive integer number of pixels, got {text!r}")
+    return value
+
+
+def _check_pixels(path: Path, height: int, width: int) -> None:
+    cap = max_pixels()
+    if height * width > cap:
+        raise _fail(path, f"the image is {height}x{width} = {height * width:,} pixels, above the limit of "
+                          f"{cap:,} (set ${MAX_PIXELS_ENV} to allow larger images)")
 
 
 @dataclass(frozen=True)
@@ -152,6 +188,9 @@ def _check_not_truncated(path: Path, head: bytes, tail: bytes) -> None:
 
 def _decode_opencv(path: Path, data: bytes, frame: int | None) -> np.ndarray:
     _check_not_truncated(path, data, data[-_TAIL_BYTES:])
+    shape = _png_shape(data[:64]) or _jpeg_shape(data[: 1 << 16])
+    if shape is not None:
+        _check_pixels(path, *shape)
     buffer = np.frombuffer(data, dtype=np.uint8)
     if path.suffix.lower() in (".tif", ".tiff"):
         ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED)
@@ -161,6 +200,7 @@ def _decode_opencv(path: Path, data: bytes, frame: int | None) -> np.ndarray:
     array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if array is None:
         raise _fail(path, "OpenCV could not decode it (corrupt, truncated or not an image)")
+    _check_pixels(path, *array.shape[:2])
     if frame not in (None, 0):
         raise _fail(path, f"frame={frame} was asked for, but this file holds a single image")
     return array
@@ -192,18 +232,18 @@ def _scale_by_type(path: Path, array: np.ndarray, source_dtype: np.dtype) -> np.
     if np.issubdtype(source_dtype, np.integer):
         info = np.iinfo(source_dtype)
         if info.min < 0:
-            return (array.astype(np.float64) - info.min) / (info.max - info.min)
-        return array.astype(np.float64) / info.max
+            return (array.astype(np.float32) - np.float32(info.min)) / np.float32(info.max - info.min)
+        return array.astype(np.float32) / np.float32(info.max)
     if np.issubdtype(source_dtype, np.floating):
         finite = np.isfinite(array)
         if not finite.all():
             raise _fail(path, "floating-point image holds NaN or infinite values")
         low, high = float(array.min()), float(array.max())
         if low >= 0.0 and high <= 1.0:
-            return array.astype(np.float64)
+            return array.astype(np.float32)
         if high == low:
-            return np.zeros_like(array, dtype=np.float64)
-        return (array.astype(np.float64) - low) / (high - low)
+            return np.zeros_like(array, dtype=np.float32)
+        return ((array.astype(np.float64) - low) / (high - low)).astype(np.float32)
     raise _fail(path, f"unsupported pixel type {source_dtype}")
 
 
@@ -226,7 +266,8 @@ def _read_raw(path: Path, data: bytes, raw: RawFormat, frame: int | None) -> np.
         )
     if frame not in (None, 0):
         raise _fail(path, f"frame={frame} was asked for, but a raw file holds a single image")
-    values = np.frombuffer(data, dtype=dtype).reshape(raw.shape).astype(np.float64)
+    _check_pixels(path, *raw.shape)
+    values = np.frombuffer(data, dtype=dtype).reshape(raw.shape).astype(np.float32)
     top = 2**raw.bits - 1
     if values.max() > top:
         raise _fail(path, f"raw values reach {values.max():.0f}, above the {raw.bits}-bit maximum {top}")
@@ -301,6 +342,9 @@ def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
         raise _fail(path, f"damaged DICOM header ({type(err).__name__}: {err})") from err
     if "PixelData" not in ds:
         raise _fail(path, "DICOM file has no pixel data (PixelData element missing)")
+    if "Rows" not in ds or "Columns" not in ds:
+        raise _fail(path, "DICOM file lacks Rows/Columns, so its pixel data cannot be decoded")
+    _check_pixels(path, int(ds.Rows), int(ds.Columns))
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frame is None and frames > 1:
         raise _fail(path, f"multi-frame DICOM with {frames} frames; pass frame=0..{frames - 1} to choose one")
@@ -324,7 +368,7 @@ def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
 
 
 def _read_native(path: PathLike, frame: int | None, raw: RawFormat) -> np.ndarray:
-    """Decode a file to float64 `(H, W)` in `[0, 1]` at its own size."""
+    """Decode a file to a fresh float `(H, W)` array in `[0, 1]` at its own size (float32 for integer pixels)."""
     path = Path(path)
     data = _read_bytes(path)
     kind = _kind(path, data)
@@ -404,7 +448,8 @@ def read_image(
         _as_hw(size)
     image = _read_native(path, frame, raw)
     if size is None:
-        return np.clip(image, 0.0, 1.0).astype(np.float32)
+        image = np.asarray(image, dtype=np.float32)  # the decoders return a fresh array: clip it in place
+        return np.clip(image, 0.0, 1.0, out=image)
     return resize_image(image, size)
 
 
@@ -575,6 +620,11 @@ def image_shape(path: PathLike, raw: RawFormat = JSRT_RAW) -> tuple[int, int]:
 
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception as err:  # any header problem is a read error for this file
+            raise _fail(path, f"cannot read DICOM header ({type(err).__name__}: {err})") from err
+        if "Rows" not in ds or "Columns" not in ds:
+            raise _fail(path, "cannot read DICOM header: it has no Rows/Columns (no image; is the pixel data missing?)")
+        try:
             return int(ds.Rows), int(ds.Columns)
         except Exception as err:  # any header problem is a read error for this file
             raise _fail(path, f"cannot read DICOM header ({type(err).__name__}: {err})") from err

@@ -627,7 +627,11 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...], file: str
             elif not isinstance(node, dict):
                 raise ConfigError(f"cannot set a key inside {node!r}", where, file)
             if last:
-                node[key] = yaml.safe_load(text)
+                try:
+                    node[key] = yaml.safe_load(text)
+                except yaml.YAMLError as err:
+                    problem = str(err).splitlines()[0]
+                    raise ConfigError(f"value {text!r} is not valid YAML ({problem})", where, file) from err
             else:
                 if isinstance(node, dict) and key not in node:
                     node[key] = {}

@@ -1,16 +1,22 @@
 """Run an experiment config into a run directory: `config.yaml`, `log.txt`, `results.json`, `tables/`,
 `figures/`, `models/`, `normalizer.json` (layout: docs/design.md, "Run directory layout").
 
-`run_experiment` refuses a non-empty run directory unless `overwrite` (start again) or `resume` (phases
-already trained are restored from their checkpoints and skipped; interrupted ones continue). Every file is
-written atomically (`urep.io`).
+`run_experiment` validates everything it can before creating the run directory (`preflight`: data folders,
+adapters and manifests, task rows, that the source model can be built at `image_size`), so a user error
+leaves no folder behind. It refuses a non-empty run directory unless `overwrite` (start again; only a folder
+carrying urep's run marker is deleted) or `resume` (phases already trained are restored from their
+checkpoints and skipped; interrupted ones continue). `resume` is refused when the run's fingerprint
+(`fingerprint.json`: resolved config minus cosmetic keys, data manifests' hashes, urep version) differs from
+the one stored. Every file is written atomically (`urep.io`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -25,16 +31,179 @@ from urep.experiments.config import (
     config_to_dict,
     dump_config,
     load_suite_parts,
+    source_root,
 )
-from urep.io import atomic_write_json, atomic_write_text, prepare_run_dir
+from urep.experiments.schema import ConfigError
+from urep.io import atomic_write_json, atomic_write_text, check_run_dir, prepare_run_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_experiment", "run_suite", "load_results", "write_report", "RESULTS_FILE", "SCHEMA_VERSION"]
+__all__ = ["run_experiment", "run_suite", "load_results", "write_report", "preflight", "fingerprint",
+           "ResumeMismatchError", "RESULTS_FILE", "FINGERPRINT_FILE", "SCHEMA_VERSION"]
 
 RESULTS_FILE = "results.json"
 SCHEMA_VERSION = 1
+FINGERPRINT_FILE = "fingerprint.json"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Config keys that do not change any trained model or number, so `--resume` may change them.
+COSMETIC_KEYS = ("name", "description", "figures", "paper_tables", "explain.n_images")
+
+
+class ResumeMismatchError(ValueError):
+    """`--resume` of a run directory whose stored fingerprint differs from the run asked for."""
+
+
+# --- validation before the run directory exists ------------------------------------------------------------
+
+
+def _check_source_model(config: ExperimentConfig) -> None:
+    """Build the source architecture once at `image_size` so that a shape it cannot take is a config error."""
+    if config.experiment == "multimix":
+        return
+    from types import SimpleNamespace
+
+    from urep.experiments.pipeline import UrepPipeline
+
+    probe = SimpleNamespace(config=config, shape=(*config.image_size, config.channels))
+    try:
+        UrepPipeline.build_source_model(probe, name="preflight")
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"the {config.source.kind} source model cannot be built for image_size "
+                          f"{list(config.image_size)} x {config.channels} channel(s): {err}", "image_size",
+                          config.path) from err
+
+
+def _frame_hash(df) -> str:
+    """SHA-256 of a data source's table: every row's columns (paths relative to the dataset folder, so moving
+    the folder keeps the hash), with each image file's size."""
+    digest = hashlib.sha256()
+    columns = sorted(df.columns)
+    digest.update(json.dumps(columns).encode())
+    root = str(df.attrs.get("root", ""))
+    for row in df[columns].astype(str).itertuples(index=False):
+        digest.update(json.dumps([value.replace(root, "<root>") if root else value for value in row]).encode())
+    for path in df["image"]:
+        try:
+            digest.update(str(os.path.getsize(path)).encode())
+        except OSError:
+            digest.update(b"missing")
+    return digest.hexdigest()
+
+
+def preflight(config: ExperimentConfig, data_root: str | os.PathLike | None = None) -> dict[str, str]:
+    """Validate what can be validated before a run directory is created.
+
+    Checks the data folders, runs every (non-phantom) adapter with its options (manifests, labels, file
+    headers, paths inside the root), checks each task has rows, and builds the source model at `image_size`.
+
+    Returns:
+        `{data source name: hash of its table}` for the non-phantom sources (see `fingerprint`).
+
+    Raises:
+        ConfigError: a missing data folder, a task without rows, or an `image_size` the model cannot take.
+        urep.data.DatasetError: an adapter rejects its folder or manifest (the message names the files).
+    """
+    import pandas as pd
+
+    from urep.data import datasets
+    from urep.experiments.sources import task_frame
+
+    check_data_roots(config, data_root)
+    frames, hashes = {}, {}
+    for name, source in config.data.items():
+        if source.include or source.phantom is not None:
+            continue
+        frames[name] = datasets.load(source.adapter, source_root(source, data_root), **source.options)
+        hashes[name] = _frame_hash(frames[name])
+    for name, source in config.data.items():
+        if source.include and all(part in frames for part in source.include):
+            frames[name] = pd.concat([frames[part] for part in source.include], ignore_index=True)
+    for i, task in enumerate(config.tasks):
+        for attr in ("data", "test_data"):
+            ref = getattr(task, attr, None)
+            if ref in frames:
+                try:
+                    task_frame(frames[ref], task, ref)
+                except ValueError as err:
+                    raise ConfigError(str(err), f"tasks[{i}].{attr}", config.path) from err
+    _check_source_model(config)
+    return hashes
+
+
+# --- fingerprint -------------------------------------------------------------------------------------------
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def fingerprint(config: ExperimentConfig, data_hashes: dict[str, str]) -> dict:
+    """What a resumed run must share with the run it continues: `{"urep", "config", "data"}`.
+
+    `config` is the resolved config as flat `key.path: value` pairs without `COSMETIC_KEYS`; `data` the
+    hash of each non-phantom source's table (phantoms are fixed by their config and seed).
+    """
+    from urep import __version__
+
+    flat = _flatten(json.loads(json.dumps(config_to_dict(config), default=str)))
+    flat = {k: v for k, v in flat.items() if not any(k == c or k.startswith(c + ".") for c in COSMETIC_KEYS)}
+    return {"urep": __version__, "config": flat, "data": dict(sorted(data_hashes.items()))}
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _differences(before: dict, now: dict) -> list[str]:
+    out = []
+    if before.get("urep") != now["urep"]:
+        out.append(f"urep version {before.get('urep')} -> {now['urep']}")
+    old, new = before.get("config", {}), now["config"]
+    for key in sorted(set(old) | set(new)):
+        if key not in old:
+            out.append(f"{key}: (unset) -> {_short(new[key])}")
+        elif key not in new:
+            out.append(f"{key}: {_short(old[key])} -> (unset)")
+        elif old[key] != new[key]:
+            out.append(f"{key}: {_short(old[key])} -> {_short(new[key])}")
+    if "data" in before:
+        for name in sorted(set(before["data"]) | set(now["data"])):
+            if before["data"].get(name) != now["data"].get(name):
+                out.append(f"data source {name}: its files or manifest changed")
+    return out
+
+
+def _check_resume(run_dir: Path, current: dict) -> None:
+    """Refuse to resume `run_dir` when its stored fingerprint (or, for older runs, config.yaml) differs."""
+    import yaml
+
+    stored = run_dir / FINGERPRINT_FILE
+    if stored.is_file():
+        try:
+            before = json.loads(stored.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ResumeMismatchError(f"cannot resume {run_dir}: {stored} is unreadable ({err})") from err
+    elif (run_dir / "config.yaml").is_file():
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        flat = _flatten(json.loads(json.dumps(raw, default=str)))
+        before = {"urep": current["urep"],
+                  "config": {k: v for k, v in flat.items() if k in current["config"] or not any(
+                      k == c or k.startswith(c + ".") for c in COSMETIC_KEYS)}}
+        logger.warning("%s has no %s (older run); resuming after comparing config.yaml only", run_dir,
+                       FINGERPRINT_FILE)
+    else:
+        return
+    differences = _differences(before, current)
+    if differences:
+        raise ResumeMismatchError(
+            f"cannot resume {run_dir}: it was run with other settings ({'; '.join(differences)}); resume with "
+            "the same config, or start a new run directory (--overwrite replaces this one)")
 
 
 @contextmanager
@@ -81,10 +250,32 @@ def run_experiment(
 
     Raises:
         urep.io.RunDirExistsError: `out_dir` is not empty and neither `resume` nor `overwrite` was given.
-        urep.experiments.ConfigError: a data folder does not exist.
+        urep.io.RunDirError: `out_dir` is a file, `overwrite` of a folder that is not a urep run, or both flags.
+        ResumeMismatchError: `resume` of a run made with another config, data or urep version.
+        urep.experiments.ConfigError: a data folder does not exist, a task has no rows, `image_size` does not
+            suit the model (see `preflight`).
+        urep.data.DatasetError: a data source's folder or manifest is invalid.
     """
-    check_data_roots(config, data_root)
+    check_run_dir(out_dir, overwrite=overwrite, resume=resume)
+    current = fingerprint(config, preflight(config, data_root))
+    if resume and Path(out_dir).is_dir():
+        _check_resume(Path(out_dir), current)
+    fresh = overwrite or not (Path(out_dir).is_dir() and any(Path(out_dir).iterdir()))
     run_dir = prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
+    try:
+        return _run_in(config, run_dir, current, data_root, resume)
+    except ValueError as err:
+        from urep.data.errors import DatasetError, ImageReadError
+
+        # A user error in a run this call started: leave no half-written folder behind.
+        if fresh and isinstance(err, (ConfigError, DatasetError, ImageReadError)):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _run_in(config: ExperimentConfig, run_dir: Path, current: dict, data_root, resume: bool) -> dict:
+    if not (run_dir / FINGERPRINT_FILE).is_file():
+        atomic_write_json(run_dir / FINGERPRINT_FILE, current)
     atomic_write_text(run_dir / "config.yaml", dump_config(config))
     from urep.env import environment
     from urep.experiments.pipeline import UrepPipeline
@@ -153,8 +344,9 @@ def run_suite(
     configs = load_suite_parts(suite, data_root=data_root, overrides=overrides)
     if transform is not None:
         configs = [transform(c) for c in configs]
+    check_run_dir(out_dir, overwrite=overwrite, resume=resume)
     for config in configs:
-        check_data_roots(config, data_root)
+        preflight(config, data_root)
     root = prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
     parts = {}
     for config in configs:
@@ -172,12 +364,16 @@ def load_results(run_dir: str | os.PathLike) -> dict:
 
     Raises:
         FileNotFoundError: no `results.json` (names the folder).
-        ValueError: the file is not a urep results record.
+        ValueError: the file is damaged (not JSON) or not a urep results record; the message names it.
     """
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no {RESULTS_FILE}; is it a finished urep run directory?")
-    results = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is damaged: not valid JSON ({err}); rerun the experiment or restore the "
+                         "file") from err
     if not isinstance(results, dict) or "config" not in results or "schema" not in results:
         raise ValueError(f"{path} is not a urep results record (no 'schema'/'config' keys)")
     return results

@@ -134,7 +134,14 @@ def task_frame(df: pd.DataFrame, task: TaskConfig, where: str = "") -> pd.DataFr
         if task.label not in df.columns:
             raise ValueError(f"task {task.name!r}: no label column {task.label!r} in data {where!r}; "
                              f"columns: {list(df.columns)}")
-        rows = df[df[task.label].astype(str).isin(task.classes)]
+        values = df[task.label].fillna("").astype(str).str.strip()
+        known = values.isin(task.classes)
+        rows = df[known].assign(**{task.label: values[known]})
+        unknown = values[~known & (values != "")].value_counts()
+        if len(unknown):
+            found = ", ".join(f"{label!r} ({count})" for label, count in unknown.sort_index().items())
+            logger.warning("task %s: %d row(s) of data %r left out, their %s is not one of %s: %s", task.name,
+                           int(unknown.sum()), where, task.label, list(task.classes), found)
     else:
         has_mask = df["has_mask"] if "has_mask" in df.columns else df["mask"].notna()
         rows = df[has_mask.astype(bool)]

@@ -160,13 +160,13 @@ class RunModels:
             FileNotFoundError: the model file is missing.
         """
         if task not in self._loaded:
-            import keras
-
             path = self.run_dir / self.entry(task).path
             if not path.is_file():
                 raise FileNotFoundError(f"model file {path} of task {task!r} (listed in {self.run_dir / MANIFEST}) not found")
             logger.info("loading %s model from %s", task, path)
-            self._loaded[task] = keras.saving.load_model(path, compile=False)
+            from urep.io import load_keras_model
+
+            self._loaded[task] = load_keras_model(path)
         return self._loaded[task]
 
     def read_images(self, paths: Sequence[str | os.PathLike], task: str) -> tuple[np.ndarray, np.ndarray]:
