@@ -70,10 +70,40 @@ def build_optimizer(optimizer: keras.optimizers.Optimizer, variables: list,
     return optimizer
 
 
-def distribute_dataset(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy):
-    """The dataset as the strategy wants it (unchanged for a single replica)."""
+_PREFETCH_DEVICE: str | None = None
+
+
+@contextlib.contextmanager
+def prefetch_to(device: str | None) -> Iterator[None]:
+    """Within the block, single-replica training and validation batches are copied to `device` (e.g. the
+    GPU) ahead of the step (`tf.data.experimental.prefetch_to_device`); None leaves them where they are.
+    Several replicas: `experimental_distribute_dataset` already prefetches to every replica's device."""
+    global _PREFETCH_DEVICE
+    previous, _PREFETCH_DEVICE = _PREFETCH_DEVICE, device
+    try:
+        yield
+    finally:
+        _PREFETCH_DEVICE = previous
+
+
+def distribute_dataset(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy, shard_workers: bool = True):
+    """The dataset as the strategy wants it (unchanged for a single replica on the default device).
+
+    Args:
+        dataset: batches of the global batch size.
+        strategy: the strategy.
+        shard_workers: split the batches between the workers of a multi-worker cluster (training). False
+            gives every worker the whole dataset (evaluation: every worker then computes the same validation
+            loss, so that plateau, early-stopping and best-epoch decisions agree across workers).
+    """
     if strategy.num_replicas_in_sync == 1:
+        if _PREFETCH_DEVICE is not None:
+            return dataset.apply(tf.data.experimental.prefetch_to_device(_PREFETCH_DEVICE, buffer_size=2))
         return dataset
+    if not shard_workers and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        dataset = dataset.with_options(options)
     return strategy.experimental_distribute_dataset(dataset)
 
 
@@ -139,9 +169,14 @@ def is_loss_scaled(optimizer) -> bool:
 
 
 def gradients(tape: tf.GradientTape, loss: tf.Tensor, variables: list, optimizer) -> list:
-    """Gradients of `loss`, through the optimizer's loss scale when it has one (unscaled by `apply`)."""
+    """Gradients of `loss`, through the optimizer's loss scale when it has one (unscaled by `apply`).
+
+    The scaling is recorded on `tape` (re-entered): scaled outside it, the loss would be disconnected from
+    the variables and every gradient None.
+    """
     if is_loss_scaled(optimizer):
-        loss = optimizer.scale_loss(loss)
+        with tape:
+            loss = optimizer.scale_loss(loss)
     return tape.gradient(loss, variables)
 
 

@@ -96,7 +96,7 @@ class Evaluator:
         for metric in self.metrics:
             metric.reset_state()
         loss_sum, count = 0.0, 0.0
-        for step, (x, y) in enumerate(distribute_dataset(dataset, self.strategy)):
+        for step, (x, y) in enumerate(distribute_dataset(dataset, self.strategy, shard_workers=False)):
             if max_steps is not None and step >= max_steps:
                 break
             sums, ns, preds = self._eval(x, y)
