@@ -269,5 +269,5 @@ def test_two_workers_on_loopback_train_together_and_only_the_chief_writes(tmp_pa
     assert list(scratch.iterdir()) == []
     # (c) same numbers as the single-process run with the same global batch (2 replicas of 2 images)
     _, reference = training_history(mirrored_run)
-    np.testing.assert_allclose(history["loss"], reference["loss"], rtol=1e-4)
-    np.testing.assert_allclose(history["val_loss"], reference["val_loss"], rtol=1e-4)
+    np.testing.assert_allclose(history["loss"], reference["loss"], rtol=1e-3)
+    np.testing.assert_allclose(history["val_loss"], reference["val_loss"], rtol=1e-3)

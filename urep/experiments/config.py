@@ -118,7 +118,8 @@ class TrainSettings:
 
     Attributes:
         epochs: maximum epochs.
-        batch_size: mini-batch size.
+        batch_size: mini-batch size: the global batch of one optimizer step, split over all replicas when
+            `distribution` uses several devices or workers.
         optimizer: `sgd`, `adam` or `rmsprop`.
         learning_rate: initial learning rate.
         reduce_lr_factor: learning-rate factor on a plateau of the validation loss.

@@ -86,24 +86,13 @@ def prefetch_to(device: str | None) -> Iterator[None]:
         _PREFETCH_DEVICE = previous
 
 
-def distribute_dataset(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy, shard_workers: bool = True):
-    """The dataset as the strategy wants it (unchanged for a single replica on the default device).
-
-    Args:
-        dataset: batches of the global batch size.
-        strategy: the strategy.
-        shard_workers: split the batches between the workers of a multi-worker cluster (training). False
-            gives every worker the whole dataset (evaluation: every worker then computes the same validation
-            loss, so that plateau, early-stopping and best-epoch decisions agree across workers).
-    """
+def distribute_dataset(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy):
+    """The dataset as the strategy wants it (unchanged for a single replica; then copied to the device of
+    `prefetch_to` when one is set)."""
     if strategy.num_replicas_in_sync == 1:
         if _PREFETCH_DEVICE is not None:
             return dataset.apply(tf.data.experimental.prefetch_to_device(_PREFETCH_DEVICE, buffer_size=2))
         return dataset
-    if not shard_workers and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        dataset = dataset.with_options(options)
     return strategy.experimental_distribute_dataset(dataset)
 
 

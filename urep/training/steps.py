@@ -96,12 +96,19 @@ class Evaluator:
         for metric in self.metrics:
             metric.reset_state()
         loss_sum, count = 0.0, 0.0
-        for step, (x, y) in enumerate(distribute_dataset(dataset, self.strategy, shard_workers=False)):
+        # Several workers: every worker evaluates every whole batch (passed undistributed, so each replica
+        # gets all of it; the first local replica's result is used), so the validation loss, and with it the
+        # plateau, early-stopping and best-epoch decisions, is the same on every worker.
+        whole = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        for step, (x, y) in enumerate(dataset if whole else distribute_dataset(dataset, self.strategy)):
             if max_steps is not None and step >= max_steps:
                 break
             sums, ns, preds = self._eval(x, y)
             if self.strategy.num_replicas_in_sync == 1:
                 parts = [(sums, ns, y, preds)]
+            elif whole:
+                local = self.strategy.experimental_local_results
+                parts = [(local(sums)[0], local(ns)[0], y, local(preds)[0])]
             else:
                 local = self.strategy.experimental_local_results
                 parts = list(zip(local(sums), local(ns), local(y), local(preds), strict=True))
