@@ -265,9 +265,18 @@ def test_two_workers_on_loopback_train_together_and_only_the_chief_writes(tmp_pa
     results, history = training_history(out)
     assert results["distribution"]["role"] == "chief"
     assert results["distribution"]["replicas"] == 2 and results["distribution"]["workers"] == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "scratch", "tiny.yaml", "worker0.log", "worker1.log"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "scratch", "tiny.yaml", "worker0.log",
+                                                          "worker1.log"]
     assert list(scratch.iterdir()) == []
-    # (c) same numbers as the single-process run with the same global batch (2 replicas of 2 images)
-    _, reference = training_history(mirrored_run)
-    np.testing.assert_allclose(history["loss"], reference["loss"], rtol=1e-3)
-    np.testing.assert_allclose(history["val_loss"], reference["val_loss"], rtol=1e-3)
+    # (c) same numbers as single-process runs with the same global batch: two logical devices (mirrored), and
+    # one device (batch normalization is synchronized over the replicas, so the statistics are the global
+    # batch's); measured: 7e-8 (mirrored) and 5e-5 (one device) relative; 5e-4 leaves room for rounding.
+    _, mirrored = training_history(mirrored_run)
+    from urep.experiments.runner import run_experiment
+
+    single = run_experiment(load_config(config), tmp_path / "single")
+    one = next(m for m in single["models"] if m.get("role") == "source")["history"]
+    for reference in (mirrored, one):
+        np.testing.assert_allclose(history["loss"], reference["loss"], rtol=5e-4)
+        np.testing.assert_allclose(history["val_loss"], reference["val_loss"], rtol=5e-4)
+    assert results["denoising"][0]["psnr"] == pytest.approx(single["denoising"][0]["psnr"], abs=0.01)

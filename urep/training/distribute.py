@@ -86,6 +86,38 @@ def prefetch_to(device: str | None) -> Iterator[None]:
         _PREFETCH_DEVICE = previous
 
 
+def synchronize_batchnorm(models, strategy: tf.distribute.Strategy) -> int:
+    """With several replicas, make every BatchNormalization layer of `models` (nested models included) compute
+    its batch statistics over the global batch (`synchronized=True`, an all-reduce per layer).
+
+    Per-replica statistics would make a distributed run differ from a one-device run of the same global
+    batch, and under `MultiWorkerMirroredStrategy` the moving statistics would drift apart between workers
+    (each would hold its own shard's). Call before the first step is traced.
+
+    Returns:
+        The number of layers changed (0 with one replica).
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return 0
+    changed, seen = 0, set()
+
+    def visit(layer) -> None:
+        nonlocal changed
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if not layer.synchronized:
+                layer.synchronized = True
+                changed += 1
+        for inner in getattr(layer, "layers", []) or []:
+            visit(inner)
+
+    for model in models:
+        visit(model)
+    return changed
+
+
 def distribute_dataset(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy):
     """The dataset as the strategy wants it (unchanged for a single replica; then copied to the device of
     `prefetch_to` when one is set)."""

@@ -23,6 +23,7 @@ from urep.training.distribute import (
     distribute_dataset,
     gradients,
     replica_loss,
+    synchronize_batchnorm,
     use_xla,
 )
 
@@ -165,6 +166,7 @@ class TaskSteps:
         if not self.variables:
             raise ValueError(f"task {name!r}: model {model.name!r} has no trainable variables to train")
         build_optimizer(optimizer, self.variables, strategy)
+        synchronize_batchnorm([model], strategy)
         self.xla = use_xla(strategy, jit_compile)
         self._train = _compile(self._replica_train, strategy, self.xla, SUM)
         self.evaluator = Evaluator(name, model, loss_fn, strategy, jit_compile, metrics)
@@ -209,6 +211,7 @@ class JointStep:
         self.weighting = weighting
         self.optimizer = optimizer
         self.strategy = strategy
+        synchronize_batchnorm(self.models, strategy)
         self.network_variables = unique_variables(v for m in self.models for v in m.trainable_variables)
         self.variables = self.network_variables + list(weighting.trainable_variables)
         build_optimizer(optimizer, self.variables, strategy)
