@@ -5,13 +5,16 @@ none is given): datasets are distributed with `strategy.experimental_distribute_
 run with `strategy.run`, and the loss of each replica is scaled by the *global* batch size so that the
 gradients all-reduced (summed) by the Keras optimizer are those of the mean loss over the whole batch.
 
-Facts this module relies on (STACK.md, checked with TF 2.21 / Keras 3.15):
+Facts this module relies on (checked with TF 2.21 / Keras 3.15):
 
 - a Keras 3 Adam or RMSprop optimizer built lazily inside a distributed step fails, so
   `build_optimizer` builds it inside `strategy.scope()` before the first step;
 - XLA (`jit_compile=True`) inside `strategy.run` over two logical CPU devices fails ("Trying to access
   resource ... located in device CPU:1 from device CPU:0"), so `use_xla` turns it off for strategies with
   several replicas.
+
+With several replicas, `synchronize_batchnorm` makes batch normalization use the global batch's statistics,
+and with one replica `prefetch_to` can copy the batches to a GPU ahead of the step.
 """
 
 from __future__ import annotations
