@@ -182,7 +182,48 @@ def _run_isolated(name: str, out_dir: Path, quick: bool) -> dict:
     return record
 
 
-def _run_one(name: str, out_dir: Path, quick: bool, repeats: int | None) -> dict:
+#: `--profile gpu`: every model the in-process benchmarks build computes in mixed_float16 (float32 outputs).
+#: XLA stays each benchmark's own setting (they list it); urep's gpu profile for runs: docs/scale.md.
+PROFILE_POLICY = {"cpu": None, "gpu": "mixed_float16"}
+
+
+def _gpus() -> list:
+    import tensorflow as tf
+
+    return tf.config.list_logical_devices("GPU")
+
+
+def _reset_device_memory() -> None:
+    import tensorflow as tf
+
+    for gpu in _gpus():
+        tf.config.experimental.reset_memory_stats(gpu.name)
+
+
+def _peak_device_memory_mb() -> float | None:
+    """The largest peak of `tf.config.experimental.get_memory_info` over the GPUs since the last reset (None
+    without a GPU; the isolated benchmarks run in another process and are not counted)."""
+    import tensorflow as tf
+
+    peaks = [tf.config.experimental.get_memory_info(gpu.name)["peak"] for gpu in _gpus()]
+    return max(peaks) / 2**20 if peaks else None
+
+
+def _run_one(name: str, out_dir: Path, quick: bool, repeats: int | None, profile: str = "cpu") -> dict:
+    from urep.training.distribute import mixed_precision_scope
+
+    with mixed_precision_scope(PROFILE_POLICY[profile]):
+        _reset_device_memory()
+        result = _run_one_here(name, out_dir, quick, repeats)
+        peak = _peak_device_memory_mb()
+    result["profile"] = profile
+    if peak is not None and name not in ISOLATED:
+        result["peak_device_memory_mb"] = peak
+        result.setdefault("headlines", []).append(["peak device memory MB (get_memory_info)", f"{peak:.0f}", "-"])
+    return result
+
+
+def _run_one_here(name: str, out_dir: Path, quick: bool, repeats: int | None) -> dict:
     started, load_before = time.perf_counter(), load_average()
     try:
         function = _load(name)
@@ -222,7 +263,8 @@ def render_markdown(record: dict) -> str:
     """`bench.md` from the `bench.json` record."""
     info = record["machine"]
     lines = ["# urep benchmarks", "",
-             f"Mode: {'quick' if record['quick'] else 'full'}; {record['seconds']:.0f} s in all"
+             f"Mode: {'quick' if record['quick'] else 'full'}, profile {record.get('profile', 'cpu')}; "
+             f"{record['seconds']:.0f} s in all"
              f"{'' if record['complete'] else ' (incomplete: the run was stopped or is still going)'}. Each figure is "
              "the median (min–max) of the repetitions given in its settings; warm-up (tracing, compilation) "
              "is excluded except in times to early stopping, which include what a user waits for.", "",
@@ -249,7 +291,7 @@ def render_markdown(record: dict) -> str:
 
 
 def run_suite(out_dir: str | os.PathLike, quick: bool = False, only: Sequence[str] | None = None,
-              repeats: int | None = None) -> dict:
+              repeats: int | None = None, profile: str = "cpu") -> dict:
     """Run the chosen benchmarks and write `bench.json`, `bench.md` and figures into `out_dir`.
 
     Args:
@@ -258,6 +300,7 @@ def run_suite(out_dir: str | os.PathLike, quick: bool = False, only: Sequence[st
         only: names from `BENCHMARKS` (default: all).
         repeats: repetitions for every benchmark of this module that takes them (default: each one's own;
             delegated benchmarks keep theirs).
+        profile: `cpu`, or `gpu` (models in mixed_float16, peak GPU memory per benchmark; `PROFILE_POLICY`).
 
     Returns:
         The `bench.json` record: `{"quick", "repeats", "only", "machine", "seconds", "complete", "benchmarks":
@@ -270,17 +313,21 @@ def run_suite(out_dir: str | os.PathLike, quick: bool = False, only: Sequence[st
     from urep.io import atomic_write_json, atomic_write_text
 
     names = check_names(only)
+    if profile not in PROFILE_POLICY:
+        raise ValueError(f"unknown profile {profile!r}; known: {sorted(PROFILE_POLICY)}")
     if repeats is not None and repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     info = machine()
-    record = {"quick": quick, "repeats": repeats, "only": names, "machine": info, "seconds": 0.0,
+    if profile == "gpu" and not _gpus():
+        logger.warning("--profile gpu without a visible GPU: mixed_float16 on the CPU (slow), no device memory")
+    record = {"quick": quick, "profile": profile, "repeats": repeats, "only": names, "machine": info, "seconds": 0.0,
               "complete": False, "benchmarks": {}}
     for name in names:
         logger.info("benchmark %s ...", name)
-        record["benchmarks"][name] = _run_one(name, out_dir, quick, repeats)
+        record["benchmarks"][name] = _run_one(name, out_dir, quick, repeats, profile)
         # Written after every benchmark, so a long run that is stopped keeps what it measured.
         info["load_average_end"] = load_average()
         record["seconds"] = time.perf_counter() - started

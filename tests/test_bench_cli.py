@@ -134,3 +134,22 @@ def test_unknown_benchmark_and_missing_checkout_are_clear_errors(tmp_path):
     with pytest.raises(SystemExit, match="not found at .*source checkout"):
         bench_cli.load_suite(tmp_path / "benchmarks")
     assert not (tmp_path / "o").exists()
+
+
+def test_gpu_profile_builds_the_models_in_mixed_float16_and_records_it(tmp_path, monkeypatch):
+    """`urep bench --profile gpu` on a machine without a GPU: mixed_float16 models, no device memory row."""
+    import keras
+
+    seen = []
+
+    def params(out_dir, quick, repeats):
+        seen.append(keras.config.dtype_policy().name)
+        return suite.section("params", "Parameters", headlines=[["parameters", "1", "1"]])
+
+    monkeypatch.setattr(suite, "_load", lambda name: params)
+    assert main(["bench", "--quick", "--out", str(tmp_path / "o"), "--only", "params", "--profile", "gpu"]) == 0
+    record = json.loads((tmp_path / "o" / "bench.json").read_text(encoding="utf-8"))
+    assert seen == ["mixed_float16"] and keras.config.dtype_policy().name == "float32"
+    assert record["profile"] == "gpu" and record["benchmarks"]["params"]["profile"] == "gpu"
+    assert "peak_device_memory_mb" not in record["benchmarks"]["params"]  # no GPU here
+    assert "profile gpu" in (tmp_path / "o" / "bench.md").read_text(encoding="utf-8")

@@ -66,6 +66,20 @@ def test_mixed_bfloat16_training_keeps_float32_losses_and_variables():
     assert all(v.dtype == "float32" for v in cls.trainable_variables)
 
 
+def test_mixed_float16_training_updates_every_weight_through_the_loss_scale():
+    """The loss scaling is recorded on the tape: scaled outside it, every gradient was None."""
+    x, y, _ = disc_phantoms(16)
+    with mixed_precision_scope("mixed_float16"):
+        _, cls, _ = tiny_encoder_and_heads()
+    assert cls.dtype_policy.compute_dtype == "float16"
+    before = [v.numpy().copy() for v in cls.trainable_variables]
+    config = TrainConfig(epochs=1, mixed_precision="mixed_float16", jit_compile=False, progress_bar=False,
+                         learning_rate=1e-2, monitor="loss")
+    result = train_model(cls, "categorical_crossentropy", batches(x, y), None, config, name="cls")
+    assert all(np.isfinite(result.history["loss"]))
+    assert all(not np.allclose(b, v.numpy()) for b, v in zip(before, cls.trainable_variables, strict=True))
+
+
 def test_mixed_float16_wraps_the_optimizer_in_loss_scaling():
     optimizer = make_optimizer(TrainConfig(mixed_precision="mixed_float16"))
     assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)

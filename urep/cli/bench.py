@@ -69,6 +69,9 @@ def register(subparsers) -> None:
                              "memory tuner_memory")
     parser.add_argument("--repeats", type=int, default=None,
                         help="repetitions per figure for urep's own benchmarks (default: each one's own)")
+    parser.add_argument("--profile", choices=("cpu", "gpu"), default="cpu",
+                        help="gpu: models in mixed_float16 and the peak GPU memory of each benchmark "
+                             "(docs/scale.md)")
     parser.set_defaults(func=_bench)
 
 
@@ -80,7 +83,8 @@ def _bench(args: argparse.Namespace) -> int:
         names = suite.check_names(args.only)
     except ValueError as error:
         raise SystemExit(f"urep bench: {error}") from error
-    record = suite.run_suite(args.out, quick=args.quick, only=names, repeats=args.repeats)
+    options = {"profile": args.profile} if getattr(args, "profile", "cpu") != "cpu" else {}
+    record = suite.run_suite(args.out, quick=args.quick, only=names, repeats=args.repeats, **options)
     print((args.out / suite.MARKDOWN_NAME).read_text(encoding="utf-8"))
     failed = [name for name, result in record["benchmarks"].items() if result["status"] == "failed"]
     if failed:

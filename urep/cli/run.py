@@ -27,6 +27,14 @@ def register(subparsers) -> None:
                         help="override a config key (YAML value), e.g. --set training.heads.epochs=5; repeatable")
     parser.add_argument("--tiny", action="store_true",
                         help="shrink the run to a smoke test (32x32, 1 epoch, 2 folds, few images)")
+    parser.add_argument("--distribution", choices=("default", "mirrored", "multi_worker"),
+                        help="train under tf.distribute: mirrored (the GPUs of this machine) or multi_worker "
+                             "(TF_CONFIG cluster; only the chief writes DIR); sets distribution.kind; batch sizes "
+                             "stay global batches (docs/scale.md)")
+    parser.add_argument("--profile", choices=("cpu", "gpu"),
+                        help="gpu: XLA, mixed_float16, 4x batches, prefetch to the GPU (docs/scale.md)")
+    parser.add_argument("--scale-lr", action="store_true",
+                        help="with --profile gpu: scale learning rates with the batch (linear scaling rule)")
     parser.set_defaults(func=main)
 
 
@@ -36,6 +44,8 @@ def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
+    if getattr(args, "distribution", None):
+        overrides.append(f"distribution.kind={args.distribution}")
     # User errors (config, data, run directory) propagate to `urep.cli.main`: one message, exit status 2.
     config = load_any(args.config, data_root=args.data_root, overrides=overrides)
     if isinstance(config, SuiteConfig):
@@ -44,12 +54,30 @@ def main(args: argparse.Namespace) -> int:
         from urep.experiments.scale import shrink
 
         config = shrink(config)
+    config = _profiled(config, args)
     from urep.experiments.runner import run_experiment
 
     results = run_experiment(config, args.out, data_root=args.data_root, resume=args.resume,
                              overwrite=args.overwrite)
+    if results.get("distribution", {}).get("role", "single") not in ("single", "chief"):
+        print(f"urep run: {results['distribution']['role']} finished; the chief wrote the results")
+        return 0
     _print_summary(results, args.out)
     return 0
+
+
+def _profiled(config, args: argparse.Namespace):
+    """`config` with `--profile` applied (unchanged without it)."""
+    if not getattr(args, "profile", None):
+        if getattr(args, "scale_lr", False):
+            raise SystemExit("urep run: --scale-lr goes with --profile gpu (the profile enlarges the batches)")
+        return config
+    from urep.experiments.distribution import apply_profile
+
+    try:
+        return apply_profile(config, args.profile, scale_learning_rate=args.scale_lr)
+    except ValueError as err:
+        raise SystemExit(f"urep run: {err}") from err
 
 
 def _run_suite(suite, args: argparse.Namespace, overrides: list[str]) -> int:
@@ -60,6 +88,9 @@ def _run_suite(suite, args: argparse.Namespace, overrides: list[str]) -> int:
         from urep.experiments.scale import shrink
 
         transform = shrink
+    if getattr(args, "profile", None):
+        shrink_first = transform
+        transform = lambda c: _profiled(shrink_first(c) if shrink_first else c, args)  # noqa: E731
     results = run_suite(suite, args.out, data_root=args.data_root, resume=args.resume, overwrite=args.overwrite,
                         overrides=overrides, transform=transform)
     for name, part in results["parts"].items():

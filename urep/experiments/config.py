@@ -35,7 +35,7 @@ from urep.experiments.schema import ConfigError, build, to_plain
 __all__ = [
     "ConfigError", "PhantomSpec", "DataSource", "NoiseLevel", "TrainSettings", "SourceConfig", "TaskConfig",
     "BaselineConfig", "TrainingPhases", "CrossValidation", "StatisticsConfig", "ExplainConfig",
-    "RecommendationConfig", "MultiMixConfig", "ExperimentConfig", "SuiteConfig", "load_config", "load_any",
+    "RecommendationConfig", "MultiMixConfig", "DistributionConfig", "ExperimentConfig", "SuiteConfig", "load_config", "load_any",
     "load_suite_parts", "parse_config",
     "find_config", "list_configs", "config_to_dict", "dump_config", "apply_overrides", "resolve_data_root",
     "KNOWN_STRATEGIES",
@@ -118,7 +118,8 @@ class TrainSettings:
 
     Attributes:
         epochs: maximum epochs.
-        batch_size: mini-batch size.
+        batch_size: mini-batch size: the global batch of one optimizer step, split over all replicas when
+            `distribution` uses several devices or workers.
         optimizer: `sgd`, `adam` or `rmsprop`.
         learning_rate: initial learning rate.
         reduce_lr_factor: learning-rate factor on a plateau of the validation loss.
@@ -339,6 +340,33 @@ class MultiMixConfig:
 
 
 @dataclass(frozen=True)
+class DistributionConfig:
+    """How the training steps are spread over devices and machines (`tf.distribute`; docs/scale.md).
+
+    Every `training.*.batch_size` is the *global* batch: it is split evenly over all replicas (devices of
+    all workers), so one step sees the same examples whatever the distribution. Learning rates are left
+    as configured (`urep run --profile gpu --scale-lr` scales them with a larger batch).
+
+    Attributes:
+        kind: `default` (one device),
+            `mirrored` (`tf.distribute.MirroredStrategy` over the local `devices`, default all GPUs), or
+            `multi_worker` (`tf.distribute.MultiWorkerMirroredStrategy`, the cluster read from `TF_CONFIG`;
+            only the chief writes the run directory, the other workers write to `scratch` and delete it).
+        devices: device names for `mirrored`, e.g. `["/gpu:0", "/gpu:1"]`. CPU devices beyond the
+            first (`/cpu:1`, ...) are created as logical CPU devices (a test setup; needs a fresh process).
+        scratch: folder of the non-chief workers' run directories (default: the system temporary folder);
+            kept after a failure so that a restarted worker resumes, deleted after success.
+        prefetch_to_device: with one replica and a visible GPU, copy the batches to the GPU ahead of the
+            step (`tf.data.experimental.prefetch_to_device`; several replicas prefetch anyway).
+    """
+
+    kind: Literal["default", "mirrored", "multi_worker"] = "default"
+    devices: tuple[str, ...] = ()
+    scratch: str | None = None
+    prefetch_to_device: bool = False
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment. See the module docstring for the papers' defaults.
 
@@ -373,6 +401,11 @@ class ExperimentConfig:
             models built by the run; `null` keeps Keras' 0.99. The papers are silent. With 0.99 the moving
             statistics need a few hundred steps to settle, so short CPU runs (the phantom configs, the demo)
             use 0.9: otherwise validation and test, which use the moving statistics, lag far behind training.
+        distribution: devices and machines the training runs on (`DistributionConfig`); batch sizes are
+            global batches.
+        mixed_precision: Keras dtype policy of every model of a U-Rep run: `null` (float32),
+            `mixed_float16` (loss scaling added; outputs stay float32) or `mixed_bfloat16`. Pays on GPUs
+            with tensor cores; on a CPU it runs, slower (docs/scale.md).
     """
 
     name: str
@@ -398,6 +431,8 @@ class ExperimentConfig:
     paper_tables: tuple[str, ...] = ()
     figures: bool = True
     batchnorm_momentum: float | None = None
+    distribution: DistributionConfig = field(default_factory=DistributionConfig)
+    mixed_precision: Literal["mixed_float16", "mixed_bfloat16"] | None = None
     path: str | None = field(default=None, compare=False, init=False)
 
     def task(self, name: str) -> TaskConfig:
@@ -509,6 +544,15 @@ def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
             raise ConfigError(f"must be positive, got {train.learning_rate}", f"{key}.learning_rate", file)
         if train.taskwise_stopping is not False:
             _check_taskwise(train.taskwise_stopping, f"{key}.taskwise_stopping", file)
+    if config.experiment in ("multimix", "urep_vs_multimix"):
+        if config.distribution.kind != "default":
+            raise ConfigError("the MultiMix trainer runs on one device; use kind `default`", "distribution.kind",
+                              file)
+        if config.mixed_precision is not None:
+            raise ConfigError("the MultiMix trainer runs in float32; leave it null", "mixed_precision", file)
+    if config.distribution.devices and config.distribution.kind != "mirrored":
+        raise ConfigError(f"devices are for kind `mirrored`, not {config.distribution.kind!r}",
+                          "distribution.devices", file)
     if config.batchnorm_momentum is not None and not 0 <= config.batchnorm_momentum < 1:
         raise ConfigError(f"must be in [0, 1), got {config.batchnorm_momentum}", "batchnorm_momentum", file)
     folds = config.cross_validation.folds

@@ -137,7 +137,8 @@ class UrepPipeline:
             reduce_lr_factor=settings.reduce_lr_factor, reduce_lr_patience=settings.reduce_lr_patience,
             early_stopping_patience=settings.early_stopping_patience,
             max_steps_per_epoch=settings.max_steps_per_epoch, jit_compile=settings.jit_compile,
-            taskwise_stopping=settings.taskwise_stopping, seed=self.config.seed, deterministic=self.config.deterministic, progress_bar=False)
+            taskwise_stopping=settings.taskwise_stopping, seed=self.config.seed, deterministic=self.config.deterministic, progress_bar=False,
+            mixed_precision=self.config.mixed_precision)
 
     def _norm(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.normalizer.transform(images), dtype=np.float32)

@@ -236,6 +236,24 @@ def run_experiment(
     resume: bool = False,
     overwrite: bool = False,
 ) -> dict:
+    """Run one experiment and write its run directory, under the config's `distribution` (only the chief
+    of a multi-worker cluster writes `out_dir`; `urep.experiments.distribution`). Arguments, result and
+    errors as `_run_experiment_here`."""
+    from urep.experiments.distribution import run_distributed
+
+    check_data_roots(config, data_root)
+    return run_distributed(config, out_dir, lambda c, run_dir, info: _run_experiment_here(
+        c, run_dir, data_root=data_root, resume=resume, overwrite=overwrite, distribution=info))
+
+
+def _run_experiment_here(
+    config: ExperimentConfig,
+    out_dir: str | os.PathLike,
+    data_root: str | os.PathLike | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    distribution: dict | None = None,
+) -> dict:
     """Run one experiment and write its run directory.
 
     Args:
@@ -244,6 +262,7 @@ def run_experiment(
         data_root: folder the data sources' `root` is relative to (default `$UREP_DATA_ROOT` or `.`).
         resume: continue a run directory: finished training phases are restored, interrupted ones continue.
         overwrite: delete an existing run directory first.
+        distribution: how the run was distributed (recorded in the results).
 
     Returns:
         The results dict (also written to `out_dir/results.json`).
@@ -303,6 +322,8 @@ def _run_in(config: ExperimentConfig, run_dir: Path, current: dict, data_root, r
             "started": started, "finished": _now(), "wall_seconds": time.perf_counter() - clock,
             "resumed": resume, "environment": environment(),
         })
+        if distribution is not None:
+            results["distribution"] = distribution
         atomic_write_json(run_dir / RESULTS_FILE, _ordered(results))
         write_report(results, run_dir)
         logger.info("experiment %s finished in %.1f s; report: %s", config.name, results["wall_seconds"],

@@ -5,13 +5,16 @@ none is given): datasets are distributed with `strategy.experimental_distribute_
 run with `strategy.run`, and the loss of each replica is scaled by the *global* batch size so that the
 gradients all-reduced (summed) by the Keras optimizer are those of the mean loss over the whole batch.
 
-Facts this module relies on (STACK.md, checked with TF 2.21 / Keras 3.15):
+Facts this module relies on (checked with TF 2.21 / Keras 3.15):
 
 - a Keras 3 Adam or RMSprop optimizer built lazily inside a distributed step fails, so
   `build_optimizer` builds it inside `strategy.scope()` before the first step;
 - XLA (`jit_compile=True`) inside `strategy.run` over two logical CPU devices fails ("Trying to access
   resource ... located in device CPU:1 from device CPU:0"), so `use_xla` turns it off for strategies with
   several replicas.
+
+With several replicas, `synchronize_batchnorm` makes batch normalization use the global batch's statistics,
+and with one replica `prefetch_to` can copy the batches to a GPU ahead of the step.
 """
 
 from __future__ import annotations
@@ -70,9 +73,60 @@ def build_optimizer(optimizer: keras.optimizers.Optimizer, variables: list,
     return optimizer
 
 
-def distribute_dataset(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy):
-    """The dataset as the strategy wants it (unchanged for a single replica)."""
+_PREFETCH_DEVICE: str | None = None
+
+
+@contextlib.contextmanager
+def prefetch_to(device: str | None) -> Iterator[None]:
+    """Within the block, single-replica training and validation batches are copied to `device` (e.g. the
+    GPU) ahead of the step (`tf.data.experimental.prefetch_to_device`); None leaves them where they are.
+    Several replicas: `experimental_distribute_dataset` already prefetches to every replica's device."""
+    global _PREFETCH_DEVICE
+    previous, _PREFETCH_DEVICE = _PREFETCH_DEVICE, device
+    try:
+        yield
+    finally:
+        _PREFETCH_DEVICE = previous
+
+
+def synchronize_batchnorm(models, strategy: tf.distribute.Strategy) -> int:
+    """With several replicas, make every BatchNormalization layer of `models` (nested models included) compute
+    its batch statistics over the global batch (`synchronized=True`, an all-reduce per layer).
+
+    Per-replica statistics would make a distributed run differ from a one-device run of the same global
+    batch, and under `MultiWorkerMirroredStrategy` the moving statistics would drift apart between workers
+    (each would hold its own shard's). Call before the first step is traced.
+
+    Returns:
+        The number of layers changed (0 with one replica).
+    """
     if strategy.num_replicas_in_sync == 1:
+        return 0
+    changed, seen = 0, set()
+
+    def visit(layer) -> None:
+        nonlocal changed
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if not layer.synchronized:
+                layer.synchronized = True
+                changed += 1
+        for inner in getattr(layer, "layers", []) or []:
+            visit(inner)
+
+    for model in models:
+        visit(model)
+    return changed
+
+
+def distribute_dataset(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy):
+    """The dataset as the strategy wants it (unchanged for a single replica; then copied to the device of
+    `prefetch_to` when one is set)."""
+    if strategy.num_replicas_in_sync == 1:
+        if _PREFETCH_DEVICE is not None:
+            return dataset.apply(tf.data.experimental.prefetch_to_device(_PREFETCH_DEVICE, buffer_size=2))
         return dataset
     return strategy.experimental_distribute_dataset(dataset)
 
@@ -143,9 +197,14 @@ def is_loss_scaled(optimizer) -> bool:
 
 
 def gradients(tape: tf.GradientTape, loss: tf.Tensor, variables: list, optimizer) -> list:
-    """Gradients of `loss`, through the optimizer's loss scale when it has one (unscaled by `apply`)."""
+    """Gradients of `loss`, through the optimizer's loss scale when it has one (unscaled by `apply`).
+
+    The scaling is recorded on `tape` (re-entered): scaled outside it, the loss would be disconnected from
+    the variables and every gradient None.
+    """
     if is_loss_scaled(optimizer):
-        loss = optimizer.scale_loss(loss)
+        with tape:
+            loss = optimizer.scale_loss(loss)
     return tape.gradient(loss, variables)
 
 

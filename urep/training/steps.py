@@ -23,6 +23,7 @@ from urep.training.distribute import (
     distribute_dataset,
     gradients,
     replica_loss,
+    synchronize_batchnorm,
     use_xla,
 )
 
@@ -96,12 +97,19 @@ class Evaluator:
         for metric in self.metrics:
             metric.reset_state()
         loss_sum, count = 0.0, 0.0
-        for step, (x, y) in enumerate(distribute_dataset(dataset, self.strategy)):
+        # Several workers: every worker evaluates every whole batch (passed undistributed, so each replica
+        # gets all of it; the first local replica's result is used), so the validation loss, and with it the
+        # plateau, early-stopping and best-epoch decisions, is the same on every worker.
+        whole = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        for step, (x, y) in enumerate(dataset if whole else distribute_dataset(dataset, self.strategy)):
             if max_steps is not None and step >= max_steps:
                 break
             sums, ns, preds = self._eval(x, y)
             if self.strategy.num_replicas_in_sync == 1:
                 parts = [(sums, ns, y, preds)]
+            elif whole:
+                local = self.strategy.experimental_local_results
+                parts = [(local(sums)[0], local(ns)[0], y, local(preds)[0])]
             else:
                 local = self.strategy.experimental_local_results
                 parts = list(zip(local(sums), local(ns), local(y), local(preds), strict=True))
@@ -158,6 +166,7 @@ class TaskSteps:
         if not self.variables:
             raise ValueError(f"task {name!r}: model {model.name!r} has no trainable variables to train")
         build_optimizer(optimizer, self.variables, strategy)
+        synchronize_batchnorm([model], strategy)
         self.xla = use_xla(strategy, jit_compile)
         self._train = _compile(self._replica_train, strategy, self.xla, SUM)
         self.evaluator = Evaluator(name, model, loss_fn, strategy, jit_compile, metrics)
@@ -202,6 +211,7 @@ class JointStep:
         self.weighting = weighting
         self.optimizer = optimizer
         self.strategy = strategy
+        synchronize_batchnorm(self.models, strategy)
         self.network_variables = unique_variables(v for m in self.models for v in m.trainable_variables)
         self.variables = self.network_variables + list(weighting.trainable_variables)
         build_optimizer(optimizer, self.variables, strategy)
