@@ -725,6 +725,11 @@ class UrepPipeline:
             if self.config.baseline.enabled:
                 logger.info("training the baselines")
                 self.run_baselines()
+            if self.config.references.enabled:
+                from urep.experiments.references import run_references
+
+                logger.info("computing the references (majority, PCA + logistic regression, mean mask, U-Net)")
+                run_references(self)
             self.run_statistics()
             if self.config.figures:
                 self.segmentation_figures()
