@@ -101,4 +101,5 @@ def test_standing_sentences_name_each_reference():
                                    "references": {"unet": {"metrics": {"iou": 0.85}},
                                                   "mean_mask": {"metrics": {"iou": 0.58}}}}}}
     assert standing_sentences(results) == [
-        "lungs, IoU (per image): independent 0.800 vs U-Net 0.850 vs Mean mask 0.580."]
+        "lungs, IoU (per image): independent 0.800 vs U-Net 0.850 vs Mean mask 0.580; best U-Rep strategy "
+        "(independent): -0.050 vs U-Net, +0.220 vs Mean mask."]

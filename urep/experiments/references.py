@@ -181,7 +181,8 @@ def _value(entry: dict | None, metric: str) -> Any:
 
 def standing_sentences(results: dict, strategy_labels: dict[str, str] | None = None) -> list[str]:
     """One sentence per task: each U-Rep method's main score beside each reference's, e.g.
-    `lung_segmentation: IoU (per image) independent 0.800, baseline 0.790 vs U-Net 0.850 vs mean mask 0.580`.
+    `lungs, IoU (per image): independent 0.800 vs U-Net 0.850 vs Mean mask 0.580; best U-Rep strategy
+    (independent): -0.050 vs U-Net, +0.220 vs Mean mask.`
     Main score: per-image IoU (segmentation); balanced accuracy where measured, else accuracy, and AUC
     (classification)."""
     labels = strategy_labels or {}
@@ -203,6 +204,15 @@ def standing_sentences(results: dict, strategy_labels: dict[str, str] | None = N
                              if _value(e, metric) is not None)
             theirs = " vs ".join(f"{REFERENCE_LABELS.get(r, r)} {_value(e, metric):.3f}" for r, e in refs.items()
                                  if _value(e, metric) is not None)
-            if theirs:
-                sentences.append(f"{task['name']}, {label}: {ours or 'no U-Rep result'} vs {theirs}.")
+            if not theirs:
+                continue
+            sentence = f"{task['name']}, {label}: {ours or 'no U-Rep result'} vs {theirs}"
+            urep = {m: _value(e, metric) for m, e in methods.items() if m != "baseline"
+                    and _value(e, metric) is not None}
+            if urep:
+                best = max(urep, key=urep.get)
+                gaps = ", ".join(f"{urep[best] - _value(e, metric):+.3f} vs {REFERENCE_LABELS.get(r, r)}"
+                                 for r, e in refs.items() if _value(e, metric) is not None)
+                sentence += f"; best U-Rep strategy ({labels.get(best, best).lower()}): {gaps}"
+            sentences.append(sentence + ".")
     return sentences
