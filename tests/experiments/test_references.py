@@ -103,3 +103,30 @@ def test_standing_sentences_name_each_reference():
     assert standing_sentences(results) == [
         "lungs, IoU (per image): independent 0.800 vs U-Net 0.850 vs Mean mask 0.580; best U-Rep strategy "
         "(independent): -0.050 vs U-Net, +0.220 vs Mean mask."]
+
+
+def test_multimix_experiment_gets_the_cheap_references_on_both_domains(tmp_path):
+    from urep.experiments.config import load_config
+    from urep.experiments.multimix_experiment import MultiMixExperiment
+    from urep.experiments.references import multimix_references
+    from urep.experiments.report import label_budget_table
+    from urep.experiments.scale import shrink
+
+    experiment = MultiMixExperiment(shrink(load_config("urep_vs_multimix_phantom"), patients=8), tmp_path)
+    experiment.load_data()
+    seg_rows = experiment._budget_split(experiment.seg_task, 4)[0]
+    cls_rows = experiment._budget_split(experiment.cls_task, 4)[0]
+    multimix_references(experiment, seg_rows, cls_rows, (4, 4))
+    refs = {r["method"]: r for r in experiment.results["multimix"]["references"]}
+    assert set(refs) == {"majority", "pca_logistic", "mean_mask"}
+    assert refs["majority"]["setting"] == "cls=4,seg=0" and refs["mean_mask"]["setting"] == "cls=0,seg=4"
+    labels = experiment.pipeline.task_data[experiment.cls_task.name].pool.labels[cls_rows]
+    test = experiment.pipeline.task_data[experiment.cls_task.name].test.labels
+    majority = np.bincount(labels, minlength=2).argmax()
+    assert refs["majority"]["in_domain"]["accuracy"] == pytest.approx(np.mean(test == majority))
+    assert refs["mean_mask"]["cross_domain"]["n_segmentation"] > 0
+    results = {"config": {"multimix": {"classes": list(experiment.classes)}}, "statistics": [],
+               "multimix": {"runs": [{**refs["majority"], "model": "multimix", "method": "multimix"}],
+                            "references": experiment.results["multimix"]["references"]}}
+    rows = label_budget_table(results).rows
+    assert [row[1] for row in rows].count("Reference: Mean mask") == 2  # in-domain and cross-domain

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["REFERENCE_LABELS", "majority_probabilities", "downsample", "pca_logistic_probabilities",
-           "mean_mask_prediction", "unet_enabled", "run_references", "standing_sentences"]
+           "mean_mask_prediction", "unet_enabled", "run_references", "multimix_references",
+           "standing_sentences"]
 
 #: Method key -> label in tables and sentences.
 REFERENCE_LABELS = {"majority": "Majority class", "pca_logistic": "PCA + logistic regression",
@@ -171,6 +172,40 @@ def run_references(pipeline: UrepPipeline) -> None:
         entry["references"] = {method: summarise_method(kind, data.truth(), outputs, data.config.classes)
                                for method, outputs in methods.items()}
         logger.info("task %s: references %s", name, ", ".join(methods))
+
+
+def multimix_references(experiment: Any, seg_rows: np.ndarray, cls_rows: np.ndarray, budget: tuple) -> None:
+    """The cheap references of a MultiMix / U-Rep-vs-MultiMix experiment at one label budget, fitted on the
+    budget's labelled training rows and scored on the same in-domain and cross-domain test sets; recorded in
+    `multimix.references` like `multimix.runs` entries, of kind `reference` (the MultiMix `unet` variant is
+    already a U-Net reference)."""
+    from urep.experiments.multimix_experiment import budget_setting
+
+    refs = experiment.config.references
+    sets = experiment._test_sets()
+    seg_data = experiment.pipeline.task_data[experiment.seg_task.name]
+    cls_data = experiment.pipeline.task_data[experiment.cls_task.name]
+    n_classes = len(experiment.classes)
+    labels = cls_data.pool.labels[cls_rows]
+    methods: dict[str, tuple[dict, dict]] = {}
+    if refs.majority:
+        methods["majority"] = ({}, {d: majority_probabilities(labels, n_classes, len(a))
+                                    for d, a in sets[experiment.cls_task.name].items()})
+    if refs.pca_logistic:
+        methods["pca_logistic"] = ({}, {d: pca_logistic_probabilities(
+            cls_data.pool.images[cls_rows], labels, a.images, n_classes, refs.pca_components, refs.pca_size,
+            experiment.config.seed) for d, a in sets[experiment.cls_task.name].items()})
+    if refs.mean_mask:
+        methods["mean_mask"] = ({d: mean_mask_prediction(seg_data.pool.masks[seg_rows], len(a))
+                                 for d, a in sets[experiment.seg_task.name].items()}, {})
+    references = experiment.results["multimix"].setdefault("references", [])
+    for method, (seg, cls) in methods.items():
+        entry = {"model": f"Reference: {REFERENCE_LABELS[method]}", "method": method, "kind": "reference",
+                 "setting": budget_setting(budget[0] if seg else None, budget[1] if cls else None),
+                 "budget_setting": budget_setting(*budget),
+                 "budget": {"segmentation": budget[0], "classification": budget[1]}}
+        entry.update({domain: value["metrics"] for domain, value in experiment._score(seg, cls).items()})
+        references.append(entry)
 
 
 def _value(entry: dict | None, metric: str) -> Any:

@@ -302,7 +302,7 @@ def label_budget_table(results: dict) -> Table | None:
                  "N cls", "N seg", f"McNemar p vs {reference}", f"Wilcoxon p vs {reference}"])
     tests = {(t.get("setting"), t.get("domain"), t["a"], t["b"], t["test"]): t["p_value"]
              for t in results.get("statistics", []) if "setting" in t}
-    for run in runs:
+    for run in runs + results.get("multimix", {}).get("references", []):
         budget = run.get("budget", {})
         label = f"seg {budget.get('segmentation')} / cls {budget.get('classification')}" if budget else run["setting"]
         for domain in ("in_domain", "cross_domain"):
