@@ -34,11 +34,12 @@ from urep.experiments.schema import ConfigError, build, to_plain
 
 __all__ = [
     "ConfigError", "PhantomSpec", "DataSource", "NoiseLevel", "TrainSettings", "SourceConfig", "TaskConfig",
-    "BaselineConfig", "ReferencesConfig", "TrainingPhases", "CrossValidation", "StatisticsConfig", "ExplainConfig",
+    "BaselineConfig", "TrainingPhases", "CrossValidation", "StatisticsConfig", "ExplainConfig",
     "RecommendationConfig", "MultiMixConfig", "ExperimentConfig", "SuiteConfig", "load_config", "load_any",
     "load_suite_parts", "parse_config",
     "find_config", "list_configs", "config_to_dict", "dump_config", "apply_overrides", "resolve_data_root",
     "KNOWN_STRATEGIES",
+    "ReferencesConfig",
 ]
 
 KNOWN_STRATEGIES = ("independent", "alternating", "joint", "cross_stitch")

@@ -558,8 +558,8 @@ def build_tables(results: dict) -> list[Table]:
             tables.append(builder(paper, results))
     if results["config"]["tasks"] and results.get("tasks"):
         tables.append(metrics_table(results))
-    for extra in (super_resolution_table, transfer_table, label_budget_table, references_table,
-                  segmentation_overlap_table, ensemble_table, statistics_table,
+    tables += [t for t in (references_table(results), segmentation_overlap_table(results)) if t is not None]
+    for extra in (super_resolution_table, transfer_table, label_budget_table, ensemble_table, statistics_table,
                   explain_table, recommendation_table, data_table):
         table = extra(results)
         if table is not None:
