@@ -556,9 +556,9 @@ def build_tables(results: dict) -> list[Table]:
         builder = _BUILDERS.get(paper.kind)
         if builder is not None:
             tables.append(builder(paper, results))
+    tables += [t for t in (references_table(results), segmentation_overlap_table(results)) if t is not None]
     if results["config"]["tasks"] and results.get("tasks"):
         tables.append(metrics_table(results))
-    tables += [t for t in (references_table(results), segmentation_overlap_table(results)) if t is not None]
     for extra in (super_resolution_table, transfer_table, label_budget_table, ensemble_table, statistics_table,
                   explain_table, recommendation_table, data_table):
         table = extra(results)
