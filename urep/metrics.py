@@ -331,6 +331,38 @@ def segmentation_metrics(
     return result
 
 
+def pooled_overlap(y_true: Any, y_pred: Any, smooth: float = 1.0, threshold: float | None = None) -> dict[str, float]:
+    """IoU and Dice pooled over every pixel of every image, as the authors' public Keras code computes them.
+
+    With `I = sum(t * p)`, `S = sum(t) + sum(p)` over the whole flattened set: IoU = (I + smooth) / (S - I +
+    smooth), Dice = (2 I + smooth) / (S + smooth). Large masks weigh more than small ones, so these differ
+    from the per-image means of `segmentation_metrics` whenever mask sizes or errors differ between images.
+
+    Args:
+        y_true: ground-truth masks `(H, W)`, `(N, H, W)` or `(N, H, W, 1)` in {0, 1}.
+        y_pred: predicted probabilities (soft, the authors' metric) or masks, same shape.
+        smooth: additive smoothing of numerator and denominator (the authors': 1).
+        threshold: binarise `y_pred` with `value >= threshold` first (the authors' thresholded variant: 0.5);
+            None keeps it soft.
+
+    Returns:
+        `{"iou": float, "dice": float}`.
+
+    Raises:
+        ValueError: shapes differ or are not mask-like, or values are not finite.
+    """
+    truth = _as_mask_batch(y_true, "y_true")
+    pred = _as_mask_batch(y_pred, "y_pred")
+    if truth.shape != pred.shape:
+        raise ValueError(f"y_true {truth.shape} and y_pred {pred.shape} must have the same shape")
+    if threshold is not None:
+        pred = (pred >= threshold).astype(np.float64)
+    intersection = float(np.sum(truth * pred))
+    total = float(np.sum(truth) + np.sum(pred))
+    return {"iou": (intersection + smooth) / (total - intersection + smooth),
+            "dice": (2.0 * intersection + smooth) / (total + smooth)}
+
+
 # --------------------------------------------------------------------------------------------------------
 # Reconstruction (denoising)
 # --------------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ __all__ = [
     "load_suite_parts", "parse_config",
     "find_config", "list_configs", "config_to_dict", "dump_config", "apply_overrides", "resolve_data_root",
     "KNOWN_STRATEGIES",
+    "ReferencesConfig",
 ]
 
 KNOWN_STRATEGIES = ("independent", "alternating", "joint", "cross_stitch")
@@ -237,6 +238,37 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True)
+class ReferencesConfig:
+    """Simple references computed in the same run, on the same split and test set as U-Rep, so a report shows
+    whether U-Rep's numbers are good in absolute terms (`urep.experiments.references`; not in the papers).
+
+    Attributes:
+        enabled: compute the references.
+        majority: classification: predict the training pool's majority class (probabilities = the class
+            frequencies of the fold's training images, so its AUC is 0.5).
+        pca_logistic: classification: PCA + logistic regression (scikit-learn) on the raw images downsampled
+            to `pca_size` x `pca_size`, fitted on each fold's training images.
+        pca_components: PCA components (capped at the training images - 1 and the pixels).
+        pca_size: side of the downsampled images of the PCA reference (OpenCV area interpolation).
+        mean_mask: segmentation: the mean training mask thresholded at 0.5, predicted for every test image.
+        unet: segmentation: train a standard U-Net with skips (`urep.models.unet`) with the baseline's data,
+            budget and protocol (`training.baseline`); `auto` = on unless every data source is a phantom
+            (keeps the phantom configs and the demo fast).
+        unet_model: keyword arguments for `urep.models.unet` (default widths 8/16/32/64: about the size of
+            the CDAE segmentation baseline of the real-data configs).
+    """
+
+    enabled: bool = True
+    majority: bool = True
+    pca_logistic: bool = True
+    pca_components: int = 30
+    pca_size: int = 32
+    mean_mask: bool = True
+    unet: bool | Literal["auto"] = "auto"
+    unet_model: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TrainingPhases:
     """Training settings per phase: the source representation, the heads, the baselines."""
 
@@ -389,6 +421,7 @@ class ExperimentConfig:
         alternating_ratio: `proportional` (batches per task proportional to its data size, Luong et al.
             2015, journal section 3.4) or `equal`.
         baseline: the traditional approach.
+        references: majority / PCA + logistic regression / mean-mask / U-Net references on the same split.
         training: training settings per phase.
         cross_validation: k-fold CV of the heads.
         statistics: paired tests.
@@ -422,6 +455,7 @@ class ExperimentConfig:
     strategies: tuple[str, ...] = ("independent", "alternating", "joint")
     alternating_ratio: Literal["proportional", "equal"] = "proportional"
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    references: ReferencesConfig = field(default_factory=ReferencesConfig)
     training: TrainingPhases = field(default_factory=TrainingPhases)
     cross_validation: CrossValidation = field(default_factory=CrossValidation)
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
@@ -492,6 +526,10 @@ def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
             raise ConfigError(f"limit must be at least 2, got {source.limit}", f"data.{key}.limit", file)
     if any(s <= 0 for s in config.image_size):
         raise ConfigError(f"sizes must be positive, got {list(config.image_size)}", "image_size", file)
+    refs = config.references
+    if refs.pca_components < 1 or refs.pca_size < 2:
+        raise ConfigError(f"pca_components must be >= 1 and pca_size >= 2, got {refs.pca_components} and "
+                          f"{refs.pca_size}", "references", file)
     if config.channels not in (1, 3):
         raise ConfigError(f"expected 1 or 3, got {config.channels}", "channels", file)
     if abs(sum(config.split) - 1.0) > 1e-6 or any(f < 0 for f in config.split):

@@ -4,7 +4,9 @@ fold ensembles and the paired tests between methods.
 Metric names of the tables (`urep.experiments.paper_numbers`): classification `accuracy, auc, sensitivity,
 specificity, precision, f1, mcc` (from `urep.metrics.classification_metrics`); segmentation `accuracy`
 (= pixel accuracy), `f1` (= Dice, the F-score of the pixels), `iou`, `dice`, `precision`, `recall`,
-`hausdorff`, `avg_hausdorff` (from `urep.metrics.segmentation_metrics`).
+`hausdorff`, `avg_hausdorff` (from `urep.metrics.segmentation_metrics`, per-image means), and `iou_pooled`,
+`dice_pooled` (soft) and `iou_pooled_05`, `dice_pooled_05` (thresholded at 0.5), pooled over the test set as
+the authors' public code computes them (`urep.metrics.pooled_overlap`).
 
 Paired tests (the journal: McNemar, p < 0.05): classification methods are compared with McNemar's test on
 per-image correctness; segmentation methods (where per-image correctness is not defined) with Wilcoxon's
@@ -24,6 +26,9 @@ __all__ = ["predict", "task_metrics", "summarise_method", "paired_tests"]
 
 CLASSIFICATION_KEYS = ("accuracy", "auc", "sensitivity", "specificity", "precision", "f1", "mcc")
 SEGMENTATION_KEYS = ("accuracy", "f1", "iou", "dice", "precision", "recall", "hausdorff", "avg_hausdorff")
+#: Pooled over the whole test set as the authors' public code computes them (smooth 1): soft, and with the
+#: prediction thresholded at 0.5 (`urep.metrics.pooled_overlap`); the keys above are per-image means.
+POOLED_KEYS = ("iou_pooled", "dice_pooled", "iou_pooled_05", "dice_pooled_05")
 
 
 def predict(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -52,13 +57,16 @@ def task_metrics(kind: str, truth: np.ndarray, outputs: np.ndarray, classes: tup
     Returns:
         `{metric: float | None}` (None where undefined, e.g. an AUC with one class present).
     """
-    from urep.metrics import classification_metrics, segmentation_metrics
+    from urep.metrics import classification_metrics, pooled_overlap, segmentation_metrics
 
     if kind == "classification":
         m = classification_metrics(truth, outputs, class_names=list(classes) or None)
         return {k: _clean(m[k]) for k in CLASSIFICATION_KEYS}
     m = segmentation_metrics(truth, outputs)
     values = {"accuracy": m["pixel_accuracy"], "f1": m["dice"], **{k: m[k] for k in SEGMENTATION_KEYS[2:]}}
+    soft, hard = pooled_overlap(truth, outputs), pooled_overlap(truth, outputs, threshold=0.5)
+    values.update({"iou_pooled": soft["iou"], "dice_pooled": soft["dice"], "iou_pooled_05": hard["iou"],
+                   "dice_pooled_05": hard["dice"]})
     return {k: _clean(v) for k, v in values.items()}
 
 

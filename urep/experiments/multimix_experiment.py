@@ -331,6 +331,10 @@ class MultiMixExperiment:
                 scored[name] = self._score(seg, cls)
                 self._record_run(name, strategy, "urep", setting, budget, scored[name])
             pipeline.outputs = {}
+        if self.config.references.enabled:
+            from urep.experiments.references import multimix_references
+
+            multimix_references(self, seg_rows[0], cls_rows[0], budget)
         self._paired_tests(setting, scored)
 
     def run(self) -> dict:

@@ -526,6 +526,13 @@ class UrepPipeline:
                     self.saved_models[f"baseline/{name}"] = model
             self._summarise(name, "baseline")
 
+    def run_references(self) -> None:
+        """Same-run references on the same folds and test sets (`urep.experiments.references`)."""
+        from urep.experiments.references import run_references
+
+        logger.info("computing the references (majority, PCA + logistic regression, mean mask, U-Net)")
+        run_references(self)
+
     def _baseline_model(self, task: TaskConfig, fold: int):
         """A randomly initialised model per task: the baseline classifier, or the head's architecture."""
         from urep import models
@@ -726,6 +733,8 @@ class UrepPipeline:
             if self.config.baseline.enabled:
                 logger.info("training the baselines")
                 self.run_baselines()
+            if self.config.references.enabled:
+                self.run_references()
             self.run_statistics()
             if self.config.figures:
                 self.segmentation_figures()

@@ -96,10 +96,13 @@ def performance_table(table: PaperTable, results: dict) -> Table:
                 paper_task = task.get("paper_task")
                 cells.append(paper_value(table.key, paper_method, paper_task, metric) if paper_task else None)
             out.add(*cells)
+    _add_reference_rows(out, results, table.metrics, paper_columns=True)
     out.notes.append(
         f"Measured on this run's test set{f' (mean ± std over {folds} fold models)' if folds else ''}; "
         "'(paper)' columns: " + table.citation + ". Segmentation: Acc = pixel accuracy, F = Dice."
     )
+    if any(t["kind"] == "segmentation" for t in results["config"]["tasks"]):
+        out.notes.append(SEGMENTATION_NOTE)
     if table.notes:
         out.notes.append(f"Paper: {table.notes}")
     return out
@@ -299,7 +302,7 @@ def label_budget_table(results: dict) -> Table | None:
                  "N cls", "N seg", f"McNemar p vs {reference}", f"Wilcoxon p vs {reference}"])
     tests = {(t.get("setting"), t.get("domain"), t["a"], t["b"], t["test"]): t["p_value"]
              for t in results.get("statistics", []) if "setting" in t}
-    for run in runs:
+    for run in runs + results.get("multimix", {}).get("references", []):
         budget = run.get("budget", {})
         label = f"seg {budget.get('segmentation')} / cls {budget.get('classification')}" if budget else run["setting"]
         for domain in ("in_domain", "cross_domain"):
@@ -328,6 +331,7 @@ def metrics_table(results: dict) -> Table:
                 continue
             out.add(task["name"], STRATEGY_LABELS.get(method, method),
                     *[_measured(results, task["name"], method, m) for m in ALL_METRICS], entry.get("n_test"))
+    _add_reference_rows(out, results, ALL_METRICS, task_first=True, n_test=True)
     return out
 
 
@@ -427,6 +431,95 @@ def explain_table(results: dict) -> Table | None:
     return out
 
 
+SEGMENTATION_NOTE = (
+    "IoU and Dice are per-image means (every test image weighs the same); the paper columns are compared with "
+    "them. The authors' public code computes IoU pooled over the whole flattened set (soft, smooth 1), which "
+    "weighs large masks more: both are in the 'Segmentation overlap' table.")
+
+
+def _reference_label(method: str) -> str:
+    from urep.experiments.references import REFERENCE_LABELS
+
+    return f"Reference: {REFERENCE_LABELS.get(method, method)}"
+
+
+def _reference_measured(entry: dict, metric: str) -> tuple[float, float | None] | None:
+    value = entry.get("metrics", {}).get(metric)
+    return None if value is None else (value, entry.get("std", {}).get(metric))
+
+
+def _add_reference_rows(out: Table, results: dict, metrics: Any, paper_columns: bool = False,
+                        task_first: bool = False, n_test: bool = False) -> None:
+    """Rows of the same-run references (`tasks[TASK]["references"]`) under the methods of `out`."""
+    for task in results["config"]["tasks"]:
+        refs = results.get("tasks", {}).get(task["name"], {}).get("references") or {}
+        for method, entry in refs.items():
+            cells: list[Any] = [task["name"], _reference_label(method)] if task_first else \
+                [_reference_label(method), _task_label(task)]
+            for metric in metrics:
+                cells.append(_reference_measured(entry, metric))
+                if paper_columns:
+                    cells.append(None)
+            if n_test:
+                cells.append(entry.get("n_test"))
+            out.add(*cells)
+
+
+#: Columns of the segmentation-overlap table: (metric key, header).
+OVERLAP_COLUMNS = (("iou", "IoU per image"), ("dice", "Dice per image"), ("iou_pooled", "IoU pooled (soft)"),
+                   ("dice_pooled", "Dice pooled (soft)"), ("iou_pooled_05", "IoU pooled (0.5)"),
+                   ("dice_pooled_05", "Dice pooled (0.5)"))
+
+
+def segmentation_overlap_table(results: dict) -> Table | None:
+    """Per-image and pooled IoU/Dice side by side for every segmentation task, method and reference."""
+    out = Table("segmentation_overlap", "Segmentation overlap: per-image means and pooled (authors' code)",
+                ["Task", "Method", *[h for _, h in OVERLAP_COLUMNS], "N test"])
+    for task in results["config"]["tasks"]:
+        if task["kind"] != "segmentation":
+            continue
+        entry = results.get("tasks", {}).get(task["name"], {})
+        rows = [(STRATEGY_LABELS.get(m, m), e) for m, e in entry.get("methods", {}).items()]
+        rows += [(_reference_label(m), e) for m, e in (entry.get("references") or {}).items()]
+        for label, method_entry in rows:
+            out.add(task["name"], label, *[_reference_measured(method_entry, k) for k, _ in OVERLAP_COLUMNS],
+                    method_entry.get("n_test"))
+    if not out.rows:
+        return None
+    out.notes.append("Per image: the mean over test images of each image's score (threshold 0.5). Pooled: "
+                     "I = sum(truth * prediction), S = sum(truth) + sum(prediction) over every pixel of the "
+                     "test set, IoU = (I + 1) / (S - I + 1), Dice = (2 I + 1) / (S + 1), with the predicted "
+                     "probabilities (soft, the authors' metric) or the prediction thresholded at 0.5.")
+    out.notes.append("The paper columns of the performance tables are compared with the per-image means.")
+    return out
+
+
+def references_table(results: dict) -> Table | None:
+    """Where U-Rep stands against the same-run references: the main scores and one sentence per task."""
+    from urep.experiments.references import standing_sentences
+
+    sentences = standing_sentences(results, STRATEGY_LABELS)
+    if not sentences:
+        return None
+    out = Table("references", "U-Rep against simple references (same split, same test set, same run)",
+                ["Task", "Method", "Acc", "AUC", "IoU", "Dice", "N test"])
+    for task in results["config"]["tasks"]:
+        entry = results.get("tasks", {}).get(task["name"], {})
+        if not entry.get("references"):
+            continue
+        rows = [(STRATEGY_LABELS.get(m, m), e) for m, e in entry.get("methods", {}).items()]
+        rows += [(_reference_label(m), e) for m, e in entry["references"].items()]
+        for label, method_entry in rows:
+            out.add(task["name"], label, *[_reference_measured(method_entry, k)
+                                           for k in ("accuracy", "auc", "iou", "dice")], method_entry.get("n_test"))
+    out.notes += sentences
+    out.notes.append("References: the majority class and PCA + logistic regression on downsampled raw pixels "
+                     "(classification), the mean training mask thresholded at 0.5 and a U-Net with skip "
+                     "connections trained like the baselines (segmentation); each fitted on the same training "
+                     "images as U-Rep's heads.")
+    return out
+
+
 _BUILDERS = {
     "performance": performance_table, "cost": cost_table, "training": training_table,
     "comparison": comparison_table, "denoising": denoising_table, "multimix": multimix_table,
@@ -463,6 +556,7 @@ def build_tables(results: dict) -> list[Table]:
         builder = _BUILDERS.get(paper.kind)
         if builder is not None:
             tables.append(builder(paper, results))
+    tables += [t for t in (references_table(results), segmentation_overlap_table(results)) if t is not None]
     if results["config"]["tasks"] and results.get("tasks"):
         tables.append(metrics_table(results))
     for extra in (super_resolution_table, transfer_table, label_budget_table, ensemble_table, statistics_table,

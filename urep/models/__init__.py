@@ -19,6 +19,7 @@ from urep.models.heads import (
 from urep.models.inspection import last_conv_layer_name, parameter_counts
 from urep.models.super_resolution import super_resolution
 from urep.models.truncation import ENCODER_OUT, truncate
+from urep.models.unet import unet
 
 __all__ = [
     "ENCODER_OUT",
@@ -42,4 +43,5 @@ __all__ = [
     "set_batchnorm_momentum",
     "super_resolution",
     "truncate",
+    "unet",
 ]

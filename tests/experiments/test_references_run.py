@@ -1,0 +1,74 @@
+"""A tiny phantom run end to end: the references land in results.json, the tables and the report, and the
+same config and seed give the same metrics a second time (reproducibility on CPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from urep.experiments.config import load_config
+from urep.experiments.runner import run_experiment
+from urep.experiments.scale import shrink
+
+
+def _tiny_config():
+    config = shrink(load_config("cxr_heterogeneous_phantom"), patients=8, folds=0, steps=1, epochs=1)
+    return dataclasses.replace(
+        config, strategies=("independent",), figures=False,
+        baseline=dataclasses.replace(config.baseline, enabled=False),
+        explain=dataclasses.replace(config.explain, gradcam=False),
+        references=dataclasses.replace(config.references, unet=True, unet_model={"filters": [4, 8]},
+                                       pca_components=5, pca_size=8))
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    config = _tiny_config()
+    runs = []
+    for name in ("first", "second"):
+        out = tmp_path_factory.mktemp(name) / "run"
+        run_experiment(config, out)
+        runs.append((out, json.loads((out / "results.json").read_text())))
+    return runs
+
+
+def test_tiny_run_reports_the_references(two_runs):
+    out, results = two_runs[0]
+    assert set(results["tasks"]["lung_segmentation"]["references"]) == {"mean_mask", "unet"}
+    assert set(results["tasks"]["abnormality_classification"]["references"]) == {"majority", "pca_logistic"}
+    majority = results["tasks"]["abnormality_classification"]["references"]["majority"]["metrics"]
+    assert majority["auc"] == pytest.approx(0.5)
+    unet = results["tasks"]["lung_segmentation"]["references"]["unet"]
+    assert 0.0 <= unet["metrics"]["iou_pooled"] <= 1.0 and unet["n_test"] == results["data"]["tasks"][
+        "lung_segmentation"]["test"]
+    assert [m["method"] for m in results["models"] if m["role"] == "reference"] == ["unet"]
+    metrics_md = (out / "tables" / "metrics.md").read_text()
+    for label in ("Reference: Mean mask", "Reference: U-Net", "Reference: Majority class",
+                  "Reference: PCA + logistic regression"):
+        assert label in metrics_md and label in (out / "tables" / "journal_table3.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "lung_segmentation, IoU (per image): independent" in report and "vs U-Net" in report
+    assert "IoU pooled (soft)" in report and "compared with the per-image means" in report
+
+
+def _metrics(results: dict) -> dict[str, float]:
+    flat = {}
+    for task, entry in results["tasks"].items():
+        for group in ("methods", "references"):
+            for method, summary in entry.get(group, {}).items():
+                for key, value in summary["metrics"].items():
+                    if value is not None:
+                        flat[f"{task}/{method}/{key}"] = value
+    for level in results.get("denoising", []):
+        for key in ("psnr", "ssim"):
+            flat[f"denoising/{level['noise']}/{key}"] = level[key]
+    return flat
+
+
+def test_same_config_and_seed_give_the_same_metrics(two_runs):
+    first, second = (_metrics(results) for _, results in two_runs)
+    assert len(first) > 20 and first.keys() == second.keys()
+    differ = {k: (first[k], second[k]) for k in first if abs(first[k] - second[k]) >= 5e-4}
+    assert not differ, f"metrics differ between two runs of the same config and seed: {differ}"
