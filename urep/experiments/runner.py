@@ -282,7 +282,7 @@ def _run_experiment_here(
     fresh = overwrite or not (Path(out_dir).is_dir() and any(Path(out_dir).iterdir()))
     run_dir = prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
     try:
-        return _run_in(config, run_dir, current, data_root, resume)
+        return _run_in(config, run_dir, current, data_root, resume, distribution)
     except ValueError as err:
         from urep.data.errors import DatasetError, ImageReadError
 
@@ -292,7 +292,8 @@ def _run_experiment_here(
         raise
 
 
-def _run_in(config: ExperimentConfig, run_dir: Path, current: dict, data_root, resume: bool) -> dict:
+def _run_in(config: ExperimentConfig, run_dir: Path, current: dict, data_root, resume: bool,
+            distribution: dict | None) -> dict:
     if not (run_dir / FINGERPRINT_FILE).is_file():
         atomic_write_json(run_dir / FINGERPRINT_FILE, current)
     atomic_write_text(run_dir / "config.yaml", dump_config(config))
