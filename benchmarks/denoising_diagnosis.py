@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.activation:
         kwargs["output_activation"] = args.activation
     model = cdae((args.size, args.size, 1), filters=filters, **kwargs)
+    from urep.models import set_residual_skip
+
+    set_residual_skip(model, 1.0, mean)
     model.compile(optimizer=keras.optimizers.RMSprop(args.lr), loss="mse")
     specs = args.train_noise.split(",")
     rng = np.random.default_rng(args.seed)

@@ -304,6 +304,12 @@ class UrepPipeline:
             self.results["super_resolution"] = self._evaluate_super_resolution(model, arrays.images[test],
                                                                                 low[test])
         else:
+            from urep.models import set_residual_skip
+
+            # a residual CDAE starts as the identity on the un-normalised image (no effect on the papers' layout)
+            offset = float(np.ravel(self.normalizer.inverse_transform(np.zeros((1, 1), np.float32)))[0])
+            gain = float(np.ravel(self.normalizer.inverse_transform(np.ones((1, 1), np.float32)))[0]) - offset
+            set_residual_skip(model, gain, offset)
             result = self._train_denoiser(model, arrays, train, val, "source", train_config)
             self.results["source"] = {"kind": source.kind}
             self.results["denoising"] = self._evaluate_denoising(model, arrays.images[test], "source")

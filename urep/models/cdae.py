@@ -180,3 +180,29 @@ def closest_constant_width(
         range(1, max_width + 1),
         key=lambda w: abs(cdae_parameter_count((w,) * levels, **kwargs) - target),
     )
+
+
+def set_residual_skip(model: keras.Model, scale: float, offset: float) -> bool:
+    """Set a residual `cdae`'s `input_skip` to `scale * input + offset` (per channel, no channel mixing).
+
+    With normalised network inputs `x_norm = (x - mean) / std`, `scale = std, offset = mean` makes the
+    untrained model return the un-normalised noisy image `x`, so training starts at the noisy input's PSNR.
+
+    Args:
+        model: a `cdae(..., output="residual")`; other models are left unchanged.
+        scale: the skip's gain.
+        offset: the skip's bias.
+
+    Returns:
+        Whether the model had an `input_skip` layer.
+    """
+    try:
+        layer = model.get_layer("input_skip")
+    except ValueError:
+        return False
+    kernel = layer.kernel
+    channels_in, channels_out = kernel.shape[-2], kernel.shape[-1]
+    eye = np.eye(channels_in, channels_out, dtype="float32")[None, None]
+    kernel.assign(eye * np.float32(scale))
+    layer.bias.assign(np.full((channels_out,), offset, dtype="float32"))
+    return True
