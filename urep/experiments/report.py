@@ -164,6 +164,9 @@ def cost_table(table: PaperTable, results: dict) -> Table:
         baseline = list(denoiser)
         if denoiser:
             add("baseline", "denoiser", "Separate denoiser", denoiser)
+            if any(m.get("reused_from") for m in denoiser):
+                out.notes.append("The separate denoiser is the source CDAE's trained weights (one training); its "
+                                 "time and parameters count in both totals, as in journal Table 4.")
         for task in tasks:
             models = _per_training(_models(results, "baseline", task["name"]))
             baseline += models
