@@ -16,7 +16,7 @@ __all__ = ["DENOISERS", "DEFAULT_GRIDS", "nl_means", "gaussian_blur", "tune_deno
 
 #: Grids searched on the validation images (non-local means `h` in 8-bit grey levels; blur sigma in pixels).
 DEFAULT_GRIDS = {
-    "nl_means": (1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 14.0, 20.0, 28.0),
+    "nl_means": (1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 14.0, 20.0, 28.0, 40.0),
     "gaussian_blur": (0.3, 0.5, 0.7, 1.0, 1.5, 2.0),
 }
 
