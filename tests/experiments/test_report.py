@@ -108,4 +108,21 @@ def test_summary_table_lists_main_metric_per_method():
     assert summary.columns == ["Task", "Independent", "Alternating", "Joint", "Baseline"]
     assert summary.rows[0][0] == "lung_segmentation (IoU)"
     assert summary.rows[0][1] == pytest.approx(0.4)
-    assert summary.rows[-1][0] == "denoising gaussian 0.03 (PSNR dB)"
+    assert summary.rows[-1][0] == "denoising gaussian 0.03 (PSNR dB; noisy input 25.00)"
+    assert summary.rows[-1][1] == 30.0
+
+
+def test_denoising_table_has_the_noisy_input_and_the_classical_references():
+    results = synthetic_results()
+    results["config"]["paper_tables"] = ["journal_table2"]
+    results["denoising_references"] = [
+        {"noise": "gaussian 0.03", "method": "nl_means", "parameter": 5.0, "psnr": 31.0, "ssim": 0.85,
+         "ms_ssim": 0.95},
+        {"noise": "gaussian 0.03", "method": "gaussian_blur", "parameter": 0.7, "psnr": 28.0, "ssim": 0.7,
+         "ms_ssim": 0.9}]
+    table2 = _table(build_tables(results), "journal_table2")
+    assert table2.columns[:4] == ["Noise", "Method", "PSNR (dB)", "PSNR (dB) (paper)"]
+    assert [row[1] for row in table2.rows] == ["CDAE (source)", "Noisy input", "Non-local means (h 5)",
+                                               "Gaussian blur (sigma 0.7)"]
+    assert [row[2] for row in table2.rows] == [30.0, 25.0, 31.0, 28.0]
+    assert [row[-1] for row in table2.rows] == [5.0, None, 6.0, 3.0]

@@ -27,7 +27,7 @@ def test_resume_restores_every_finished_head_phase(tmp_path, monkeypatch):
               for p in (tmp_path / "b" / "checkpoints").rglob("state.json")}
     per_task = {f"checkpoints/{method}/fold0/{task.name}"
                 for method in ("independent", "baseline") for task in config.tasks}
-    assert phases == {"checkpoints/source", "checkpoints/baseline_denoiser", "checkpoints/alternating/fold0",
+    assert phases == {"checkpoints/source", "checkpoints/alternating/fold0",
                       "checkpoints/joint/fold0", *per_task}
 
     def no_training(*args, **kwargs):

@@ -160,8 +160,13 @@ class SourceConfig:
         eval_noise: the levels of the denoising table (journal Table 2). The sigma values were lost from the
             journal's text; the defaults are `urep.data.noise.DEFAULT_NOISES` (Gaussian 0.01/0.03/0.05/0.07/0.10,
             Poisson peak 100).
-        model: keyword arguments for the builder in `urep.models`.
+        model: keyword arguments for the builder in `urep.models` (for `cdae`, e.g. `filters` and
+            `output: residual`, a variant not in the papers, see `urep.models.cdae`).
         examples: number of denoising (or super-resolution) examples drawn in the report figure.
+        references: classical denoisers computed on the same test images for the denoising table
+            (`urep.models.classical_denoisers`: `nl_means`, OpenCV non-local means, and `gaussian_blur`),
+            each with its strength tuned per noise level on the source's validation split. The papers
+            compare with none; they show whether the CDAE beats simple filters. `[]` turns them off.
         scale: degradation factor of a `super_resolution` source. The preprint names a residual
             super-resolution CNN as a possible shared representation and gives no protocol; ours: each image
             is down-sampled by `scale` (area average) and up-sampled back to `image_size` (bicubic), and the
@@ -181,6 +186,7 @@ class SourceConfig:
     model: dict[str, Any] = field(default_factory=dict)
     examples: int = 4
     scale: int = 2
+    references: tuple[Literal["nl_means", "gaussian_blur"], ...] = ("nl_means", "gaussian_blur")
 
 
 @dataclass(frozen=True)

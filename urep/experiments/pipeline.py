@@ -16,7 +16,9 @@ Choices where the papers are silent (each is a config parameter or documented he
 - With cross-validation, each fold's held-out patients are that fold's validation set (early stopping); the
   test set is `test_data`, or else the `split` test fraction of the task's data, held out before the folds.
 - Every strategy and every fold starts from a fresh copy of the trained source weights.
-- The baseline's inputs pass through the separate denoiser when `baseline.denoise_inputs` (journal 4.1.1).
+- The baseline's inputs pass through the separate denoiser when `baseline.denoise_inputs` (journal 4.1.1);
+  that denoiser is the trained source CDAE (same architecture, data and seed), not a second training.
+- The denoising table adds classical references (`source.references`) on the same noisy test images.
 - The models saved for `urep explain` / `urep recommend` are fold 0's of the first configured strategy.
 - `cross_stitch` (soft sharing, Misra et al. 2016) starts from the same assembly as the other strategies:
   each fold's hard-sharing assembly is turned into its cross-stitch twin (one copy of the trained encoder per
@@ -50,6 +52,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["UrepPipeline"]
 
 LOSSES = {"classification": "cce", "segmentation": "bce_dice", "reconstruction": "mse"}
+#: Validation images the classical denoisers are tuned on (per noise level and grid value: a few seconds).
+REFERENCE_TUNING_IMAGES = 64
 
 
 def accuracy_metric(kind: str):
@@ -301,9 +305,17 @@ class UrepPipeline:
             self.results["super_resolution"] = self._evaluate_super_resolution(model, arrays.images[test],
                                                                                 low[test])
         else:
+            from urep.models import set_residual_skip
+
+            # a residual CDAE starts as the identity on the un-normalised image (no effect on the papers' layout)
+            offset = float(np.ravel(self.normalizer.inverse_transform(np.zeros((1, 1), np.float32)))[0])
+            gain = float(np.ravel(self.normalizer.inverse_transform(np.ones((1, 1), np.float32)))[0]) - offset
+            set_residual_skip(model, gain, offset)
             result = self._train_denoiser(model, arrays, train, val, "source", train_config)
             self.results["source"] = {"kind": source.kind}
             self.results["denoising"] = self._evaluate_denoising(model, arrays.images[test], "source")
+            self.results["denoising_references"] = self._denoising_references(arrays.images[val],
+                                                                              arrays.images[test])
         self._record(result, "source", "urep", None, None)
         self.source_model = model
 
@@ -327,13 +339,12 @@ class UrepPipeline:
 
     def _evaluate_denoising(self, model, clean: np.ndarray, label: str) -> list[dict]:
         """PSNR/SSIM/MS-SSIM of the reconstruction (and of the noisy input) per `source.eval_noise` level."""
-        from urep.data.noise import NoiseSpec, add_noise
         from urep.metrics import reconstruction_metrics
 
         rows, examples_noisy, examples_denoised = [], {}, {}
         k = min(self.config.source.examples, len(clean))
         for i, level in enumerate(self.config.source.eval_noise):
-            noisy = add_noise(clean, NoiseSpec(level.kind, level.level), np.random.default_rng([self.config.seed, 77, i]))
+            noisy = self._test_noise(clean, i)
             denoised = np.clip(predict(model, self._norm(noisy)), 0.0, 1.0)
             restored = reconstruction_metrics(clean, denoised)
             before = reconstruction_metrics(clean, noisy)
@@ -350,6 +361,38 @@ class UrepPipeline:
             path = denoising_examples(clean[:k], examples_noisy, examples_denoised,
                                       self.run_dir / "figures" / f"denoising_examples_{label}.png")
             self.figures.append(str(path.relative_to(self.run_dir)))
+        return rows
+
+    def _test_noise(self, clean: np.ndarray, i: int) -> np.ndarray:
+        """The test images with `source.eval_noise[i]` (the same draw for the CDAE and every reference)."""
+        from urep.data.noise import NoiseSpec, add_noise
+
+        level = self.config.source.eval_noise[i]
+        return add_noise(clean, NoiseSpec(level.kind, level.level), np.random.default_rng([self.config.seed, 77, i]))
+
+    def _denoising_references(self, clean_val: np.ndarray, clean_test: np.ndarray) -> list[dict]:
+        """Classical denoisers (`source.references`) on the CDAE's test images, tuned per noise level on at
+        most `REFERENCE_TUNING_IMAGES` validation images (a different noise draw from the test's)."""
+        from urep.data.noise import NoiseSpec, add_noise
+        from urep.metrics import reconstruction_metrics
+        from urep.models.classical_denoisers import DENOISERS, tune_denoiser
+
+        rows = []
+        if not self.config.source.references or not len(clean_val):
+            return rows
+        clean_val = clean_val[:REFERENCE_TUNING_IMAGES]
+        for i, level in enumerate(self.config.source.eval_noise):
+            noisy_val = add_noise(clean_val, NoiseSpec(level.kind, level.level),
+                                  np.random.default_rng([self.config.seed, 78, i]))
+            noisy_test = self._test_noise(clean_test, i)
+            for name in self.config.source.references:
+                started = time.perf_counter()
+                value, scores = tune_denoiser(name, clean_val, noisy_val)
+                metrics = reconstruction_metrics(clean_test, DENOISERS[name](noisy_test, value))
+                rows.append({"noise": level.label, "kind": level.kind, "level": level.level, "method": name,
+                             "parameter": value, "validation_psnr": scores, "psnr": metrics["psnr"],
+                             "ssim": metrics["ssim"], "ms_ssim": metrics["ms_ssim"], "n": metrics["n"], "n_val": int(len(clean_val)),
+                             "seconds": time.perf_counter() - started})
         return rows
 
     def _degraded(self, images: np.ndarray) -> np.ndarray:
@@ -497,7 +540,7 @@ class UrepPipeline:
         inputs = {name: data.pool for name, data in self.task_data.items()}
         tests = {name: data.test for name, data in self.task_data.items()}
         if config.baseline.denoise_inputs and config.source.kind == "cdae":
-            self._train_baseline_denoiser()
+            self._baseline_denoiser()
             inputs = {name: self._denoised(a) for name, a in inputs.items()}
             tests = {name: self._denoised(a) for name, a in tests.items()}
         train_config = self._train_config(config.training.baseline)
@@ -548,23 +591,19 @@ class UrepPipeline:
         kwargs = {**task.head, **self.config.baseline.segmenter}
         return models.segmentation_head_from_encoder(encoder, name=task.name, **kwargs)
 
-    def _train_baseline_denoiser(self) -> None:
-        import pandas as pd
+    def _baseline_denoiser(self) -> None:
+        """The baseline's separate denoiser is the trained source CDAE itself (the same architecture, data and
+        seed would train the same network again). Its training time counts once in each side's cost, as in
+        journal Table 4, where the denoiser's time appears in both U-Rep's and the baseline's totals."""
+        import keras
 
-        from urep import models
-
-        config = self.config
-        df = pd.concat([self.frames[name] for name in config.source.data], ignore_index=True)
-        arrays = read_arrays(df, config.image_size, config.channels)
-        train, val, test = self._split(arrays.patients)
-        model = models.set_batchnorm_momentum(models.baseline_denoiser(input_shape=self.shape, **config.source.model),
-                                              config.batchnorm_momentum)
-        result = self._train_denoiser(model, arrays, train, val, "baseline_denoiser",
-                                      self._train_config(config.training.baseline,
-                                                         optimizer=config.training.source.optimizer))
-        self._record(result, "denoiser", "baseline", None, None)
-        self.results["baseline_denoising"] = self._evaluate_denoising(model, arrays.images[test], "baseline")
-        self.denoiser = model
+        source = next(m for m in self.results["models"] if m["role"] == "source")
+        self.denoiser = keras.models.clone_model(self.source_model)
+        self.denoiser.set_weights(self.source_model.get_weights())
+        self.results["models"].append({**source, "id": "source/baseline_denoiser", "role": "denoiser",
+                                       "method": "baseline", "reused_from": source["id"], "history": {}})
+        self.results["baseline_denoising"] = [{**row, "model": "baseline (the source's weights)"}
+                                              for row in self.results.get("denoising", [])]
 
     def _denoised(self, arrays: TaskArrays) -> TaskArrays:
         images = np.clip(predict(self.denoiser, self._norm(arrays.images)), 0.0, 1.0)

@@ -7,7 +7,7 @@ layers by name. See `docs/design.md` and the journal's Tables 4, 6, 8 and 10 for
 from urep.models.assembly import MultiTaskModel
 from urep.models.baselines import baseline_classifier, baseline_denoiser, baseline_like
 from urep.models.batchnorm import set_batchnorm_momentum
-from urep.models.cdae import cdae, cdae_parameter_count, closest_constant_width
+from urep.models.cdae import cdae, cdae_parameter_count, closest_constant_width, set_residual_skip
 from urep.models.decoders import decoder_layers, segmentation_decoder
 from urep.models.dilated_cnn import dilated_cnn, dilated_convolutions
 from urep.models.heads import (
@@ -29,6 +29,7 @@ __all__ = [
     "baseline_like",
     "cdae",
     "cdae_parameter_count",
+    "set_residual_skip",
     "classification_head",
     "closest_constant_width",
     "decoder_layers",

@@ -12,6 +12,9 @@ convolution to one channel) was computed for every constant width 1-512 and for 
 paper; the exact real-valued solution is 112.2, so no integer width matches. Doubling widths bracket the
 target badly (b=16: 343,681; b=24: 771,265; b=32: 1,369,345). Unequal widths such as (64, 80, 128, 144)
 come within 126 parameters but follow no rule, so the clean constant-width design is the default.
+
+`output="residual"` is a variant not in the papers (the input plus a learned correction); the papers' direct
+output is the default. Measurements of both on real chest X-rays: docs/denoising.md.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 
 from urep.models._checks import check_filters, check_input_shape, check_positive_int
 
@@ -35,7 +39,8 @@ def cdae(
     strides: int = 2,
     decoder_filters: Sequence[int] | None = None,
     output_channels: int | None = None,
-    output_activation: str = "sigmoid",
+    output_activation: str | None = None,
+    output: str = "direct",
     name: str = "cdae",
 ) -> keras.Model:
     """Build the convolutional denoising autoencoder (U-Rep 1 source model).
@@ -53,7 +58,13 @@ def cdae(
         strides: encoder stride and decoder upsampling factor (journal: 2).
         decoder_filters: decoder widths, one per level; default: `filters` reversed (symmetric decoder).
         output_channels: reconstruction channels; default: the input's channels.
-        output_activation: activation of `reconstruction` (sigmoid for images in [0, 1]).
+        output_activation: activation of the model's output; default "sigmoid" (images in [0, 1]) for
+            `output="direct"`, "linear" for `output="residual"` (the evaluation clips to [0, 1]).
+        output: "direct" (the papers' layout: the decoder's last convolution is the image) or "residual"
+            (a variant, not in the papers: `denoised = input_skip(input) + reconstruction(decoder)`, where
+            `input_skip` is a linear 1x1 convolution initialised to the identity, so the decoder learns the
+            correction and fine detail need not pass the 16x-down-sampled bottleneck; the encoder and the
+            decoder chain up to `reconstruction` are unchanged, so truncation and segmentation heads are too).
         name: model name.
 
     Returns:
@@ -64,6 +75,10 @@ def cdae(
         ValueError: a malformed size, a decoder with a different number of levels than the encoder, or
             an input size not divisible by the total stride.
     """
+    if output not in ("direct", "residual"):
+        raise ValueError(f"output must be 'direct' or 'residual', got {output!r}")
+    if output_activation is None:
+        output_activation = "sigmoid" if output == "direct" else "linear"
     height, width, channels = check_input_shape(input_shape)
     filters = check_filters(filters)
     kernel_size = check_positive_int(kernel_size, "kernel_size")
@@ -85,6 +100,11 @@ def cdae(
 
     inputs = keras.Input((height, width, channels), name="image")
     x = inputs
+    if output == "residual":  # built first so the decoder stays a plain chain of layers (segmentation heads)
+        skip_layer = keras.layers.Conv2D(output_channels, 1, dtype="float32", name="input_skip")
+        skip = skip_layer(inputs)
+        if channels == output_channels:  # start as the identity: the untrained model returns its input
+            skip_layer.kernel.assign(np.eye(channels, dtype="float32")[None, None])
     for i, width_i in enumerate(filters, start=1):
         x = keras.layers.Conv2D(width_i, kernel_size, strides=strides, padding="same", name=f"enc_conv{i}")(x)
         x = keras.layers.BatchNormalization(name=f"enc_bn{i}")(x)
@@ -94,14 +114,18 @@ def cdae(
         x = keras.layers.Conv2D(width_i, kernel_size, padding="same", name=f"dec_conv{i}")(x)
         x = keras.layers.BatchNormalization(name=f"dec_bn{i}")(x)
         x = keras.layers.ReLU(name=f"dec_relu{i}")(x)
-    outputs = keras.layers.Conv2D(
-        output_channels,
-        kernel_size,
-        padding="same",
-        activation=output_activation,
-        dtype="float32",
+    if output == "direct":
+        outputs = keras.layers.Conv2D(
+            output_channels, kernel_size, padding="same", activation=output_activation, dtype="float32",
+            name="reconstruction",
+        )(x)
+        return keras.Model(inputs, outputs, name=name)
+    correction = keras.layers.Conv2D(
+        output_channels, kernel_size, padding="same", dtype="float32", kernel_initializer="zeros",
         name="reconstruction",
     )(x)
+    outputs = keras.layers.Add(name="residual_sum", dtype="float32")([skip, correction])
+    outputs = keras.layers.Activation(output_activation, dtype="float32", name="denoised")(outputs)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -159,3 +183,29 @@ def closest_constant_width(
         range(1, max_width + 1),
         key=lambda w: abs(cdae_parameter_count((w,) * levels, **kwargs) - target),
     )
+
+
+def set_residual_skip(model: keras.Model, scale: float, offset: float) -> bool:
+    """Set a residual `cdae`'s `input_skip` to `scale * input + offset` (per channel, no channel mixing).
+
+    With normalised network inputs `x_norm = (x - mean) / std`, `scale = std, offset = mean` makes the
+    untrained model return the un-normalised noisy image `x`, so training starts at the noisy input's PSNR.
+
+    Args:
+        model: a `cdae(..., output="residual")`; other models are left unchanged.
+        scale: the skip's gain.
+        offset: the skip's bias.
+
+    Returns:
+        Whether the model had an `input_skip` layer.
+    """
+    try:
+        layer = model.get_layer("input_skip")
+    except ValueError:
+        return False
+    kernel = layer.kernel
+    channels_in, channels_out = kernel.shape[-2], kernel.shape[-1]
+    eye = np.eye(channels_in, channels_out, dtype="float32")[None, None]
+    kernel.assign(eye * np.float32(scale))
+    layer.bias.assign(np.full((channels_out,), offset, dtype="float32"))
+    return True

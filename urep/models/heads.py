@@ -244,9 +244,9 @@ def _autoencoder_parts(
 ) -> tuple[keras.Model, list[keras.layers.Layer], keras.layers.Layer]:
     """Split `autoencoder` into (shared encoder, decoder chain, final layer)."""
     source_encoder = truncate(autoencoder, encoder_layer)
-    if output_layer is None:
-        output_layer = autoencoder.layers[-1].name
     names = [layer.name for layer in autoencoder.layers]
+    if output_layer is None:  # a residual `cdae` ends in an Add; its decoder's last convolution is named so
+        output_layer = "reconstruction" if "reconstruction" in names else autoencoder.layers[-1].name
     if output_layer not in names:
         raise ValueError(
             f"model {autoencoder.name!r} has no layer {output_layer!r}; available layers: {', '.join(names)}"
@@ -255,6 +255,8 @@ def _autoencoder_parts(
     if stop <= start:
         raise ValueError(f"layer {output_layer!r} does not follow {encoder_layer!r} in {autoencoder.name!r}")
     chain = autoencoder.layers[start : stop + 1]
+    # layers off the decoder path (e.g. a residual `cdae`'s input skip) may sit between them in the list
+    chain = [chain[0]] + [layer for layer in chain[1:] if not _reads_model_input(layer, autoencoder)]
     for previous, layer in zip(chain, chain[1:], strict=False):
         if layer.input is not previous.output:
             raise ValueError(
@@ -272,6 +274,12 @@ def _autoencoder_parts(
                 f"{expected} (the output of {encoder_layer!r})"
             )
     return encoder, chain[1:-1], chain[-1]
+
+
+def _reads_model_input(layer: keras.layers.Layer, model: keras.Model) -> bool:
+    """Whether `layer` takes one of `model`'s inputs directly (so it is not part of the decoder chain)."""
+    inputs = layer.input if isinstance(layer.input, list | tuple) else [layer.input]
+    return any(tensor is model_input for tensor in inputs for model_input in model.inputs)
 
 
 def _apply_copies(x: keras.KerasTensor, layers: list[keras.layers.Layer], prefix: str) -> keras.KerasTensor:
