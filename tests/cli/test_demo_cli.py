@@ -75,8 +75,15 @@ def test_report_rebuilds_identical_tables(demo_dir, tmp_path):
 
 
 def test_demo_refuses_to_overwrite(demo_dir):
-    with pytest.raises(SystemExit, match="already exists and is not empty"):
+    with pytest.raises(SystemExit, match="already exists and is not empty") as raised:
         main(["demo", "--size", "tiny", "--out", str(demo_dir)])
+    assert "--overwrite" in str(raised.value) and "--resume" not in str(raised.value)  # demo has no --resume
+
+
+def test_log_txt_holds_the_per_epoch_lines_and_the_stage_lines(demo_dir):
+    log = (demo_dir / "cxr" / "log.txt").read_text()
+    assert "source epoch 1/1" in log
+    assert "demo_cxr_urep1: stage 1 of 11 done: load data" in log and "stage 11 of 11 done: save models" in log
 
 
 @pytest.mark.parametrize(("profile", "override", "expected"), [

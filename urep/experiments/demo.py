@@ -100,8 +100,11 @@ def run_demo(out_dir: str | os.PathLike = "urep_demo", profile: str = "quick", o
     root = prepare_run_dir(out_dir, overwrite=overwrite)
     started = time.perf_counter()
     parts = {}
-    for key, config in zip(("cxr", "doppler"), demo_configs(profile, seed, jit_compile), strict=True):
-        logger.info("demo (%s): %s", profile, config.name)
+    configs = demo_configs(profile, seed, jit_compile)
+    logger.info("urep demo (%s): 2 parts follow, one after the other: 1. CXR U-Rep 1 (%s), 2. Doppler U-Rep 2 "
+                "(%s); output in %s", profile, configs[0].name, configs[1].name, root)
+    for number, (key, config) in enumerate(zip(("cxr", "doppler"), configs, strict=True), start=1):
+        logger.info("demo (%s) part %d of 2: %s", profile, number, config.name)
         parts[key] = run_experiment(config, root / key)
     seconds = time.perf_counter() - started
     summary = {"profile": profile, "seconds": seconds, "parts": list(parts)}

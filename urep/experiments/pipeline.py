@@ -137,7 +137,7 @@ class UrepPipeline:
             reduce_lr_factor=settings.reduce_lr_factor, reduce_lr_patience=settings.reduce_lr_patience,
             early_stopping_patience=settings.early_stopping_patience,
             max_steps_per_epoch=settings.max_steps_per_epoch, jit_compile=settings.jit_compile,
-            taskwise_stopping=settings.taskwise_stopping, seed=self.config.seed, deterministic=self.config.deterministic, progress_bar=False)
+            taskwise_stopping=settings.taskwise_stopping, seed=self.config.seed, deterministic=self.config.deterministic, progress_bar=None)
 
     def _norm(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.normalizer.transform(images), dtype=np.float32)
@@ -716,22 +716,29 @@ class UrepPipeline:
     # -- whole pipeline ------------------------------------------------------------------------------------
     def run(self) -> dict:
         """Every stage in order; returns the results (without environment and timing, added by the runner)."""
-        self.load_data()
-        self.train_source()
-        if self.config.tasks:
-            for strategy in self.config.strategies:
-                logger.info("fine-tuning the heads with the %s strategy", strategy)
-                self.run_strategy(strategy)
-            if self.config.baseline.enabled:
-                logger.info("training the baselines")
-                self.run_baselines()
-            self.run_statistics()
-            if self.config.figures:
-                self.segmentation_figures()
-            self.run_explain()
-            recommendation = self.run_recommendation()
-            self.save_models(recommendation)
+        from urep.progress import Stages
+
+        config, outcome = self.config, {}
+        # (stage, relative expected cost for the ETA, what it runs)
+        plan: list[tuple[str, float, Any]] = [("load data", 0.2, self.load_data),
+                                              ("train source", 2.0, self.train_source)]
+        if config.tasks:
+            folds = max(config.cross_validation.folds, 1)
+            plan += [(f"fine-tune ({strategy})", 1.0 * folds, lambda s=strategy: self.run_strategy(s))
+                     for strategy in config.strategies]
+            if config.baseline.enabled:
+                plan.append(("baselines", 1.5 * folds, self.run_baselines))
+            plan.append(("statistics", 0.1, self.run_statistics))
+            if config.figures:
+                plan.append(("figures", 0.2, self.segmentation_figures))
+            plan += [("explain (Grad-CAM)", 0.3, self.run_explain),
+                     ("recommendation", 0.1, lambda: outcome.update(recommendation=self.run_recommendation())),
+                     ("save models", 0.2, lambda: self.save_models(outcome.get("recommendation")))]
         else:
-            self.save_models(None)
+            plan.append(("save models", 0.2, lambda: self.save_models(None)))
+        stages = Stages([name for name, _, _ in plan], config.name, [weight for _, weight, _ in plan])
+        for name, _, step in plan:
+            with stages.stage(name):
+                step()
         self.results["figures"] = sorted(self.figures)
         return self.results

@@ -138,7 +138,7 @@ class TrainConfig:
         max_val_steps: cap on the validation steps, None = the whole validation set.
         checkpoint_every_epoch: write a resumable checkpoint at the end of every epoch (when a run is given).
         tensorboard: write TensorBoard scalars per task (when a run is given).
-        progress_bar: show a progress bar per epoch: None = only when stderr is a terminal.
+        progress_bar: show one Keras `Progbar` per training phase: None = only when stdout is a terminal.
         check_finite: stop with `NonFiniteLossError` as soon as a step's loss is NaN or infinite.
         taskwise_stopping: task-wise early stopping (Zhang et al. 2014,
             `urep.training.taskwise_stopping`) in the alternating and joint strategies (and cross-stitch,
