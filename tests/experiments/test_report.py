@@ -106,6 +106,23 @@ def test_preprint_tables_map_urep_and_traditional():
 def test_summary_table_lists_main_metric_per_method():
     summary = summary_table(synthetic_results())
     assert summary.columns == ["Task", "Independent", "Alternating", "Joint", "Baseline"]
-    assert summary.rows[0][0] == "lung_segmentation (IoU)"
+    assert summary.rows[0][0] == "lung_segmentation (IoU, n=48)"  # the test set's size beside its score
     assert summary.rows[0][1] == pytest.approx(0.4)
     assert summary.rows[-1][0] == "denoising gaussian 0.03 (PSNR dB)"
+
+
+def test_p_values_never_print_as_zero():
+    results = synthetic_results()
+    results["statistics"][0]["p_value"] = 3e-7
+    table = _table(build_tables(results), "statistics")
+    assert table.columns[5] == "N" and table.rows[0][5] == 24
+    markdown, csv = table.to_markdown(), table.to_csv()
+    assert "< 1e-4" in markdown and "0.0000" not in markdown
+    assert "3e-07" in csv  # the CSV keeps the number
+
+
+def test_format_p():
+    from urep.experiments.tables import format_p
+
+    assert [format_p(p) for p in (0.0, 5e-5, 4.2e-4, 0.0312, float("nan"))] == [
+        "< 1e-4", "< 1e-4", "4.2e-04", "0.031", "-"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from urep.experiments.paper_numbers import PAPER_TABLES, STRATEGY_LABELS, TASK_LABELS, PaperTable, paper_value
-from urep.experiments.tables import Table
+from urep.experiments.tables import PValue, Table
 from urep.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ def label_budget_table(results: dict) -> Table | None:
     out = Table("label_budgets", "MultiMix and U-Rep per label budget (same splits; in-domain and cross-domain)",
                 ["Budget", "Model", "Domain", "Acc", *[f"F1 {c}" for c in classes], "Dice", "Avg HD", "SSIM",
                  "N cls", "N seg", f"McNemar p vs {reference}", f"Wilcoxon p vs {reference}"])
-    tests = {(t.get("setting"), t.get("domain"), t["a"], t["b"], t["test"]): t["p_value"]
+    tests = {(t.get("setting"), t.get("domain"), t["a"], t["b"], t["test"]): _p(t["p_value"])
              for t in results.get("statistics", []) if "setting" in t}
     for run in runs:
         budget = run.get("budget", {})
@@ -343,6 +343,11 @@ def ensemble_table(results: dict) -> Table | None:
     return out if out.rows else None
 
 
+def _p(value: float | None) -> PValue | None:
+    """A p-value cell (`< 1e-4` / scientific notation, never `0.0000`)."""
+    return None if value is None else PValue(value)
+
+
 def statistics_table(results: dict) -> Table | None:
     """Paired tests between strategies and against the baseline."""
     tests = results.get("statistics", [])
@@ -350,11 +355,11 @@ def statistics_table(results: dict) -> Table | None:
         return None
     alpha = results["config"]["statistics"]["alpha"]
     out = Table("statistics", "Paired tests (McNemar on per-image correctness; Wilcoxon on per-image scores)",
-                ["Task", "A", "B", "Test", "On", "Statistic", "p", f"p < {alpha:g}"], digits=4)
+                ["Task", "A", "B", "Test", "On", "N", "Statistic", "p", f"p < {alpha:g}"], digits=4)
     for test in tests:
         p = test["p_value"]
         out.add(test["task"], STRATEGY_LABELS.get(test["a"], test["a"]), STRATEGY_LABELS.get(test["b"], test["b"]),
-                test["test"], test.get("on", ""), test["statistic"], p,
+                test["test"], test.get("on", ""), test.get("n"), test["statistic"], _p(p),
                 None if p is None or (isinstance(p, float) and math.isnan(p)) else bool(p < alpha))
     for key in results["config"].get("paper_tables", []):
         notes = PAPER_TABLES[key].notes
@@ -485,7 +490,9 @@ def summary_table(results: dict) -> Table:
         STRATEGY_LABELS.get(m, m) for m in _methods(results))])
     for task in results["config"]["tasks"]:
         metric = "iou" if task["kind"] == "segmentation" else "accuracy"
-        out.add(f"{task['name']} ({_label(metric)})",
+        n_test = (results.get("data", {}).get("tasks", {}).get(task["name"]) or {}).get("test")
+        size = "" if n_test is None else f", n={n_test}"  # small test sets read differently
+        out.add(f"{task['name']} ({_label(metric)}{size})",
                 *[(_measured(results, task["name"], m, metric) or (None, None))[0] for m in _methods(results)])
     for level in results.get("denoising", []):
         out.add(f"denoising {level['noise']} (PSNR dB)", *[level.get("psnr")] + [None] * (len(out.columns) - 2))
