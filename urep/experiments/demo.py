@@ -128,9 +128,15 @@ def _index(parts: dict[str, dict], profile: str, seconds: float) -> str:
                          f"labels' recommendation {rec['agreement']:.2f}.\n")
         energy = (results.get("explain") or {}).get("energy_by_class")
         if energy:
-            lines.append("Grad-CAM energy inside the lung mask: " + ", ".join(
-                f"{k} {v['mean']:.2f}" for k, v in energy.items() if v.get("mean") is not None) + ".\n")
+            lines.append("Grad-CAM energy inside the lung mask (untrained model / mask area for reference): "
+                         + ", ".join(f"{k} {v['mean']:.2f} ({_fmt(v.get('untrained'))} / "
+                                     f"{_fmt(v.get('mask_area'))}, n={v.get('n')})"
+                                     for k, v in energy.items() if v.get("mean") is not None) + ".\n")
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def demo_report_path(out_dir: str | os.PathLike) -> Path:

@@ -347,7 +347,9 @@ class UrepPipeline:
             from urep.experiments.figures import denoising_examples
 
             path = denoising_examples(clean[:k], examples_noisy, examples_denoised,
-                                      self.run_dir / "figures" / f"denoising_examples_{label}.png")
+                                      self.run_dir / "figures" / f"denoising_examples_{label}.png",
+                                      title=f"{label}: {k} test images, clean / noisy / denoised "
+                                            "(PSNR against the clean image)")
             self.figures.append(str(path.relative_to(self.run_dir)))
         return rows
 
@@ -585,13 +587,13 @@ class UrepPipeline:
             k = min(4, len(data.test))
             for method, outs in self.outputs.get(name, {}).items():
                 path = segmentation_overlays(data.test.images[:k], data.test.masks[:k], outs.folds[0][:k],
-                                             f"{name} ({method})",
+                                             f"{name} ({method}, fold 1, first {k} test images)",
                                              self.run_dir / "figures" / f"segmentation_{name}_{method}.png")
                 self.figures.append(str(path.relative_to(self.run_dir)))
 
     def run_explain(self) -> None:
         """Grad-CAM overlays on the explained classification head, and energy inside the task's masks."""
-        from urep.explain import energy_by_class, gradcam, save_overlay
+        from urep.explain import energy_by_class, gradcam
 
         config = self.config
         task_name = config.explain.task or next((t.name for t in config.tasks if t.kind == "classification"), None)
@@ -622,14 +624,45 @@ class UrepPipeline:
             explain["mask_task"] = config.explain.mask_task
             explain["energy_by_class"] = {k: {kk: vv for kk, vv in v.items() if kk != "values"}
                                           for k, v in energy.items()}
+            self._energy_references(explain["energy_by_class"], model, x, arrays, list(task.classes))
             explain["labels"] = "true"
         order = self._overlay_order(arrays.labels, config.explain.n_images)
+        from urep.experiments.figures import gradcam_figure
+        from urep.explain import energy_inside
+
         for i in order:
-            path = self.run_dir / "figures" / "gradcam" / f"{task_name}_{i:03d}_{task.classes[arrays.labels[i]]}.png"
-            save_overlay(path, arrays.images[i, ..., 0], heatmaps[i],
-                         arrays.masks[i, ..., 0] if with_masks else None)
+            label = task.classes[arrays.labels[i]]
+            path = self.run_dir / "figures" / "gradcam" / f"{task_name}_{i:03d}_{label}.png"
+            mask = arrays.masks[i, ..., 0] if with_masks else None
+            energy_text = "" if mask is None else f"; energy inside mask {energy_inside(heatmaps[i], mask):.2f}"
+            gradcam_figure(arrays.images[i, ..., 0], heatmaps[i], mask,
+                           f"Grad-CAM of {task_name} ({self.primary_strategy()}), test image {i}, "
+                           f"true class {label}{energy_text}", path)
             self.figures.append(str(path.relative_to(self.run_dir)))
         self.results["explain"] = explain
+
+    @staticmethod
+    def _energy_references(energy: dict, model, x: np.ndarray, arrays: TaskArrays, classes: list[str]) -> None:
+        """Add what the energy is judged against, per class: `mask_area` (the mask's share of the image, the
+        energy of a uniform map) and `untrained` (the energy of the same architecture freshly initialised)."""
+        import keras
+
+        from urep.explain import energy_by_class, gradcam
+
+        masks = arrays.masks[..., 0] > 0
+        for index, name in enumerate(classes):
+            if name in energy:
+                energy[name]["mask_area"] = float(masks[arrays.labels == index].mean())
+        try:
+            untrained = keras.models.clone_model(model)  # same layers, fresh random weights
+            reference = energy_by_class(gradcam(untrained, x, layer_name="encoder_out"), masks, arrays.labels,
+                                        classes)
+        except (ValueError, TypeError) as error:
+            logger.warning("Grad-CAM: no untrained-model reference (%s)", error)
+            return
+        for name, info in reference.items():
+            if name in energy:
+                energy[name]["untrained"] = info.get("mean")
 
     @staticmethod
     def _overlay_order(labels: np.ndarray, n: int) -> list[int]:

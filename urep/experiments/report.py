@@ -426,9 +426,13 @@ def explain_table(results: dict) -> Table | None:
     if not energy:
         return None
     out = Table("gradcam_energy", f"Grad-CAM energy inside the {explain.get('mask_task', 'mask')} mask "
-                f"({explain.get('task')})", ["Class", "Mean energy inside", "Images"])
+                f"({explain.get('task')})", ["Class", "Mean energy inside", "Untrained model", "Mask area",
+                                              "Images"])
     for name, info in energy.items():
-        out.add(name, info.get("mean"), info.get("n"))
+        out.add(name, info.get("mean"), info.get("untrained"), info.get("mask_area"), info.get("n"))
+    out.notes.append("Energy = share of the Grad-CAM map inside the mask. References: the same architecture "
+                     "freshly initialised (untrained), and the mask's share of the image (what a uniform map "
+                     "gets); a model attending to the mask scores above both.")
     return out
 
 
@@ -529,10 +533,14 @@ def _report_markdown(results: dict, tables: list[Table], run_dir: Path) -> str:
     lines.append("")
     for table in tables:
         lines.append(table.to_markdown())
-    figures = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "figures").glob("*.png")) \
+    figures = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "figures").rglob("*.png")) \
         if (run_dir / "figures").is_dir() else []
-    if figures:
-        lines += ["### Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
+    if figures:  # every figure, those in sub-folders (Grad-CAM) under their own heading
+        top = [f for f in figures if f.count("/") == 1]
+        lines += ["### Figures", ""] + [f"![{Path(f).stem}]({f})\n" for f in top]
+        for folder in sorted({Path(f).parent.as_posix() for f in figures} - {"figures"}):
+            lines += [f"#### {Path(folder).name}", ""] + [
+                f"![{Path(f).stem}]({f})\n" for f in figures if Path(f).parent.as_posix() == folder]
     return "\n".join(lines) + "\n"
 
 
