@@ -5,7 +5,7 @@ none is given): datasets are distributed with `strategy.experimental_distribute_
 run with `strategy.run`, and the loss of each replica is scaled by the *global* batch size so that the
 gradients all-reduced (summed) by the Keras optimizer are those of the mean loss over the whole batch.
 
-Facts this module relies on (STACK.md, checked with TF 2.21 / Keras 3.15):
+Facts this module relies on (checked with TF 2.21 / Keras 3.15):
 
 - a Keras 3 Adam or RMSprop optimizer built lazily inside a distributed step fails, so
   `build_optimizer` builds it inside `strategy.scope()` before the first step;
