@@ -80,6 +80,7 @@ def training_curves(results: dict, path: str | os.PathLike) -> Path | None:
     axes = fig.subplots(n, 1, squeeze=False)[:, 0]
     colours = {}
     for ax, (panel, items) in zip(axes, sorted(groups.items()), strict=True):
+        longest = 0
         for method, history in items:
             colour = colours.setdefault(method, f"C{len(colours) % 10}")
             for name, series in sorted(_curves(history).items()):
@@ -87,14 +88,20 @@ def training_curves(results: dict, path: str | os.PathLike) -> Path | None:
                 task = name.rsplit(" ", 1)[0] if " " in name else ""
                 label = f"{method}{' ' + task if task and task != panel else ''} {'val' if val else 'train'}"
                 ax.plot(range(1, len(series) + 1), series, "--" if val else "-", color=colour, label=label,
-                        marker="o" if len(series) < 3 else None, markersize=3)
+                        marker="o" if len(series) < 3 else None, markersize=4,
+                        markerfacecolor="none" if val else colour)
+                longest = max(longest, len(series))
         ax.set_title(panel, fontsize=9)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if longest <= 10:
+            ax.set_xticks(range(1, longest + 1))
+            ax.set_xlim(0.5, longest + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss (task's own)")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fold = f"fold 1 of {folds}" if folds > 1 else "single train/validation split"
-    fig.suptitle(f"{results['config']['name']}: training (solid) and validation (dashed) loss\n"
+    fig.suptitle(f"{results['config']['name']}: training (solid, filled) and validation (dashed, open) loss\n"
                  f"data: {_data_names(results)}; {fold}", fontsize=9)
     fig.tight_layout()
     return _save(fig, Path(path))
