@@ -143,7 +143,7 @@ def cost_chart(results: dict, path: str | os.PathLike) -> Path | None:
     handles, labels = ax_t.get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=7)
     ratios = []
-    for ax, key, scale in ((ax_t, "seconds", 60.0), (ax_p, "total_params", 1e6)):
+    for ax in (ax_t, ax_p):  # stacked bar totals: U-Rep at x=0, the baseline at x=1
         heights = [sum(p.get_height() for p in ax.patches if p.get_x() < 0.5),
                    sum(p.get_height() for p in ax.patches if p.get_x() >= 0.5)]
         ratios.append(heights[1] / heights[0] if heights[0] > 0 else float("nan"))

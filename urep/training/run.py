@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
