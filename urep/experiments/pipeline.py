@@ -581,13 +581,15 @@ class UrepPipeline:
         """Test images with the true and predicted masks, per segmentation task and method (fold 0)."""
         from urep.experiments.figures import segmentation_overlays
 
+        folds = self.config.cross_validation.folds
+        fold = f"fold 1 of {folds}" if folds > 1 else "single split"
         for name, data in self.task_data.items():
             if data.config.kind != "segmentation":
                 continue
             k = min(4, len(data.test))
             for method, outs in self.outputs.get(name, {}).items():
                 path = segmentation_overlays(data.test.images[:k], data.test.masks[:k], outs.folds[0][:k],
-                                             f"{name} ({method}, fold 1, first {k} test images)",
+                                             f"{name} ({method}, {fold}, first {k} test images)",
                                              self.run_dir / "figures" / f"segmentation_{name}_{method}.png")
                 self.figures.append(str(path.relative_to(self.run_dir)))
 
@@ -760,7 +762,7 @@ class UrepPipeline:
             plan += [(f"fine-tune ({strategy})", 1.0 * folds, lambda s=strategy: self.run_strategy(s))
                      for strategy in config.strategies]
             if config.baseline.enabled:
-                plan.append(("baselines", 1.5 * folds, self.run_baselines))
+                plan.append(("baselines", 3.0 * folds, self.run_baselines))  # a denoiser + whole models
             plan.append(("statistics", 0.1, self.run_statistics))
             if config.figures:
                 plan.append(("figures", 0.2, self.segmentation_figures))
