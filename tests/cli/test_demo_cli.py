@@ -49,6 +49,10 @@ def test_cxr_part_compares_three_strategies_and_the_baseline(demo_dir):
     tests = {(s["a"], s["b"], s["test"]) for s in results["statistics"]}
     assert ("independent", "joint", "mcnemar") in tests and ("independent", "baseline", "wilcoxon") in tests
     assert set(results["explain"]["energy_by_class"]) <= {"normal", "abnormal"}
+    for energy in results["explain"]["energy_by_class"].values():  # with its references
+        assert 0.0 < energy["mask_area"] < 1.0 and 0.0 <= energy["untrained"] <= 1.0
+    report = (demo_dir / "cxr" / "report.md").read_text()
+    assert "figures/gradcam/" in report and "Untrained model" in report
     assert results["environment"]["python"] and results["seed"] == 0
     table3 = (demo_dir / "cxr" / "tables" / "journal_table3.md").read_text()
     assert "Acc (paper)" in table3 and "| 0.990 |" in table3
