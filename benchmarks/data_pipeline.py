@@ -2,7 +2,7 @@
 
 Measures images per second of
 - decode + resize + normalize (`urep.data.pipeline.load_arrays` + `MeanNormalizer`), first pass (no cache)
-  and cached (the on-disk array cache hit), from PNG (phantoms and `../shared/data` when present) and from
+  and cached (the on-disk array cache hit), from PNG (phantoms and the real subsets under `$UREP_TEST_DATA` when set) and from
   DICOM (copies of pydicom-data's real 1955x1841 15-bit MONOCHROME1 radiograph `RG1_UNCR.dcm`);
 - the streaming route (`file_dataset`) on its first epoch and from its `tf.data` cache;
 - the cached in-memory `tf.data` pipeline as training consumes it: `make_dataset` with denoising pairs
@@ -33,7 +33,7 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("UREP_TEST_DATA", "/nonexistent"))  # real subsets, when set
 SHARED_CXR_FOLDERS = ("shenzhen", "montgomery", "jsrt", "kermany_pediatric")
 BATCH = 16
 
@@ -64,7 +64,7 @@ def _phantom_table(work: Path, n: int) -> pd.DataFrame:
 
 def _shared_table(n: int) -> pd.DataFrame | None:
     if not SHARED_DATA.is_dir():
-        logger.info("skipping ../shared/data: not found at %s", SHARED_DATA)
+        logger.info("skipping the real subsets: UREP_TEST_DATA not set or not a folder (%s)", SHARED_DATA)
         return None
     from urep.data import datasets
 

@@ -9,13 +9,20 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-#: Real small image subsets, outside the repository: `<repo>/../shared/data` (see its README).
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: Environment variable naming a folder of small real-image subsets, one sub-folder per public dataset in
+#: its published layout (shenzhen/, montgomery/, jsrt/, kermany_pediatric/, doppler_tte47/; see README.md).
+TEST_DATA_ENV = "UREP_TEST_DATA"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Path of `../shared/data`; skips the test when the folder is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real test data not found at {SHARED_DATA} (see the project's shared/data README)")
-    return SHARED_DATA
+    """The real-data folder named by `$UREP_TEST_DATA`; skips the test when it is unset or not a folder."""
+    value = os.environ.get(TEST_DATA_ENV)
+    if not value:
+        pytest.skip(f"real-image test: set {TEST_DATA_ENV} to a folder holding the public datasets' subsets in "
+                    "their published layout (shenzhen/, montgomery/, jsrt/, kermany_pediatric/, doppler_tte47/; "
+                    "see README.md)")
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        pytest.skip(f"{TEST_DATA_ENV}={value} is not a folder")
+    return folder

@@ -55,7 +55,7 @@ import scipy.stats
 logger = logging.getLogger(__name__)
 
 #: Largest normalized Fréchet distance (`normalized_frechet_distance`) still called related. Measured on the
-#: real subsets in `../shared/data` at 64x64 with a Shenzhen source (150 images) against Montgomery (40),
+#: small real public subsets at 64x64 with a Shenzhen source (150 images) against Montgomery (40),
 #: JSRT (150), Kermany pediatric (150) and the 8 real Doppler frames: other CXR collections score 1.1-1.6 with
 #: 8x8 thumbnails, 1.8-2.3 with an untrained `cdae` encoder and 2.4-2.8 with an untrained `dilated_cnn`
 #: encoder; the Doppler frames 15.7, 37 and 71. Phantoms (64x64): a second CXR phantom set 0.26, Doppler

@@ -1,4 +1,4 @@
-"""Hyperparameter search with Keras Tuner (the papers used Talos; SPEC section 5).
+"""Hyperparameter search with Keras Tuner (the papers used Talos; UMS-Rep journal, Sections 4.1.1 and 4.2.1).
 
 Hypermodels (`keras_tuner.HyperModel` subclasses) whose `build(hp)` calls the urep model builders and whose
 `fit(hp, model, ...)` trains with urep's own loop (`urep.training.train_model`), so the batch size, the
@@ -107,9 +107,9 @@ __all__ = [
 #: Tuner names accepted by `make_tuner`.
 TUNERS = ("grid", "random", "bayesian", "hyperband")
 
-#: U-Rep 1 / CDAE (journal section 4.1.1; SPEC section 5): Talos chose kernel 3 and RMSprop.
+#: U-Rep 1 / CDAE (journal section 4.1.1): Talos chose kernel 3 and RMSprop.
 PAPER_CDAE_SPACE: dict[str, Any] = {"kernel_size": [3, 5, 7], "optimizer": ["sgd", "adam", "rmsprop"]}
-#: U-Rep 2 / dilated CNN (journal section 4.2.1; SPEC section 5): Talos chose 3, 2, 0.5, Adam, 16.
+#: U-Rep 2 / dilated CNN (journal section 4.2.1): Talos chose 3, 2, 0.5, Adam, 16.
 PAPER_DILATED_CNN_SPACE: dict[str, Any] = {
     "kernel_size": [3, 5, 7],
     "dilation_rate": [2, 3],

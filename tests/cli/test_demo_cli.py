@@ -53,6 +53,10 @@ def test_cxr_part_compares_three_strategies_and_the_baseline(demo_dir):
     assert set(energy) <= {"normal", "abnormal"}
     assert sum(entry["n"] for entry in energy.values()) == results["explain"]["n"] > 0
     assert all(0.0 <= entry["mean"] <= 1.0 for entry in energy.values() if entry["n"])
+    for entry in energy.values():  # with its references
+        assert 0.0 < entry["mask_area"] < 1.0 and 0.0 <= entry["untrained"] <= 1.0
+    report = (demo_dir / "cxr" / "report.md").read_text()
+    assert "figures/gradcam/" in report and "Untrained model" in report
     assert results["environment"]["python"] and results["seed"] == 0
     table3 = (demo_dir / "cxr" / "tables" / "journal_table3.md").read_text()
     assert "Acc (paper)" in table3 and "| 0.990 |" in table3
@@ -79,8 +83,15 @@ def test_report_rebuilds_identical_tables(demo_dir, tmp_path):
 
 
 def test_demo_refuses_to_overwrite(demo_dir):
-    with pytest.raises(SystemExit, match="already exists and is not empty"):
+    with pytest.raises(SystemExit, match="already exists and is not empty") as raised:
         main(["demo", "--size", "tiny", "--out", str(demo_dir)])
+    assert "--overwrite" in str(raised.value) and "--resume" not in str(raised.value)  # demo has no --resume
+
+
+def test_log_txt_holds_the_per_epoch_lines_and_the_stage_lines(demo_dir):
+    log = (demo_dir / "cxr" / "log.txt").read_text()
+    assert "source epoch 1/1" in log
+    assert "demo_cxr_urep1: stage 1 of 11 done: load data" in log and "stage 11 of 11 done: save models" in log
 
 
 @pytest.mark.parametrize(("profile", "override", "expected"), [

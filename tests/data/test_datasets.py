@@ -528,7 +528,7 @@ def test_doppler_envelope_size_mismatch(doppler_root):
         D.doppler(doppler_root, "doppler.csv")
 
 
-# --- real data (../shared/data) ----------------------------------------------------------------------------
+# --- real data ($UREP_TEST_DATA) ----------------------------------------------------------------------------
 
 
 def test_real_montgomery_and_shenzhen(shared_data):

@@ -1,4 +1,4 @@
-"""Paper numbers as data: spot checks against SPEC section 6 and the lookup helpers."""
+"""Paper numbers as data: spot checks against the papers' tables and the lookup helpers."""
 
 from __future__ import annotations
 

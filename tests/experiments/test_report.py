@@ -106,7 +106,7 @@ def test_preprint_tables_map_urep_and_traditional():
 def test_summary_table_lists_main_metric_per_method():
     summary = summary_table(synthetic_results())
     assert summary.columns == ["Task", "Independent", "Alternating", "Joint", "Baseline"]
-    assert summary.rows[0][0] == "lung_segmentation (IoU)"
+    assert summary.rows[0][0] == "lung_segmentation (IoU, n=48)"  # the test set's size beside its score
     assert summary.rows[0][1] == pytest.approx(0.4)
     assert summary.rows[-1][0] == "denoising gaussian 0.03 (PSNR dB; noisy input 25.00)"
     assert summary.rows[-1][1] == 30.0
@@ -126,3 +126,20 @@ def test_denoising_table_has_the_noisy_input_and_the_classical_references():
                                                "Gaussian blur (sigma 0.7)"]
     assert [row[2] for row in table2.rows] == [30.0, 25.0, 31.0, 28.0]
     assert [row[-1] for row in table2.rows] == [5.0, None, 6.0, 3.0]
+
+
+def test_p_values_never_print_as_zero():
+    results = synthetic_results()
+    results["statistics"][0]["p_value"] = 3e-7
+    table = _table(build_tables(results), "statistics")
+    assert table.columns[5] == "N" and table.rows[0][5] == 24
+    markdown, csv = table.to_markdown(), table.to_csv()
+    assert "< 1e-4" in markdown and "0.0000" not in markdown
+    assert "3e-07" in csv  # the CSV keeps the number
+
+
+def test_format_p():
+    from urep.experiments.tables import format_p
+
+    assert [format_p(p) for p in (0.0, 5e-5, 4.2e-4, 0.0312, float("nan"))] == [
+        "< 1e-4", "< 1e-4", "4.2e-04", "0.031", "-"]

@@ -15,11 +15,15 @@ import importlib
 import logging
 import sys
 
+from urep.logs import configure_console, import_tensorflow_quietly, quiet_tensorflow
+
 # Module names under urep.cli, in the order they appear in `urep --help`.
 COMMANDS = (
     "demo", "run", "report", "compare", "data", "models", "tune", "bench", "explain", "recommend",
     "relatedness",
 )
+#: Commands that load TensorFlow: it is imported once, quietly, before they run (unless -v).
+TENSORFLOW_COMMANDS = frozenset({"demo", "run", "tune", "bench", "explain", "recommend", "relatedness"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="urep",
         description="Unified modality-specific representation learning (U-Rep) for medical images.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging: per-epoch lines and TensorFlow's own messages on the console")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a user error too")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -39,11 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    quiet_tensorflow(args.verbose)  # before any sub-command imports TensorFlow
+    if not logging.getLogger().handlers:
+        configure_console(args.verbose)
+    if not args.verbose and args.command in TENSORFLOW_COMMANDS:
+        import_tensorflow_quietly()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -10,8 +10,9 @@ def register(subparsers) -> None:
         "demo", help="run the CXR U-Rep 1 and Doppler U-Rep 2 pipelines on generated phantoms",
         description="Generate phantoms, train the shared representations, fine-tune the heads with the "
                     "independent/alternating/joint strategies and the baseline, test, explain (Grad-CAM), "
-                    "recommend (Doppler) and write the report. --quick takes under 3 minutes on a 2-core CPU, "
-                    "the full demo under 15.")
+                    "recommend (Doppler) and write the report. Two parts run one after the other: CXR U-Rep 1, "
+                    "then Doppler U-Rep 2. Times on a 2-core CPU are in docs/benchmarks.md (quick: a few "
+                    "minutes; full: about 10-15 minutes).")
     parser.add_argument("--out", default="urep_demo", metavar="DIR", help="output folder (default urep_demo)")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="the quick profile (48x48 CXR / 32x32 Doppler phantoms, 25 epochs, no CV)")
@@ -33,8 +34,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         demo = run_demo(args.out, profile=profile, overwrite=args.overwrite, seed=args.seed,
                         jit_compile=None if args.xla is None else args.xla == "on")
-    except RunDirExistsError as err:
-        raise SystemExit(f"urep demo: {err}") from err
+    except RunDirExistsError as err:  # the demo cannot resume: say what it does accept
+        raise SystemExit(f"urep demo: {args.out} already exists and is not empty; pass --overwrite to replace "
+                         "it or --out DIR to write elsewhere") from err
     for results in demo["parts"].values():
         print(summary_table(results).to_markdown())
         rec = results.get("recommendation")

@@ -300,7 +300,7 @@ def folder(
     check_files: bool = True,
     on_error: str = "raise",
 ) -> pd.DataFrame:
-    """The flat layout of `../shared/data` and of the phantoms: `images/`, `masks/`, `manifest.csv`.
+    """The flat layout of the project's real-image subsets and of the phantoms: `images/`, `masks/`, `manifest.csv`.
 
     Manifest columns: `file` (name inside `images/`) and `label` are required. Optional: `patient` (else
     `patient_from(file)`, by default the file's stem: one patient per image), `mask` (name(s) inside `masks/`,
@@ -391,7 +391,7 @@ def montgomery(
     `L` is 0 (normal) or 1 (abnormal, TB). The mask is the union of the left and right lung files, stored as
     `"left;right"`; an image with only one of the two is a problem. Each image is one patient
     (`MCUCXR_####`). `root` may be `MontgomerySet/` or its parent. The flat layout (`images/`, `masks/`,
-    `manifest.csv` with `file,label`, as in `../shared/data/montgomery`) is read with `folder` and the same
+    `manifest.csv` with `file,label`, as in the Montgomery subset) is read with `folder` and the same
     label set.
 
     Args:
@@ -546,7 +546,7 @@ def pediatric_pneumonia(
     a PNEUMONIA file named otherwise is a problem) and `binary_label` `normal`/`pneumonia`; the official
     part is in `split`. Patient ids come from the file names (`kermany_patient`). `root` may be `chest_xray/`
     or any parent of it (the Kaggle archive nests `chest_xray/chest_xray/`). The flat layout of
-    `../shared/data/kermany_pediatric` (`images/` + `manifest.csv` with `file,label,...`) is read with
+    the Kermany subset (`images/` + `manifest.csv` with `file,label,...`) is read with
     `folder`, patients from the file names.
 
     Args:
@@ -657,7 +657,7 @@ def jsrt(
     picks `"img"` or `"png"`. Masks come from the SCR database under `masks_root` (`fold*/masks/left lung/`
     and `right lung/`, GIF or PNG) and are stored as `"left;right"`; SCR masks are 1024x1024, half the raw
     size, which the size check accepts (same aspect ratio, whole factor). Each image is one patient. Extra
-    column `fold` (SCR fold) when known. The flat layout of `../shared/data/jsrt` (`images/`, `masks/`,
+    column `fold` (SCR fold) when known. The flat layout of the JSRT subset (`images/`, `masks/`,
     `manifest.csv` with `file,label,split`) is read with `folder`.
 
     Args:
@@ -826,7 +826,7 @@ def doppler(
     - `patient`: patient id.
 
     Every other CSV column is passed through. A CSV in the flat layout (`file,label`, images in `images/`,
-    masks in `masks/`, as `../shared/data/doppler_tte47`) is accepted too: `file` and `label` stand for
+    masks in `masks/`, as the Doppler subset `doppler_tte47`) is accepted too: `file` and `label` stand for
     `image` and `flow`, and `patient` defaults to the file stem.
 
     Args:

@@ -1,6 +1,6 @@
 """Patient-level splits: train/val/test fractions and k-fold cross-validation.
 
-No patient ever appears in two parts. The defaults are the papers' protocol (SPEC section 2): 70/20/10
+No patient ever appears in two parts. The defaults are the papers' protocol (UMS-Rep journal, Section 3.1): 70/20/10
 train/val/test and 10-fold cross-validation for the heads. Stratification is by label "where possible":
 
 - `patient_split` splits the table of patients (one row per patient, labelled with the patient's most

@@ -4,7 +4,7 @@ A config names its data sources (a dataset adapter and a folder relative to `--d
 generator), the source representation, the task heads, the fine-tuning strategies, the baseline, the
 cross-validation, the statistics and the paper tables the report puts beside the measured numbers.
 
-Defaults are the papers' values (journal = UMS-Rep journal, preprint = U-Rep preprint; see SPEC sections 2-5):
+Defaults are the papers' values (journal = UMS-Rep journal, preprint = U-Rep preprint; journal Sections 3-4):
 256x256 single-channel inputs (journal section 3.1), batch 16 and an initial learning rate of 1e-3 reduced on
 plateau with early stopping (journal section 3.3.1, preprint Tables 1 and 3), RMSprop for the CDAE and CXR
 segmentation head, SGD for classification heads, Adam for the Doppler representation and its segmentation

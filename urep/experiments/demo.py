@@ -100,8 +100,11 @@ def run_demo(out_dir: str | os.PathLike = "urep_demo", profile: str = "quick", o
     root = prepare_run_dir(out_dir, overwrite=overwrite)
     started = time.perf_counter()
     parts = {}
-    for key, config in zip(("cxr", "doppler"), demo_configs(profile, seed, jit_compile), strict=True):
-        logger.info("demo (%s): %s", profile, config.name)
+    configs = demo_configs(profile, seed, jit_compile)
+    logger.info("urep demo (%s): 2 parts follow, one after the other: 1. CXR U-Rep 1 (%s), 2. Doppler U-Rep 2 "
+                "(%s); output in %s", profile, configs[0].name, configs[1].name, root)
+    for number, (key, config) in enumerate(zip(("cxr", "doppler"), configs, strict=True), start=1):
+        logger.info("demo (%s) part %d of 2: %s", profile, number, config.name)
         parts[key] = run_experiment(config, root / key)
     seconds = time.perf_counter() - started
     summary = {"profile": profile, "seconds": seconds, "parts": list(parts)}
@@ -125,9 +128,15 @@ def _index(parts: dict[str, dict], profile: str, seconds: float) -> str:
                          f"labels' recommendation {rec['agreement']:.2f}.\n")
         energy = (results.get("explain") or {}).get("energy_by_class")
         if energy:
-            lines.append("Grad-CAM energy inside the lung mask: " + ", ".join(
-                f"{k} {v['mean']:.2f}" for k, v in energy.items() if v.get("mean") is not None) + ".\n")
+            lines.append("Grad-CAM energy inside the lung mask (untrained model / mask area for reference): "
+                         + ", ".join(f"{k} {v['mean']:.2f} ({_fmt(v.get('untrained'))} / "
+                                     f"{_fmt(v.get('mask_area'))}, n={v.get('n')})"
+                                     for k, v in energy.items() if v.get("mean") is not None) + ".\n")
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def demo_report_path(out_dir: str | os.PathLike) -> Path:

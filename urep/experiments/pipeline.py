@@ -141,7 +141,7 @@ class UrepPipeline:
             reduce_lr_factor=settings.reduce_lr_factor, reduce_lr_patience=settings.reduce_lr_patience,
             early_stopping_patience=settings.early_stopping_patience,
             max_steps_per_epoch=settings.max_steps_per_epoch, jit_compile=settings.jit_compile,
-            taskwise_stopping=settings.taskwise_stopping, seed=self.config.seed, deterministic=self.config.deterministic, progress_bar=False,
+            taskwise_stopping=settings.taskwise_stopping, seed=self.config.seed, deterministic=self.config.deterministic, progress_bar=None,
             mixed_precision=self.config.mixed_precision)
 
     def _norm(self, images: np.ndarray) -> np.ndarray:
@@ -359,7 +359,9 @@ class UrepPipeline:
             from urep.experiments.figures import denoising_examples
 
             path = denoising_examples(clean[:k], examples_noisy, examples_denoised,
-                                      self.run_dir / "figures" / f"denoising_examples_{label}.png")
+                                      self.run_dir / "figures" / f"denoising_examples_{label}.png",
+                                      title=f"{label}: {k} test images, clean / noisy / denoised "
+                                            "(PSNR against the clean image)")
             self.figures.append(str(path.relative_to(self.run_dir)))
         return rows
 
@@ -626,19 +628,21 @@ class UrepPipeline:
         """Test images with the true and predicted masks, per segmentation task and method (fold 0)."""
         from urep.experiments.figures import segmentation_overlays
 
+        folds = self.config.cross_validation.folds
+        fold = f"fold 1 of {folds}" if folds > 1 else "single split"
         for name, data in self.task_data.items():
             if data.config.kind != "segmentation":
                 continue
             k = min(4, len(data.test))
             for method, outs in self.outputs.get(name, {}).items():
                 path = segmentation_overlays(data.test.images[:k], data.test.masks[:k], outs.folds[0][:k],
-                                             f"{name} ({method})",
+                                             f"{name} ({method}, {fold}, first {k} test images)",
                                              self.run_dir / "figures" / f"segmentation_{name}_{method}.png")
                 self.figures.append(str(path.relative_to(self.run_dir)))
 
     def run_explain(self) -> None:
         """Grad-CAM overlays on the explained classification head, and energy inside the task's masks."""
-        from urep.explain import energy_by_class, gradcam, save_overlay
+        from urep.explain import energy_by_class, gradcam
 
         config = self.config
         task_name = config.explain.task or next((t.name for t in config.tasks if t.kind == "classification"), None)
@@ -669,14 +673,45 @@ class UrepPipeline:
             explain["mask_task"] = config.explain.mask_task
             explain["energy_by_class"] = {k: {kk: vv for kk, vv in v.items() if kk != "values"}
                                           for k, v in energy.items()}
+            self._energy_references(explain["energy_by_class"], model, x, arrays, list(task.classes))
             explain["labels"] = "true"
         order = self._overlay_order(arrays.labels, config.explain.n_images)
+        from urep.experiments.figures import gradcam_figure
+        from urep.explain import energy_inside
+
         for i in order:
-            path = self.run_dir / "figures" / "gradcam" / f"{task_name}_{i:03d}_{task.classes[arrays.labels[i]]}.png"
-            save_overlay(path, arrays.images[i, ..., 0], heatmaps[i],
-                         arrays.masks[i, ..., 0] if with_masks else None)
+            label = task.classes[arrays.labels[i]]
+            path = self.run_dir / "figures" / "gradcam" / f"{task_name}_{i:03d}_{label}.png"
+            mask = arrays.masks[i, ..., 0] if with_masks else None
+            energy_text = "" if mask is None else f"; energy inside mask {energy_inside(heatmaps[i], mask):.2f}"
+            gradcam_figure(arrays.images[i, ..., 0], heatmaps[i], mask,
+                           f"Grad-CAM of {task_name} ({self.primary_strategy()}), test image {i}, "
+                           f"true class {label}{energy_text}", path)
             self.figures.append(str(path.relative_to(self.run_dir)))
         self.results["explain"] = explain
+
+    @staticmethod
+    def _energy_references(energy: dict, model, x: np.ndarray, arrays: TaskArrays, classes: list[str]) -> None:
+        """Add what the energy is judged against, per class: `mask_area` (the mask's share of the image, the
+        energy of a uniform map) and `untrained` (the energy of the same architecture freshly initialised)."""
+        import keras
+
+        from urep.explain import energy_by_class, gradcam
+
+        masks = arrays.masks[..., 0] > 0
+        for index, name in enumerate(classes):
+            if name in energy:
+                energy[name]["mask_area"] = float(masks[arrays.labels == index].mean())
+        try:
+            untrained = keras.models.clone_model(model)  # same layers, fresh random weights
+            reference = energy_by_class(gradcam(untrained, x, layer_name="encoder_out"), masks, arrays.labels,
+                                        classes)
+        except (ValueError, TypeError) as error:
+            logger.warning("Grad-CAM: no untrained-model reference (%s)", error)
+            return
+        for name, info in reference.items():
+            if name in energy:
+                energy[name]["untrained"] = info.get("mean")
 
     @staticmethod
     def _overlay_order(labels: np.ndarray, n: int) -> list[int]:
@@ -763,24 +798,31 @@ class UrepPipeline:
     # -- whole pipeline ------------------------------------------------------------------------------------
     def run(self) -> dict:
         """Every stage in order; returns the results (without environment and timing, added by the runner)."""
-        self.load_data()
-        self.train_source()
-        if self.config.tasks:
-            for strategy in self.config.strategies:
-                logger.info("fine-tuning the heads with the %s strategy", strategy)
-                self.run_strategy(strategy)
-            if self.config.baseline.enabled:
-                logger.info("training the baselines")
-                self.run_baselines()
-            if self.config.references.enabled:
-                self.run_references()
-            self.run_statistics()
-            if self.config.figures:
-                self.segmentation_figures()
-            self.run_explain()
-            recommendation = self.run_recommendation()
-            self.save_models(recommendation)
+        from urep.progress import Stages
+
+        config, outcome = self.config, {}
+        # (stage, relative expected cost for the ETA, what it runs)
+        plan: list[tuple[str, float, Any]] = [("load data", 0.2, self.load_data),
+                                              ("train source", 2.0, self.train_source)]
+        if config.tasks:
+            folds = max(config.cross_validation.folds, 1)
+            plan += [(f"fine-tune ({strategy})", 1.0 * folds, lambda s=strategy: self.run_strategy(s))
+                     for strategy in config.strategies]
+            if config.baseline.enabled:
+                plan.append(("baselines", 3.0 * folds, self.run_baselines))  # whole models per task
+            if config.references.enabled:
+                plan.append(("references", 1.0 * folds, self.run_references))
+            plan.append(("statistics", 0.1, self.run_statistics))
+            if config.figures:
+                plan.append(("figures", 0.2, self.segmentation_figures))
+            plan += [("explain (Grad-CAM)", 0.3, self.run_explain),
+                     ("recommendation", 0.1, lambda: outcome.update(recommendation=self.run_recommendation())),
+                     ("save models", 0.2, lambda: self.save_models(outcome.get("recommendation")))]
         else:
-            self.save_models(None)
+            plan.append(("save models", 0.2, lambda: self.save_models(None)))
+        stages = Stages([name for name, _, _ in plan], config.name, [weight for _, weight, _ in plan])
+        for name, _, step in plan:
+            with stages.stage(name):
+                step()
         self.results["figures"] = sorted(self.figures)
         return self.results

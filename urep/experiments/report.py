@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from urep.experiments.paper_numbers import PAPER_TABLES, STRATEGY_LABELS, TASK_LABELS, PaperTable, paper_value
-from urep.experiments.tables import Table
+from urep.experiments.tables import PValue, Table
 from urep.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -329,7 +329,7 @@ def label_budget_table(results: dict) -> Table | None:
     out = Table("label_budgets", "MultiMix and U-Rep per label budget (same splits; in-domain and cross-domain)",
                 ["Budget", "Model", "Domain", "Acc", *[f"F1 {c}" for c in classes], "Dice", "Avg HD", "SSIM",
                  "N cls", "N seg", f"McNemar p vs {reference}", f"Wilcoxon p vs {reference}"])
-    tests = {(t.get("setting"), t.get("domain"), t["a"], t["b"], t["test"]): t["p_value"]
+    tests = {(t.get("setting"), t.get("domain"), t["a"], t["b"], t["test"]): _p(t["p_value"])
              for t in results.get("statistics", []) if "setting" in t}
     for run in runs + results.get("multimix", {}).get("references", []):
         budget = run.get("budget", {})
@@ -376,6 +376,11 @@ def ensemble_table(results: dict) -> Table | None:
     return out if out.rows else None
 
 
+def _p(value: float | None) -> PValue | None:
+    """A p-value cell (`< 1e-4` / scientific notation, never `0.0000`)."""
+    return None if value is None else PValue(value)
+
+
 def statistics_table(results: dict) -> Table | None:
     """Paired tests between strategies and against the baseline."""
     tests = results.get("statistics", [])
@@ -383,11 +388,11 @@ def statistics_table(results: dict) -> Table | None:
         return None
     alpha = results["config"]["statistics"]["alpha"]
     out = Table("statistics", "Paired tests (McNemar on per-image correctness; Wilcoxon on per-image scores)",
-                ["Task", "A", "B", "Test", "On", "Statistic", "p", f"p < {alpha:g}"], digits=4)
+                ["Task", "A", "B", "Test", "On", "N", "Statistic", "p", f"p < {alpha:g}"], digits=4)
     for test in tests:
         p = test["p_value"]
         out.add(test["task"], STRATEGY_LABELS.get(test["a"], test["a"]), STRATEGY_LABELS.get(test["b"], test["b"]),
-                test["test"], test.get("on", ""), test["statistic"], p,
+                test["test"], test.get("on", ""), test.get("n"), test["statistic"], _p(p),
                 None if p is None or (isinstance(p, float) and math.isnan(p)) else bool(p < alpha))
     for key in results["config"].get("paper_tables", []):
         notes = PAPER_TABLES[key].notes
@@ -454,9 +459,13 @@ def explain_table(results: dict) -> Table | None:
     if not energy:
         return None
     out = Table("gradcam_energy", f"Grad-CAM energy inside the {explain.get('mask_task', 'mask')} mask "
-                f"({explain.get('task')})", ["Class", "Mean energy inside", "Images"])
+                f"({explain.get('task')})", ["Class", "Mean energy inside", "Untrained model", "Mask area",
+                                              "Images"])
     for name, info in energy.items():
-        out.add(name, info.get("mean"), info.get("n"))
+        out.add(name, info.get("mean"), info.get("untrained"), info.get("mask_area"), info.get("n"))
+    out.notes.append("Energy = share of the Grad-CAM map inside the mask. References: the same architecture "
+                     "freshly initialised (untrained), and the mask's share of the image (what a uniform map "
+                     "gets); a model attending to the mask scores above both.")
     return out
 
 
@@ -608,7 +617,9 @@ def summary_table(results: dict) -> Table:
         STRATEGY_LABELS.get(m, m) for m in _methods(results))])
     for task in results["config"]["tasks"]:
         metric = "iou" if task["kind"] == "segmentation" else "accuracy"
-        out.add(f"{task['name']} ({_label(metric)})",
+        n_test = (results.get("data", {}).get("tasks", {}).get(task["name"]) or {}).get("test")
+        size = "" if n_test is None else f", n={n_test}"  # small test sets read differently
+        out.add(f"{task['name']} ({_label(metric)}{size})",
                 *[(_measured(results, task["name"], m, metric) or (None, None))[0] for m in _methods(results)])
     for level in results.get("denoising", []):
         noisy = level.get("noisy_psnr")
@@ -647,10 +658,14 @@ def _report_markdown(results: dict, tables: list[Table], run_dir: Path) -> str:
     lines.append("")
     for table in tables:
         lines.append(table.to_markdown())
-    figures = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "figures").glob("*.png")) \
+    figures = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "figures").rglob("*.png")) \
         if (run_dir / "figures").is_dir() else []
-    if figures:
-        lines += ["### Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
+    if figures:  # every figure, those in sub-folders (Grad-CAM) under their own heading
+        top = [f for f in figures if f.count("/") == 1]
+        lines += ["### Figures", ""] + [f"![{Path(f).stem}]({f})\n" for f in top]
+        for folder in sorted({Path(f).parent.as_posix() for f in figures} - {"figures"}):
+            lines += [f"#### {Path(folder).name}", ""] + [
+                f"![{Path(f).stem}]({f})\n" for f in figures if Path(f).parent.as_posix() == folder]
     return "\n".join(lines) + "\n"
 
 

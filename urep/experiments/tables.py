@@ -8,7 +8,22 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Table", "format_cell"]
+__all__ = ["PValue", "Table", "format_cell", "format_p"]
+
+
+class PValue(float):
+    """A p-value: written `< 1e-4` or in scientific notation when small, never `0.0000`."""
+
+
+def format_p(value: float) -> str:
+    """`< 1e-4` below 1e-4, `3.2e-04` below 1e-3, else three decimals; `-` for NaN."""
+    if math.isnan(value):
+        return "-"
+    if value < 1e-4:
+        return "< 1e-4"
+    if value < 1e-3:
+        return f"{value:.1e}"
+    return f"{value:.3f}"
 
 
 def format_cell(value: Any, digits: int = 3) -> str:
@@ -25,6 +40,8 @@ def format_cell(value: Any, digits: int = 3) -> str:
         return f"{format_cell(mean, digits)} ± {format_cell(std, digits)}"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, PValue):
+        return format_p(value)
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
@@ -45,6 +62,8 @@ def _csv_cell(value: Any) -> Any:
         return _csv_cell(value[0])
     if isinstance(value, float) and math.isnan(value):
         return ""
+    if isinstance(value, PValue):
+        return repr(float(value))  # full precision: a p of 3e-7 is not 0
     if isinstance(value, float):
         return repr(round(value, 6))
     return value

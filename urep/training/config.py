@@ -3,9 +3,9 @@
 Where the papers give a value, the field's docstring says where it comes from:
 
 - Learning rate 1e-3, reduced when the loss plateaus, early stopping, batch 16: the CDAE (UMS-Rep journal,
-  Section 3.1 "U-Rep 1"; SPEC section 3), with RMSprop for the CDAE and Adam for the Doppler CNN (journal
-  Section 4.2, Talos search; SPEC section 5), 64 epochs for the Doppler CNN (journal Section 4.2).
-- Classification heads on U-Rep 2 use SGD, the segmentation head Adam (SPEC section 3).
+  Section 3.1 "U-Rep 1"; journal Section 3.2), with RMSprop for the CDAE and Adam for the Doppler CNN (journal
+  Section 4.2, Talos search), 64 epochs for the Doppler CNN (journal Section 4.2).
+- Classification heads on U-Rep 2 use SGD, the segmentation head Adam (UMS-Rep journal, Section 3.2).
 
 The papers are silent on the plateau factor and patience, the early-stopping patience, `min_delta` and the
 epoch budget of the CDAE; the defaults chosen here are documented on each field and are all parameters.
@@ -41,8 +41,8 @@ class OptimizerConfig:
     """One optimizer: which, its learning rate and its few knobs.
 
     Attributes:
-        name: "adam" (Doppler CNN, segmentation heads; SPEC section 3), "rmsprop" (CDAE; journal Section 3.1)
-            or "sgd" (classification heads on U-Rep 2; SPEC section 3).
+        name: "adam" (Doppler CNN, segmentation heads; journal Section 3.2), "rmsprop" (CDAE; journal Section 3.1)
+            or "sgd" (classification heads on U-Rep 2; journal Section 3.2).
         learning_rate: initial learning rate; 1e-3 in the papers (journal Section 3.1).
         momentum: SGD and RMSprop momentum (papers silent; Keras default 0).
         rho: RMSprop decay (Keras default 0.9).
@@ -127,7 +127,7 @@ class TrainConfig:
         monitor: "val_loss" (papers), "loss", or "val_<metric name>" of a task's metric.
         monitor_mode: "min", "max" or "auto" (max for accuracy/AUC/Dice/IoU/F-score/PSNR/SSIM-like names).
         restore_best_weights: at the end, put back the weights of the best epoch (Keras' EarlyStopping option).
-        jit_compile: compile the step functions with XLA (on CPU XLA gave 1.7x for the CDAE, STACK.md).
+        jit_compile: compile the step functions with XLA (on CPU XLA gave 1.7x for the CDAE; docs/benchmarks.md).
             Ignored, with a log line, under a distribution strategy with several replicas, where XLA cannot
             reach variables on another logical device.
         mixed_precision: None, "mixed_float16" (loss scaling added) or "mixed_bfloat16". The policy must be
@@ -138,7 +138,7 @@ class TrainConfig:
         max_val_steps: cap on the validation steps, None = the whole validation set.
         checkpoint_every_epoch: write a resumable checkpoint at the end of every epoch (when a run is given).
         tensorboard: write TensorBoard scalars per task (when a run is given).
-        progress_bar: show a progress bar per epoch: None = only when stderr is a terminal.
+        progress_bar: show one Keras `Progbar` per training phase: None = only when stdout is a terminal.
         check_finite: stop with `NonFiniteInputError` when a training batch holds NaN/inf values, and with
             `NonFiniteLossError` as soon as a step's loss is NaN or infinite.
         taskwise_stopping: task-wise early stopping (Zhang et al. 2014,

@@ -409,20 +409,24 @@ class PhaseEngine:
         show_bar = progress_enabled(config.progress_bar)
         if callable(self.steps_hint):
             self.steps_hint = self.steps_hint()
-        for epoch in range(state["epoch"], config.epochs):
-            stop, best_values = self._one_epoch(epoch, state, best_values, checkpoint, show_bar)
-            if stop:
-                if state["stop_reason"] == "max_epochs":
-                    state["stop_reason"] = "early_stopping"
-                break
+        total = None if self.steps_hint is None else self.steps_hint * config.epochs
+        bar = ProgressBar(total, f"{self.phase} ({config.epochs} epochs)", show_bar,
+                          start=0 if self.steps_hint is None else self.steps_hint * state["epoch"])
+        try:
+            for epoch in range(state["epoch"], config.epochs):
+                stop, best_values = self._one_epoch(epoch, state, best_values, checkpoint, bar)
+                if stop:
+                    if state["stop_reason"] == "max_epochs":
+                        state["stop_reason"] = "early_stopping"
+                    break
+        finally:
+            bar.close()
         return self._finish(state, best_values, checkpoint)
 
-    def _one_epoch(self, epoch: int, state: dict, best_values, checkpoint, show_bar: bool):
+    def _one_epoch(self, epoch: int, state: dict, best_values, checkpoint, bar: ProgressBar):
         config, names = self.config, [t.name for t in self.tasks]
         start = time.perf_counter()
-        bar = ProgressBar(self.steps_hint, f"{self.phase} {epoch + 1}/{config.epochs}", show_bar)
         outcome = self.train_epoch(epoch, bar)
-        bar.close()
         logs: dict[str, dict[str, float]] = {}
         eval_seconds: dict[str, float] = {}
         for task in self.tasks:

@@ -13,7 +13,7 @@ with the paper's defaults (section 3.1) Adam 1e-4, x0.1 every 8 epochs, batch 10
 The saliency bridge input of the segmentation batches is computed inside the step by ``MultiMix.saliency``
 (an inner ``GradientTape`` in inference mode; a constant for the outer tape).
 
-Fixes of the public PyTorch code's defects (SPEC section 7):
+Fixes of the public PyTorch code's defects (Haque et al., ISBI 2021, Section 3; docs/results.md):
 
 - **KL that carries signal.** The public code applies ``softmax`` over the single output channel, which is 1
   everywhere, so its KL is identically 0. Here each pixel's sigmoid output ``p`` is a 2-class (background,

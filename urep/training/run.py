@@ -1,4 +1,4 @@
-"""Run management: run directory, resumable checkpoints, TensorBoard, progress lines and bar, NaN stop.
+"""Run management: run directory, resumable checkpoints, TensorBoard, progress lines and bar (Keras `Progbar`), NaN stop.
 
 Layout written under a run directory (see docs/design.md)::
 
@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -173,57 +172,46 @@ class PhaseCheckpoint:
 
 
 def progress_enabled(flag: bool | None) -> bool:
-    """The progress bar is shown when asked, or by default when stderr is a terminal."""
+    """The progress bar is shown when asked, or by default when stdout (where Keras draws it) is a terminal."""
     if flag is not None:
         return flag
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return bool(getattr(sys.stdout, "isatty", lambda: False)())
 
 
 class ProgressBar:
-    """A one-line text progress bar on stderr (no dependency); does nothing when disabled.
+    """One `keras.utils.Progbar` for a whole training phase (all its epochs); does nothing when disabled.
 
     Args:
-        total: number of steps, or None when unknown (then only the count is shown).
-        label: text in front of the bar.
+        total: training steps of the phase, or None when unknown (Keras then shows the count only).
+        label: the phase, printed once above the bar.
         enabled: draw it at all.
-        width: characters of the bar.
-        stream: where to draw (stderr).
+        start: steps already done (a resumed phase).
     """
 
-    def __init__(self, total: int | None, label: str, enabled: bool, width: int = 30, stream=None) -> None:
-        self.total, self.label, self.enabled, self.width = total, label, enabled, width
-        self.stream = stream if stream is not None else sys.stderr
-        self.count = 0
-        self.start = time.perf_counter()
-        self._last_draw = 0.0
+    def __init__(self, total: int | None, label: str, enabled: bool, start: int = 0) -> None:
+        self.total, self.label, self.enabled = total, label, enabled
+        self.count = start
+        self._bar = None
+        if enabled:
+            from keras.utils import Progbar
+
+            sys.stdout.write(f"{label}\n")
+            self._bar = Progbar(total, unit_name="step")
 
     def update(self, steps: int = 1, **values: float) -> None:
-        """Advance by `steps` and redraw (at most 10 times a second) with the given values."""
+        """Advance by `steps`; `values` (running means, e.g. the epoch's mean loss so far) are shown as given."""
         self.count += steps
-        if not self.enabled:
+        if self._bar is None:
             return
-        now = time.perf_counter()
-        if now - self._last_draw < 0.1 and (self.total is None or self.count < self.total):
-            return
-        self._last_draw = now
-        text = " ".join(f"{k} {v:.4g}" for k, v in values.items())
-        elapsed = now - self.start
-        if self.total:
-            done = min(self.count / self.total, 1.0)
-            filled = int(done * self.width)
-            bar = "=" * filled + (">" if filled < self.width else "") + " " * (self.width - filled - 1)
-            eta = elapsed / max(done, 1e-9) - elapsed
-            line = f"\r{self.label} [{bar[:self.width]}] {self.count}/{self.total} {elapsed:.0f}s eta {eta:.0f}s {text}"
-        else:
-            line = f"\r{self.label} {self.count} steps {elapsed:.0f}s {text}"
-        self.stream.write(line)
-        self.stream.flush()
+        self._bar.stateful_metrics.update(values)
+        finalize = False if self.total is None else None
+        self._bar.update(self.count, [(k, float(v)) for k, v in values.items()], finalize=finalize)
 
     def close(self) -> None:
-        """End the line."""
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+        """End the bar (also when the phase stopped early, before `total`)."""
+        if self._bar is not None and (self.total is None or self.count < self.total):
+            self._bar.update(self.count, finalize=True)
+        self._bar = None
 
 
 def format_epoch_line(phase: str, epoch: int, epochs: int, seconds: float, logs: dict[str, dict[str, float]],

@@ -1,6 +1,6 @@
 """Fine-tuning strategies over task models that share one encoder: independent, alternating, joint.
 
-UMS-Rep journal, Section 2.3 (SPEC section 4):
+UMS-Rep journal, Sections 2.3 and 3.2.3:
 
 - **independent**: the shared encoder is frozen; each head is trained alone, with its own loss, optimizer and
   data (one phase per task, `<phase>/<task>`). Frozen batch-norm layers run in inference mode, so every

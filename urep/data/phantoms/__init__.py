@@ -11,7 +11,7 @@ OUT_DIR/
 ```
 
 `file`, `mask` and `lesion` hold file names inside `images/`, `masks/` and `lesions/` (the mask has the
-same name as its image, as in `../shared/data`). The manifest is written last and atomically, so a folder
+same name as its image, as in the flat folder layout). The manifest is written last and atomically, so a folder
 with a manifest is complete. Output is a pure function of the arguments: the same seed gives the same bytes.
 
 Each patient draws its anatomy (or physiology) from its own random stream, derived from `(seed, patient)`,
