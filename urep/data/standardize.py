@@ -12,7 +12,7 @@ transfers poorly to another's. `standardize_image` maps one image in [0, 1] to [
 - `clahe`: contrast-limited adaptive histogram equalization (`cv2.createCLAHE`, `clip_limit`,
   `tile_grid` x `tile_grid` tiles).
 
-Each channel is processed alone. A constant image is returned unchanged by `zscore` (its std is 0).
+Each channel is processed alone. A constant image (std < 1e-6) is returned unchanged by `zscore`.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def _check(method: str, clip_limit: float, tile_grid: int, zscore_clip: float) -
 
 def _channel(values: np.ndarray, method: str, clip_limit: float, tile_grid: int, zscore_clip: float) -> np.ndarray:
     if method == "zscore":
-        std = float(values.std())
-        if std == 0.0:
+        std = float(np.asarray(values, np.float64).std())
+        if std < 1e-6:  # constant (up to rounding): nothing to standardise
             return values
         z = np.clip((values - float(values.mean())) / std, -zscore_clip, zscore_clip)
         return z / (2.0 * zscore_clip) + 0.5
