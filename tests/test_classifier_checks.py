@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from urep import metrics
-from urep.experiments.evaluation import summarise_method
 
 
 def test_balanced_accuracy_auc_and_fraction_positive_by_hand():
