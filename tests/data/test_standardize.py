@@ -80,3 +80,26 @@ def test_config_rejects_a_bad_option_naming_the_key(tmp_path):
             load_config(path)
     path.write_text(yaml.safe_dump({**raw, "preprocessing": {"standardize": "clahe"}}), encoding="utf-8")
     assert load_config(path).preprocessing.standardize == "clahe"
+
+
+def test_saved_run_models_read_images_with_the_runs_standardisation(tmp_path):
+    """`urep explain` / `recommend` feed saved models images standardised as in training (`config.yaml`)."""
+    import cv2
+
+    from urep.data import MeanNormalizer
+    from urep.explain.run_models import RunModels, TaskEntry, _configured_standardize
+
+    path = tmp_path / "x.png"
+    cv2.imwrite(str(path), np.round(_image() * 255).astype(np.uint8))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"name": "r", "preprocessing": {"standardize": "histeq"}}), encoding="utf-8")
+    options = _configured_standardize(config)
+    assert options["method"] == "histeq"
+    entry = TaskEntry(name="t", path="t.keras", kind="classification", image_size=(32, 32), classes=("a", "b"))
+    norm = MeanNormalizer().fit(np.zeros((1, 4, 4)))
+    raw, batch = RunModels(tmp_path, {"t": entry}, norm, standardize=options).read_images([path], "t")
+    plain, _ = RunModels(tmp_path, {"t": entry}, norm).read_images([path], "t")
+    np.testing.assert_allclose(raw[0], standardize_image(plain[0], "histeq"), atol=1e-6)
+    assert raw.max() == 1.0 and plain.max() < 0.5
+    config.write_text(yaml.safe_dump({"name": "r"}), encoding="utf-8")
+    assert _configured_standardize(config) is None
