@@ -1,5 +1,5 @@
-"""The real-data configs use the authors' training protocol and input standardisation; the papers' configs
-keep both off (the papers' setting)."""
+"""The real-data configs use the authors' training protocol and one input standardisation; the papers' configs
+keep augmentation, class weights and standardisation off (the papers' setting)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ PAPER = ("cxr_heterogeneous", "cxr_homogeneous", "cxr_denoising", "doppler_heter
 @pytest.mark.parametrize("name", REAL)
 def test_real_data_configs_train_with_the_authors_protocol(name):
     config = load_config(name)
-    assert config.preprocessing.standardize != "none"
+    # the measured best across sites (docs/real_data.md); the same choice in every real-data config
+    assert config.preprocessing.standardize == load_config(REAL[0]).preprocessing.standardize
     for phase in (config.training.heads, config.training.baseline):
         assert phase.augmentation.enabled and phase.augmentation.rotation == 5 and phase.augmentation.zoom == 0.2
         assert phase.early_stopping_patience == 15 and phase.reduce_lr_patience == 5
