@@ -217,6 +217,50 @@ class BCEDiceLoss(keras.losses.Loss):
 #: Keras' own losses, re-exported under the names the experiments use.
 CategoricalCrossentropy = keras.losses.CategoricalCrossentropy
 SparseCategoricalCrossentropy = keras.losses.SparseCategoricalCrossentropy
+def balanced_class_weights(labels: Any, n_classes: int) -> list[float]:
+    """`n / (n_classes_present * n_c)` per class (scikit-learn's `compute_class_weight("balanced")`); a class
+    absent from `labels` gets 1.
+
+    Args:
+        labels: `(N,)` integer class indices in `[0, n_classes)`.
+        n_classes: number of classes.
+    """
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(labels).astype(int).ravel()
+    if labels.size == 0:
+        raise ValueError("balanced_class_weights needs at least one label")
+    present = np.unique(labels)
+    weights = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=labels), strict=True))
+    return [float(weights.get(c, 1.0)) for c in range(n_classes)]
+
+
+@keras.saving.register_keras_serializable(package="urep")
+class ClassWeightedCrossentropy(keras.losses.Loss):
+    """Categorical cross-entropy of one-hot targets, each example weighted by its true class's weight.
+
+    Args:
+        class_weights: one weight per class (e.g. `balanced_class_weights`).
+        name, reduction, dtype: as `keras.losses.Loss`.
+    """
+
+    def __init__(self, class_weights: list[float], name: str = "class_weighted_cce",
+                 reduction: str = "sum_over_batch_size", dtype: Any = None) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.class_weights = [float(w) for w in class_weights]
+        if not self.class_weights or any(w < 0 for w in self.class_weights):
+            raise ValueError(f"class_weights must be non-negative numbers, got {class_weights!r}")
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true = ops.cast(y_true, "float32")
+        weights = ops.sum(y_true * ops.convert_to_tensor(self.class_weights, dtype="float32"), axis=-1)
+        return keras.losses.categorical_crossentropy(y_true, ops.cast(y_pred, "float32")) * weights
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "class_weights": self.class_weights}
+
+
 BinaryCrossentropy = keras.losses.BinaryCrossentropy
 MeanSquaredError = keras.losses.MeanSquaredError
 

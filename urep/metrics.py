@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -121,8 +122,13 @@ def classification_metrics(
         class_names: optional `K` names used as keys of `"per_class"`; default `"0"`, `"1"`, ...
         positive_class: the class whose sensitivity/precision/F-score is reported for K = 2.
 
+    Balanced accuracy is scikit-learn's (mean recall over the classes present). `fraction_positive` is the
+    fraction of examples predicted `positive_class` (binary; None for K > 2), `max_predicted_fraction` the
+    largest fraction predicted as any one class (1.0 = a constant classifier).
+
     Returns:
-        `{"accuracy", "auc", "sensitivity", "specificity", "precision", "f1", "mcc": float,
+        `{"accuracy", "balanced_accuracy", "auc", "fraction_positive", "max_predicted_fraction",
+        "sensitivity", "specificity", "precision", "f1", "mcc": float, "predicted_fractions": list[float],
         "confusion_matrix": list[list[int]] (rows = true class, columns = predicted),
         "per_class": {name: {"sensitivity", "specificity", "precision", "f1", "support"}},
         "class_names": list[str], "averaging": "binary" | "macro", "n": int}`.
@@ -170,9 +176,17 @@ def classification_metrics(
         }
         averaging = "macro"
 
+    predicted_fractions = np.bincount(predicted, minlength=num_classes) / max(predicted.size, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a class absent from y_true: sklearn warns, the mean skips it
+        balanced = float(skm.balanced_accuracy_score(labels, predicted))
     return {
         "accuracy": float(skm.accuracy_score(labels, predicted)),
+        "balanced_accuracy": balanced,
         "auc": _auc(labels, probs),
+        "fraction_positive": float(predicted_fractions[positive_class]) if num_classes == 2 else None,
+        "max_predicted_fraction": float(predicted_fractions.max()),
+        "predicted_fractions": [float(f) for f in predicted_fractions],
         **{key: float(value) for key, value in summary.items()},
         "mcc": float(skm.matthews_corrcoef(labels, predicted)),
         "confusion_matrix": cm.astype(int).tolist(),
@@ -190,6 +204,38 @@ def classification_metrics(
         "averaging": averaging,
         "n": int(labels.size),
     }
+
+
+#: A classifier predicting one class for at least this fraction of the test set is flagged...
+CONSTANT_FRACTION = 0.95
+#: ...when that class's true share of the test set is below this (a roughly balanced set).
+BALANCED_SHARE = 0.8
+
+
+def constant_prediction(y_true: Any, y_prob: Any, class_names: Sequence[str] | None = None,
+                        fraction: float = CONSTANT_FRACTION, balanced_share: float = BALANCED_SHARE) -> dict | None:
+    """Detect a classifier that (nearly) always predicts one class on a (roughly) balanced set.
+
+    Args:
+        y_true: `(N,)` class indices or `(N, K)` one-hot.
+        y_prob: `(N, K)` probabilities (arg-max = prediction).
+        class_names: names for the message; default the indices.
+        fraction: flag when one class is predicted for at least this fraction of the examples...
+        balanced_share: ...and that class's true share is below this.
+
+    Returns:
+        None, or `{"class": name, "predicted_fraction": f, "true_fraction": t, "n": N}`.
+    """
+    labels, probs = _as_labels_and_probs(y_true, y_prob)
+    num_classes = probs.shape[1]
+    predicted = np.bincount(probs.argmax(axis=1), minlength=num_classes) / max(labels.size, 1)
+    true = np.bincount(labels, minlength=num_classes) / max(labels.size, 1)
+    top = int(predicted.argmax())
+    if labels.size == 0 or predicted[top] < fraction or true[top] >= balanced_share:
+        return None
+    names = [str(n) for n in class_names] if class_names is not None else [str(i) for i in range(num_classes)]
+    return {"class": names[top], "predicted_fraction": float(predicted[top]), "true_fraction": float(true[top]),
+            "n": int(labels.size)}
 
 
 # --------------------------------------------------------------------------------------------------------

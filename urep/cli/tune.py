@@ -249,7 +249,7 @@ def _source_hypermodel(job: TuningJob, data_dir: Path, data_root: str | None):
     if supervised:
         df = df[df[source.label].astype(str).isin(source.classes)].reset_index(drop=True)
     arrays = read_arrays(df, config.image_size, config.channels, source.label if supervised else None,
-                         source.classes)
+                         source.classes, standardize=config.preprocessing.options())
     train, val, _ = patient_split(arrays.patients, config.split, config.seed)
     normalizer = MeanNormalizer().fit(arrays.images[train])
 
@@ -296,7 +296,8 @@ def _head_hypermodel(job: TuningJob, data_dir: Path, data_root: str | None):
     frames = load_sources(config, data_dir, data_root)
     classification = task.kind == "classification"
     pool = read_arrays(task_frame(frames[task.data], task, task.data), config.image_size, config.channels,
-                       task.label if classification else None, task.classes, masks=not classification)
+                       task.label if classification else None, task.classes, masks=not classification,
+                       standardize=config.preprocessing.options())
     if task.test_data is None:
         train, val, _ = patient_split(pool.patients, config.split, config.seed)
         pool = pool.subset(np.concatenate([train, val]))

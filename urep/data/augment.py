@@ -391,3 +391,66 @@ def weak_strong_pairs(
         return (weak, strong, *rest)
 
     return dataset.enumerate().map(views, num_parallel_calls=num_parallel_calls, deterministic=True)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Paired (image, mask) augmentation for the heads and baselines (the authors' public Keras code's protocol)
+# --------------------------------------------------------------------------------------------------------
+
+def paired_augment(image: tf.Tensor, mask: tf.Tensor | None, seed, rotation: float = 5.0, zoom: float = 0.2,
+                   horizontal_flip: bool = True, brightness: float = 0.0, contrast: float = 0.0,
+                   gamma: float = 0.0) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """One random geometric transform applied identically to an image and its mask, then intensity changes
+    of the image only.
+
+    Geometric (as the authors' public Keras code's `ImageDataGenerator`: rotation 5 degrees, zoom 0.2,
+    horizontal flip): a flip with probability 0.5, then a rotation by an angle uniform in +-``rotation``
+    degrees and a zoom by a factor uniform in ``[1 - zoom, 1 + zoom]``, both about the centre, resampled
+    bilinearly with the nearest edge pixel filling uncovered areas (Keras' default ``fill_mode="nearest"``).
+    The mask is resampled with the same transform and thresholded at 0.5, so it stays binary.
+    Intensity (ours; the public code has none): an additive brightness shift in +-``brightness``, a contrast
+    factor in ``[1 - contrast, 1 + contrast]`` about the image mean, and ``x ** g`` with ``g`` in
+    ``[1 - gamma, 1 + gamma]``, clipped to [0, 1]. A range of 0 disables that part.
+
+    Args:
+        image: ``(H, W, C)`` float32 in [0, 1] with a static shape.
+        mask: ``(H, W, 1)`` float32 in {0, 1}, or None (classification).
+        seed: int tensor of shape ``(2,)``.
+        rotation, zoom, horizontal_flip, brightness, contrast, gamma: the ranges above.
+
+    Returns:
+        ``(image, mask)`` of the input shapes (``mask`` None when None was given).
+    """
+    image = _check_image(image)
+    seeds = tf.random.experimental.stateless_split(_seed(seed), 6)
+    height, width, channels = image.shape
+    stack = image if mask is None else tf.concat([image, tf.cast(mask, tf.float32)], axis=-1)
+    if horizontal_flip:
+        stack = tf.image.stateless_random_flip_left_right(stack, seeds[0])
+    if rotation > 0 or zoom > 0:
+        theta = tf.random.stateless_uniform([], seeds[1], -rotation, rotation) * (math.pi / 180.0)
+        scale = tf.random.stateless_uniform([], seeds[2], 1.0 - zoom, 1.0 + zoom)
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        # output (x, y) reads input centre + (1 / scale) * R(theta) (out - centre): zoom > 1 enlarges
+        a = tf.cos(theta) / scale
+        b = tf.sin(theta) / scale
+        transform = [a, -b, cx - a * cx + b * cy, b, a, cy - b * cx - a * cy]
+        row = tf.cast(tf.stack([*transform, 0.0, 0.0]), tf.float32)[tf.newaxis]
+        stack = tf.raw_ops.ImageProjectiveTransformV3(
+            images=stack[tf.newaxis], transforms=row, output_shape=tf.constant([height, width]), fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="NEAREST")[0]
+    out_image = stack[..., :channels]
+    out_mask = None if mask is None else tf.cast(stack[..., channels:] >= 0.5, tf.float32)
+    if brightness > 0:
+        out_image = out_image + tf.random.stateless_uniform([], seeds[3], -brightness, brightness)
+    if contrast > 0:
+        factor = tf.random.stateless_uniform([], seeds[4], 1.0 - contrast, 1.0 + contrast)
+        mean = tf.reduce_mean(out_image)
+        out_image = (out_image - mean) * factor + mean
+    if gamma > 0:
+        g = tf.random.stateless_uniform([], seeds[5], 1.0 - gamma, 1.0 + gamma)
+        out_image = tf.pow(tf.clip_by_value(out_image, 0.0, 1.0), g)
+    out_image = tf.ensure_shape(tf.clip_by_value(out_image, 0.0, 1.0), image.shape)
+    if out_mask is not None:
+        out_mask = tf.ensure_shape(out_mask, (height, width, 1))
+    return out_image, out_mask

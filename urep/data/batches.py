@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ArrayBatches"]
+__all__ = ["ArrayBatches", "AugmentedBatches"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,3 +60,62 @@ class ArrayBatches:
         if len(x) != len(self.x):
             raise ValueError(f"with_inputs needs {len(self.x)} rows, got {len(x)}")
         return dataclasses.replace(self, x=x)
+
+
+@dataclass(frozen=True, eq=False)
+class AugmentedBatches:
+    """Training batches `(normalize(augment(x)), y)` drawn anew every epoch; call with a 0-based epoch.
+
+    The epoch's order is `ArrayBatches`' (shuffle seed `seed * 1009 + epoch`); the augmentation of the i-th
+    element of epoch e uses the stateless seed `fold_in((seed, e), i)`, so a run is reproducible and every
+    epoch sees new draws. Augmentation acts on the images in [0, 1] (before the mean normalization, so
+    intensity changes keep their meaning); the normalization `(x - mean) / scale` follows inside the map.
+    Not an `ArrayBatches`: the independent strategy's precomputed features (`urep.training.features`) do not
+    apply to it, and the frozen encoder runs at every step (its inputs change every epoch).
+
+    Attributes:
+        x: `(N, H, W, C)` float32 images in [0, 1] (NOT normalized).
+        y: `(N, ...)` targets; masks `(N, H, W, 1)` when `masks`, else passed through (e.g. one-hot labels).
+        batch_size: examples per batch.
+        seed: shuffle and augmentation seed.
+        options: keyword arguments of `urep.data.augment.paired_augment` (rotation, zoom, ...).
+        masks: `y` holds masks that get the image's geometric transform.
+        mean: subtracted after augmentation (the run's normalizer).
+        scale: divisor after subtracting `mean`.
+    """
+
+    x: np.ndarray
+    y: Any
+    batch_size: int
+    seed: int
+    options: dict
+    masks: bool = False
+    mean: float = 0.0
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
+                or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __call__(self, epoch: int = 0):
+        import tensorflow as tf
+
+        from urep.data.augment import paired_augment
+
+        options, masks, mean, scale = dict(self.options), self.masks, float(self.mean), float(self.scale)
+        base = tf.constant([self.seed, epoch], dtype=tf.int64)
+
+        def view(index, element):
+            image, target = element
+            seed = tf.random.experimental.stateless_fold_in(base, index)
+            image, mask = paired_augment(image, target if masks else None, seed, **options)
+            return (image - mean) / scale, (mask if masks else target)
+
+        dataset = tf.data.Dataset.from_tensor_slices((self.x, self.y))
+        dataset = dataset.shuffle(len(self.x), seed=self.seed * 1009 + epoch, reshuffle_each_iteration=False)
+        return dataset.enumerate().map(view, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) \
+            .batch(self.batch_size)

@@ -33,7 +33,8 @@ import yaml
 from urep.experiments.schema import ConfigError, build, to_plain
 
 __all__ = [
-    "ConfigError", "PhantomSpec", "DataSource", "NoiseLevel", "TrainSettings", "SourceConfig", "TaskConfig",
+    "ConfigError", "PhantomSpec", "DataSource", "NoiseLevel", "AugmentationConfig", "PreprocessingConfig",
+    "TrainSettings", "SourceConfig", "TaskConfig",
     "BaselineConfig", "TrainingPhases", "CrossValidation", "StatisticsConfig", "ExplainConfig",
     "RecommendationConfig", "MultiMixConfig", "DistributionConfig", "ExperimentConfig", "SuiteConfig", "load_config", "load_any",
     "load_suite_parts", "parse_config",
@@ -110,6 +111,60 @@ class NoiseLevel:
 
 
 @dataclass(frozen=True)
+class AugmentationConfig:
+    """Seeded on-the-fly augmentation of the training images (`urep.data.augment.paired_augment`).
+
+    Off by default (the papers do not describe augmentation). The defaults of the geometric ranges are those
+    of the authors' public Keras code (rotation 5 degrees, zoom 0.2, horizontal flip); the intensity ranges
+    are ours (the public code has none). Segmentation masks get the same geometric transform as their image;
+    intensity changes touch the image only. Validation and test images are never augmented.
+
+    Attributes:
+        enabled: augment the training batches of this phase (fresh draws every epoch, a function of the
+            seed, the epoch and the position in the epoch).
+        rotation: maximum rotation in degrees (uniform in +-rotation).
+        zoom: zoom factor drawn uniformly in `[1 - zoom, 1 + zoom]`.
+        horizontal_flip: flip left-right with probability 0.5.
+        brightness: additive brightness shift drawn in `+-brightness` (images in [0, 1]).
+        contrast: contrast factor drawn in `[1 - contrast, 1 + contrast]` around the image mean.
+        gamma: gamma drawn in `[1 - gamma, 1 + gamma]` (`x ** gamma`).
+    """
+
+    enabled: bool = False
+    rotation: float = 5.0
+    zoom: float = 0.2
+    horizontal_flip: bool = True
+    brightness: float = 0.1
+    contrast: float = 0.1
+    gamma: float = 0.1
+
+
+@dataclass(frozen=True)
+class PreprocessingConfig:
+    """Per-image intensity standardisation applied after reading and resizing, before the mean normalization
+    (`urep.data.standardize`). `none` is the papers' reading; the real-data configs use the option measured
+    best across sites (docs/real_data.md).
+
+    Attributes:
+        standardize: `none`, `zscore` (per image, clipped and mapped back to [0, 1]), `histeq` (OpenCV global
+            histogram equalization) or `clahe` (OpenCV CLAHE).
+        clahe_clip_limit: CLAHE contrast limit.
+        clahe_tile_grid: CLAHE tiles per side.
+        zscore_clip: z-scores are clipped to +- this before mapping to [0, 1].
+    """
+
+    standardize: Literal["none", "zscore", "histeq", "clahe"] = "none"
+    clahe_clip_limit: float = 2.0
+    clahe_tile_grid: int = 8
+    zscore_clip: float = 3.0
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of `urep.data.standardize.standardize_images`."""
+        return {"method": self.standardize, "clip_limit": self.clahe_clip_limit, "tile_grid": self.clahe_tile_grid,
+                "zscore_clip": self.zscore_clip}
+
+
+@dataclass(frozen=True)
 class TrainSettings:
     """How one model (or one phase) is trained; mapped onto `urep.training.TrainConfig`.
 
@@ -131,6 +186,11 @@ class TrainSettings:
         taskwise_stopping: task-wise early stopping (Zhang et al. 2014) of the alternating, joint and
             cross-stitch strategies (heads phase): false, true, or a mapping of `k`, `epsilon`, `main`,
             `importance` (see `urep.training.TrainConfig.taskwise_stopping`). Off in the papers.
+        augmentation: seeded on-the-fly augmentation of the training batches (heads and baselines; the
+            source phase ignores it). Off by default.
+        class_weight: `none`, or `balanced`: the classification loss (training and validation, hence the
+            model selection by validation loss) weights each class by `n / (k * n_class)` of the training
+            fold (scikit-learn's `compute_class_weight`). Ignored by segmentation tasks.
     """
 
     epochs: int = 64
@@ -143,6 +203,8 @@ class TrainSettings:
     max_steps_per_epoch: int | None = None
     jit_compile: bool = True
     taskwise_stopping: bool | dict[str, Any] = False
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    class_weight: Literal["none", "balanced"] = "none"
 
 
 @dataclass(frozen=True)
@@ -445,6 +507,7 @@ class ExperimentConfig:
         mixed_precision: Keras dtype policy of every model of a U-Rep run: `null` (float32),
             `mixed_float16` (loss scaling added; outputs stay float32) or `mixed_bfloat16`. Pays on GPUs
             with tensor cores; on a CPU it runs, slower (docs/scale.md).
+        preprocessing: per-image intensity standardisation before the mean normalization (`none` = papers).
     """
 
     name: str
@@ -473,6 +536,7 @@ class ExperimentConfig:
     batchnorm_momentum: float | None = None
     distribution: DistributionConfig = field(default_factory=DistributionConfig)
     mixed_precision: Literal["mixed_float16", "mixed_bfloat16"] | None = None
+    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
     path: str | None = field(default=None, compare=False, init=False)
 
     def task(self, name: str) -> TaskConfig:
@@ -588,6 +652,16 @@ def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
             raise ConfigError(f"must be positive, got {train.learning_rate}", f"{key}.learning_rate", file)
         if train.taskwise_stopping is not False:
             _check_taskwise(train.taskwise_stopping, f"{key}.taskwise_stopping", file)
+        aug = train.augmentation
+        for attr in ("rotation", "zoom", "brightness", "contrast", "gamma"):
+            value = getattr(aug, attr)
+            if not 0 <= value < (180 if attr == "rotation" else 1):
+                raise ConfigError(f"must be in [0, {180 if attr == 'rotation' else 1}), got {value}",
+                                  f"{key}.augmentation.{attr}", file)
+    prep = config.preprocessing
+    for attr in ("clahe_clip_limit", "zscore_clip", "clahe_tile_grid"):
+        if getattr(prep, attr) <= 0:
+            raise ConfigError(f"must be positive, got {getattr(prep, attr)}", f"preprocessing.{attr}", file)
     if config.experiment in ("multimix", "urep_vs_multimix"):
         if config.distribution.kind != "default":
             raise ConfigError("the MultiMix trainer runs on one device; use kind `default`", "distribution.kind",

@@ -1,8 +1,9 @@
 """Test-set evaluation of trained task models: predictions, metrics under urep's metric names, fold summaries,
 fold ensembles and the paired tests between methods.
 
-Metric names of the tables (`urep.experiments.paper_numbers`): classification `accuracy, auc, sensitivity,
-specificity, precision, f1, mcc` (from `urep.metrics.classification_metrics`); segmentation `accuracy`
+Metric names of the tables (`urep.experiments.paper_numbers`): classification `accuracy, balanced_accuracy,
+auc, fraction_positive, max_predicted_fraction, sensitivity, specificity, precision, f1, mcc` (from
+`urep.metrics.classification_metrics`); segmentation `accuracy`
 (= pixel accuracy), `f1` (= Dice, the F-score of the pixels), `iou`, `dice`, `precision`, `recall`,
 `hausdorff`, `avg_hausdorff` (from `urep.metrics.segmentation_metrics`, per-image means), and `iou_pooled`,
 `dice_pooled` (soft) and `iou_pooled_05`, `dice_pooled_05` (thresholded at 0.5), pooled over the test set as
@@ -24,7 +25,8 @@ import numpy as np
 
 __all__ = ["predict", "task_metrics", "summarise_method", "paired_tests"]
 
-CLASSIFICATION_KEYS = ("accuracy", "auc", "sensitivity", "specificity", "precision", "f1", "mcc")
+CLASSIFICATION_KEYS = ("accuracy", "balanced_accuracy", "auc", "fraction_positive", "max_predicted_fraction",
+                       "sensitivity", "specificity", "precision", "f1", "mcc")
 SEGMENTATION_KEYS = ("accuracy", "f1", "iou", "dice", "precision", "recall", "hausdorff", "avg_hausdorff")
 #: Pooled over the whole test set as the authors' public code computes them (smooth 1): soft, and with the
 #: prediction thresholded at 0.5 (`urep.metrics.pooled_overlap`); the keys above are per-image means.
@@ -91,18 +93,30 @@ def summarise_method(kind: str, truth: np.ndarray, fold_outputs: list[np.ndarray
 
     Returns:
         `{"metrics": {m: mean}, "std": {m: std}, "folds": [{m: v}], "ensemble": {m: v} | None,
-        "n_test": int}`. Without folds `metrics` is the single model's and `std` is empty.
+        "n_test": int, "constant_predictions": [...]}`. Without folds `metrics` is the single model's and
+        `std` is empty. `constant_predictions` lists the fold models of a classification task that predict one
+        class for >= 95% of a roughly balanced test set (`urep.metrics.constant_prediction`).
     """
     folds = [task_metrics(kind, truth, out, classes) for out in fold_outputs]
+    constant = []
+    if kind == "classification":
+        from urep.metrics import constant_prediction
+
+        for fold, out in enumerate(fold_outputs):
+            flag = constant_prediction(truth, out, classes or None)
+            if flag is not None:
+                constant.append({"fold": fold, **flag})
     if len(folds) == 1:
-        return {"metrics": folds[0], "std": {}, "folds": folds, "ensemble": None, "n_test": int(len(truth))}
+        return {"metrics": folds[0], "std": {}, "folds": folds, "ensemble": None, "n_test": int(len(truth)),
+                "constant_predictions": constant}
     means, stds = {}, {}
     for key in folds[0]:
         values = np.array([f[key] for f in folds if f[key] is not None], dtype=np.float64)
         means[key] = float(values.mean()) if values.size else None
         stds[key] = float(values.std(ddof=1)) if values.size > 1 else None
     ensemble = task_metrics(kind, truth, np.mean(fold_outputs, axis=0), classes)
-    return {"metrics": means, "std": stds, "folds": folds, "ensemble": ensemble, "n_test": int(len(truth))}
+    return {"metrics": means, "std": stds, "folds": folds, "ensemble": ensemble, "n_test": int(len(truth)),
+            "constant_predictions": constant}
 
 
 def ensemble_outputs(fold_outputs: list[np.ndarray]) -> np.ndarray:

@@ -155,6 +155,30 @@ class UrepPipeline:
 
         return ArrayBatches(x, y, batch_size, seed)
 
+    def _train_batches(self, images: np.ndarray, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
+                       settings: TrainSettings, kind: str):
+        """Training batches: `_datasets(x, y)`, or, with `settings.augmentation.enabled`, `AugmentedBatches`
+        of the [0, 1] `images` (fresh seeded draws every epoch, normalized after augmentation; masks get the
+        image's geometric transform). The independent strategy then runs its frozen encoder at every step."""
+        aug = settings.augmentation
+        if not aug.enabled:
+            return self._datasets(x, y, batch_size, seed)
+        from urep.data.batches import AugmentedBatches
+
+        options = {"rotation": aug.rotation, "zoom": aug.zoom, "horizontal_flip": aug.horizontal_flip,
+                   "brightness": aug.brightness, "contrast": aug.contrast, "gamma": aug.gamma}
+        return AugmentedBatches(images, y, batch_size, seed, options, masks=kind == "segmentation",
+                                mean=float(self.normalizer.mean), scale=float(self.normalizer.scale))
+
+    @staticmethod
+    def _loss(kind: str, settings: TrainSettings, y_train: np.ndarray):
+        """The task loss; class-weighted cross-entropy for classification with `class_weight: balanced`."""
+        if kind == "classification" and settings.class_weight == "balanced":
+            from urep.losses import ClassWeightedCrossentropy, balanced_class_weights
+
+            return ClassWeightedCrossentropy(balanced_class_weights(y_train.argmax(axis=-1), y_train.shape[-1]))
+        return LOSSES[kind]
+
     @staticmethod
     def _batches(x: np.ndarray, y: np.ndarray, batch_size: int):
         """Validation batches of `x, y` in order, the same every epoch."""
@@ -227,8 +251,10 @@ class UrepPipeline:
 
     def _read(self, df, task: TaskConfig) -> TaskArrays:
         if task.kind == "classification":
-            return read_arrays(df, self.config.image_size, self.config.channels, task.label, task.classes)
-        return read_arrays(df, self.config.image_size, self.config.channels, masks=True)
+            return read_arrays(df, self.config.image_size, self.config.channels, task.label, task.classes,
+                               standardize=self.config.preprocessing.options())
+        return read_arrays(df, self.config.image_size, self.config.channels, masks=True,
+                           standardize=self.config.preprocessing.options())
 
     # -- source --------------------------------------------------------------------------------------------
     def build_source_model(self, name: str = "source"):
@@ -275,7 +301,7 @@ class UrepPipeline:
         if supervised:
             df = df[df[source.label].astype(str).isin(source.classes)].reset_index(drop=True)
         arrays = read_arrays(df, config.image_size, config.channels, source.label if supervised else None,
-                             source.classes)
+                             source.classes, standardize=config.preprocessing.options())
         train, val, test = self._split(arrays.patients)
         self.results["data"]["source"] = {"train": int(len(train)), "val": int(len(val)), "test": int(len(test))}
         self.normalizer = MeanNormalizer().fit(arrays.images[train])
@@ -475,10 +501,12 @@ class UrepPipeline:
             x = self._norm(pool.images)
             y = data.targets(pool)
             optimizer, learning_rate = self._task_train_settings(data.config)
+            settings = self.config.task_train(data.config)
             tasks.append(Task(
                 name=name, kind=data.config.kind, model=None if models is None else models[name],
-                loss=LOSSES[data.config.kind],
-                train=self._datasets(x[train_index], y[train_index], batch, self.config.seed + fold),
+                loss=self._loss(data.config.kind, settings, y[train_index]),
+                train=self._train_batches(pool.images[train_index], x[train_index], y[train_index], batch,
+                                          self.config.seed + fold, settings, data.config.kind),
                 val=self._batches(x[val_index], y[val_index], batch), n_train=int(len(train_index)),
                 optimizer={"name": optimizer, "learning_rate": learning_rate}, weight=data.config.loss_weight,
                 metrics=accuracy_metric(data.config.kind)))
@@ -532,6 +560,12 @@ class UrepPipeline:
             "methods": {}})
         entry["methods"][method] = summarise_method(data.config.kind, data.truth(), self.outputs[task][method].folds,
                                                     data.config.classes)
+        for flag in entry["methods"][method].get("constant_predictions", []):
+            message = (f"WARNING: {task} / {method} fold {flag['fold']} predicts '{flag['class']}' for "
+                       f"{flag['predicted_fraction']:.0%} of the {flag['n']} test images (true share "
+                       f"{flag['true_fraction']:.0%}): a constant classifier, its accuracy means nothing")
+            logger.warning(message)
+            self.results.setdefault("warnings", []).append(message)
 
     # -- baselines -----------------------------------------------------------------------------------------
     def run_baselines(self) -> None:
@@ -556,9 +590,11 @@ class UrepPipeline:
                 optimizer = config.training.baseline.optimizer
                 if data.config.kind == "segmentation":
                     optimizer = self._task_train_settings(data.config)[0]
+                settings = config.training.baseline
                 result = train_model(
-                    model, LOSSES[data.config.kind],
-                    self._datasets(x[train_index], y[train_index], batch, config.seed + fold),
+                    model, self._loss(data.config.kind, settings, y[train_index]),
+                    self._train_batches(pool.images[train_index], x[train_index], y[train_index], batch,
+                                        config.seed + fold, settings, data.config.kind),
                     self._batches(x[val_index], y[val_index], batch), train_config, name=name,
                     kind=data.config.kind,
                     optimizer={"name": optimizer, "learning_rate": config.training.baseline.learning_rate},
@@ -657,7 +693,7 @@ class UrepPipeline:
             df = df[has_mask].reset_index(drop=True)
             with_masks = True
         arrays = read_arrays(df, config.image_size, config.channels, task.label, task.classes,
-                             masks=bool(with_masks))
+                             masks=bool(with_masks), standardize=config.preprocessing.options())
         if task.test_data is None:
             test_patients = set(self.task_data[task_name].test.patients)
             keep = np.flatnonzero(np.isin(arrays.patients, list(test_patients)))
@@ -741,7 +777,7 @@ class UrepPipeline:
         df = task_frame(self.frames[source_name], quality_task, source_name)
         df = df[df[flow_task.label].astype(str).isin(flow_task.classes)].reset_index(drop=True)
         arrays = read_arrays(df, self.config.image_size, self.config.channels, quality_task.label,
-                             quality_task.classes)
+                             quality_task.classes, standardize=self.config.preprocessing.options())
         if quality_task.test_data is None:
             arrays = arrays.subset(np.flatnonzero(np.isin(arrays.patients, list(set(test_patients)))))
             df = df[df["patient"].astype(str).isin(set(test_patients))].reset_index(drop=True)

@@ -32,11 +32,15 @@ METRIC_LABELS = {
     "precision": "Prec", "dice": "Dice", "psnr": "PSNR (dB)", "ssim": "SSIM", "ms_ssim": "MS-SSIM",
     "minutes": "Minutes", "seconds": "Seconds", "params": "Parameters", "val_loss": "Val loss",
     "val_accuracy": "Val acc", "hausdorff": "HD", "avg_hausdorff": "Avg HD", "f1_normal": "F1-N",
-    "f1_pneumonia": "F1-P",
+    "f1_pneumonia": "F1-P", "balanced_accuracy": "BalAcc", "fraction_positive": "Pred+ frac",
 }
 
+#: Measured-only columns added to every paper table of a run with a classification task.
+CLASSIFIER_CHECKS = ("balanced_accuracy", "auc", "fraction_positive")
+
 #: Metrics of the run-wide table (every task, every method), in this order.
-ALL_METRICS = ("accuracy", "auc", "sensitivity", "precision", "f1", "mcc", "iou", "dice")
+ALL_METRICS = ("accuracy", "balanced_accuracy", "auc", "fraction_positive", "sensitivity", "precision", "f1", "mcc",
+               "iou", "dice")
 
 
 def _label(metric: str) -> str:
@@ -81,6 +85,10 @@ def performance_table(table: PaperTable, results: dict) -> Table:
     columns = ["Method", "Task"]
     for metric in table.metrics:
         columns += [_label(metric), f"{_label(metric)} (paper)"]
+    # classifiers are judged by balanced scores too (no paper value): a constant classifier shows up here
+    extra = [m for m in CLASSIFIER_CHECKS if m not in table.metrics] \
+        if any(t.get("kind") == "classification" for t in results["config"]["tasks"]) else []
+    columns += [_label(m) for m in extra]
     out = Table(table.key, f"{table.citation}: {table.title}", columns)
     aliases = _method_aliases(table, results)
     folds = results["config"]["cross_validation"]["folds"]
@@ -95,6 +103,7 @@ def performance_table(table: PaperTable, results: dict) -> Table:
                 cells.append(_measured(results, task["name"], method, metric))
                 paper_task = task.get("paper_task")
                 cells.append(paper_value(table.key, paper_method, paper_task, metric) if paper_task else None)
+            cells += [_measured(results, task["name"], method, m) for m in extra]
             out.add(*cells)
     _add_reference_rows(out, results, table.metrics, paper_columns=True)
     out.notes.append(
@@ -656,6 +665,8 @@ def _report_markdown(results: dict, tables: list[Table], run_dir: Path) -> str:
                  f"{env.get('cpu', '?')} ({env.get('cpu_count', '?')} CPUs); GPUs: {len(env.get('gpus', []))}; "
                  f"wall time {results.get('wall_seconds', 0) / 60:.1f} min.")
     lines.append("")
+    for warning in results.get("warnings", []):
+        lines += [f"**{warning}**", ""]
     for table in tables:
         lines.append(table.to_markdown())
     figures = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "figures").rglob("*.png")) \

@@ -165,7 +165,7 @@ def _read(path: str, size: tuple[int, int]) -> np.ndarray:
 
 def read_arrays(df: pd.DataFrame, image_size: tuple[int, int], channels: int = 1,
                 label_column: str | None = None, classes: tuple[str, ...] = (),
-                masks: bool = False) -> TaskArrays:
+                masks: bool = False, standardize: dict | None = None) -> TaskArrays:
     """Read the images (and masks, labels) of `df` resized to `image_size` (OpenCV, via `urep.data`).
 
     Args:
@@ -175,6 +175,8 @@ def read_arrays(df: pd.DataFrame, image_size: tuple[int, int], channels: int = 1
         label_column: column with class names; None reads no labels.
         classes: class names, in output index order.
         masks: read the masks too.
+        standardize: keyword arguments of `urep.data.standardize.standardize_images` (per-image intensity
+            standardisation after resizing, e.g. `PreprocessingConfig.options()`); None leaves the images.
 
     Returns:
         A `TaskArrays`.
@@ -183,6 +185,10 @@ def read_arrays(df: pd.DataFrame, image_size: tuple[int, int], channels: int = 1
 
     size = (int(image_size[0]), int(image_size[1]))
     images = np.stack([_read(str(p), size) for p in df["image"]]).astype(np.float32)[..., None]
+    if standardize is not None:
+        from urep.data.standardize import standardize_images
+
+        images = standardize_images(images, **standardize)
     if channels == 3:
         images = np.repeat(images, 3, axis=-1)
     mask_array = None

@@ -135,6 +135,8 @@ class RunModels:
         recommendation: the manifest's rule table (dict form) or `None`.
         recommendation_tasks: `{"flow_task": ..., "quality_task": ...}` from the run's `config.yaml`
             (`recommendation:` section, as `urep run` writes it); empty when the run has none.
+        standardize: the run's per-image standardisation (`preprocessing:` of its `config.yaml`, as keyword
+            arguments of `urep.data.standardize.standardize_images`), applied by `read_images`; None = none.
     """
 
     run_dir: Path
@@ -142,6 +144,7 @@ class RunModels:
     normalizer: MeanNormalizer
     recommendation: dict[str, Any] | None = None
     recommendation_tasks: dict[str, str] = field(default_factory=dict)
+    standardize: dict[str, Any] | None = None
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def entry(self, task: str) -> TaskEntry:
@@ -182,6 +185,10 @@ class RunModels:
         """
         entry = self.entry(task)
         raw = np.stack([read_image(path, size=entry.image_size) for path in paths]).astype(np.float32)
+        if self.standardize is not None:
+            from urep.data.standardize import standardize_images
+
+            raw = standardize_images(raw, **self.standardize)
         batch = self.normalizer.transform(np.repeat(raw[..., None], entry.channels, axis=-1))
         return raw, np.asarray(batch, dtype=np.float32)
 
@@ -227,7 +234,25 @@ def load_run_models(run_dir: str | os.PathLike) -> RunModels:
         raise RunLayoutError(f"{manifest_path} 'recommendation' must be an object, got {recommendation!r}")
     normalizer = MeanNormalizer.load(run_dir / NORMALIZER)
     return RunModels(run_dir, tasks, normalizer, dict(recommendation) if recommendation else None,
-                     _configured_recommendation_tasks(run_dir / CONFIG))
+                     _configured_recommendation_tasks(run_dir / CONFIG), _configured_standardize(run_dir / CONFIG))
+
+
+def _configured_standardize(config_path: Path) -> dict[str, Any] | None:
+    """The `preprocessing:` section of a run's resolved `config.yaml` as `standardize_images` keyword arguments
+    (None when absent or `none`: runs written before the option existed read images unchanged)."""
+    if not config_path.is_file():
+        return None
+    import yaml
+
+    from urep.experiments.config import PreprocessingConfig
+    from urep.experiments.schema import build
+
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    section = config.get("preprocessing") if isinstance(config, Mapping) else None
+    if not section:
+        return None
+    options = build(PreprocessingConfig, section, "preprocessing", str(config_path)).options()
+    return None if options["method"] == "none" else options
 
 
 def _configured_recommendation_tasks(config_path: Path) -> dict[str, str]:
