@@ -105,7 +105,7 @@ def performance_table(table: PaperTable, results: dict) -> Table:
                 cells.append(paper_value(table.key, paper_method, paper_task, metric) if paper_task else None)
             cells += [_measured(results, task["name"], method, m) for m in extra]
             out.add(*cells)
-    _add_reference_rows(out, results, table.metrics, paper_columns=True)
+    _add_reference_rows(out, results, table.metrics, paper_columns=True, extra=extra)
     out.notes.append(
         f"Measured on this run's test set{f' (mean ± std over {folds} fold models)' if folds else ''}; "
         "'(paper)' columns: " + table.citation + ". Segmentation: Acc = pixel accuracy, F = Dice."
@@ -496,7 +496,7 @@ def _reference_measured(entry: dict, metric: str) -> tuple[float, float | None] 
 
 
 def _add_reference_rows(out: Table, results: dict, metrics: Any, paper_columns: bool = False,
-                        task_first: bool = False, n_test: bool = False) -> None:
+                        task_first: bool = False, n_test: bool = False, extra: Any = ()) -> None:
     """Rows of the same-run references (`tasks[TASK]["references"]`) under the methods of `out`."""
     for task in results["config"]["tasks"]:
         refs = results.get("tasks", {}).get(task["name"], {}).get("references") or {}
@@ -507,6 +507,7 @@ def _add_reference_rows(out: Table, results: dict, metrics: Any, paper_columns: 
                 cells.append(_reference_measured(entry, metric))
                 if paper_columns:
                     cells.append(None)
+            cells += [_reference_measured(entry, metric) for metric in extra]
             if n_test:
                 cells.append(entry.get("n_test"))
             out.add(*cells)
