@@ -208,7 +208,9 @@ class MultiMixExperiment:
             per_image: dict[str, np.ndarray] = {}
             if domain in cls_probs and domain in cls_sets:
                 scores = classification_scores(cls_sets[domain].labels, cls_probs[domain], self.classes)
-                metrics.update(accuracy=scores["accuracy"], n_classification=int(len(cls_sets[domain])),
+                metrics.update(accuracy=scores["accuracy"], balanced_accuracy=scores["balanced_accuracy"],
+                               auc=scores["auc"], positive_fraction=scores["positive_fraction"],
+                               n_classification=int(len(cls_sets[domain])),
                                **{f"f1_{c}": scores["f1_per_class"][c] for c in self.classes})
                 per_image["correct"] = np.asarray(scores["correct"], dtype=bool)
             if domain in seg_probs and domain in seg_sets:

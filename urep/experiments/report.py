@@ -295,7 +295,8 @@ def label_budget_table(results: dict) -> Table | None:
     classes = list(results["config"].get("multimix", {}).get("classes", []))
     reference = "multimix" if any(r.get("method") == "multimix" for r in runs) else runs[0].get("method")
     out = Table("label_budgets", "MultiMix and U-Rep per label budget (same splits; in-domain and cross-domain)",
-                ["Budget", "Model", "Domain", "Acc", *[f"F1 {c}" for c in classes], "Dice", "Avg HD", "SSIM",
+                ["Budget", "Model", "Domain", "Acc", "Bal acc", "AUC", "Pred pos", *[f"F1 {c}" for c in classes],
+                 "Dice", "Avg HD", "SSIM",
                  "N cls", "N seg", f"McNemar p vs {reference}", f"Wilcoxon p vs {reference}"])
     tests = {(t.get("setting"), t.get("domain"), t["a"], t["b"], t["test"]): t["p_value"]
              for t in results.get("statistics", []) if "setting" in t}
@@ -309,12 +310,17 @@ def label_budget_table(results: dict) -> Table | None:
             key = (run.get("budget_setting"), domain, reference, run.get("model"))
             name = f"U-Rep {STRATEGY_LABELS.get(run['method'], run['method'])}" if run.get("kind") == "urep" \
                 else run.get("model")
-            out.add(label, name, domain.replace("_", "-"), metrics.get("accuracy"),
-                    *[metrics.get(f"f1_{c}") for c in classes], metrics.get("dice"), metrics.get("hausdorff"),
+            out.add(label, name, domain.replace("_", "-"), metrics.get("accuracy"), metrics.get("balanced_accuracy"),
+                    metrics.get("auc"), metrics.get("positive_fraction"), *[metrics.get(f"f1_{c}") for c in classes], metrics.get("dice"), metrics.get("hausdorff"),
                     metrics.get("ssim"), metrics.get("n_classification"), metrics.get("n_segmentation"),
                     tests.get((*key, "mcnemar")), tests.get((*key, "wilcoxon")))
     out.notes.append("SSIM compares the binarised predicted mask with the reference mask. Avg HD in pixels. "
-                     "p-values compare the row's model with the full MultiMix on the same test images.")
+                     "p-values compare the row's model with the full MultiMix on the same test images. "
+                     "Bal acc: balanced accuracy; Pred pos: fraction of test images predicted as a class other "
+                     "than the first (0 or 1 = a constant classifier).")
+    split = results.get("data", {}).get("split_note")
+    if split:
+        out.title += f"; split: {split}"
     return out
 
 

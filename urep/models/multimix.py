@@ -11,7 +11,7 @@ image ─ input_normalization ─ enc1 ─pool─ enc2 ─pool─ enc3 ─pool�
 ```
 
 Every block is a double convolution: (3x3 conv, instance normalization, LeakyReLU 0.2) twice, then dropout
-0.25 (SPEC section 7; the paper's section 3.1). The classification branch is "two pooling layers and an FC
+0.25 (Haque et al., section 3.1). The classification branch is "two pooling layers and an FC
 layer" (max-pool of the bottleneck, global average pool, Dense), as in the public PyTorch code.
 
 **Saliency bridge.** The saliency map is the absolute gradient of the highest class score (the *logit* of the
@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 SALIENCY_NORMALIZATIONS = ("max", "none")
 PUBLIC_PYTORCH_PARAMS = 1_965_173
-"""Parameters of the public PyTorch MultiMix model at 256x256x1 (STACK.md), for comparison."""
+"""Parameters of the public PyTorch MultiMix model at 256x256x1 (counted from the public code), for comparison."""
 
 
 def _double_conv(
