@@ -37,7 +37,7 @@ STRONG_OPS = (
     "autocontrast", "brightness", "contrast", "equalize", "identity", "posterize", "rotate", "sharpness",
     "shear_x", "shear_y", "solarize", "translate_x", "translate_y",
 )
-"""The strong-augmentation pool (SPEC section 7), in the order ``op_index`` refers to."""
+"""The strong-augmentation pool (the public code's RandAugmentMC operations), in the order ``op_index`` refers to."""
 
 _FACTOR_RANGE = (0.05, 0.95)
 _MAX_ROTATION_DEGREES = 30.0

@@ -324,6 +324,33 @@ def label_budget_table(results: dict) -> Table | None:
     return out
 
 
+def seed_summary_table(results: dict) -> Table | None:
+    """MultiMix and U-Rep over seeds (`multimix.seeds`): mean (spread) per budget and domain, and how many
+    seeds' paired tests (U-Rep row vs MultiMix) reached significance; from `multimix.summary`."""
+    summary = results.get("multimix", {}).get("summary")
+    if not summary:
+        return None
+    metrics = ("accuracy", "balanced_accuracy", "auc", "positive_fraction", "dice")
+    title = "MultiMix and U-Rep over seeds: mean (sample std)"
+    split = results.get("data", {}).get("split_note")
+    out = Table("label_budgets_seeds", title + (f"; split: {split}" if split else ""),
+                ["Budget", "Model", "Domain", "Seeds", "Acc", "Bal acc", "AUC", "Pred pos", "Dice",
+                 "McNemar p per seed", "Wilcoxon p per seed"])
+    for entry in summary:
+        cells = [(entry[m]["mean"], entry[m]["std"]) if m in entry else None for m in metrics]
+        tests = []
+        for test in ("mcnemar", "wilcoxon"):
+            found = [v for k, v in entry.get("tests", {}).items() if k.startswith(test)]
+            tests.append("; ".join(", ".join(f"{p:.3g}" for p in v["p_values"]) + f" ({v['significant']}/"
+                                   f"{v['n_seeds']} sig.)" for v in found) or None)
+        out.add(entry["setting"], entry["model"], entry["domain"].replace("_", "-"), len(entry["seeds"]), *cells,
+                *tests)
+    out.notes.append("Spread: sample standard deviation over seeds (label draw, weights, data order); the split "
+                     "and U-Rep's source are fixed. p-values: U-Rep row vs MultiMix on the same test images, one "
+                     "per seed.")
+    return out
+
+
 def metrics_table(results: dict) -> Table:
     """Every task x method with all metrics (no paper columns)."""
     out = Table("metrics", "All test metrics", ["Task", "Method", *[_label(m) for m in ALL_METRICS], "N test"])
@@ -471,8 +498,8 @@ def build_tables(results: dict) -> list[Table]:
             tables.append(builder(paper, results))
     if results["config"]["tasks"] and results.get("tasks"):
         tables.append(metrics_table(results))
-    for extra in (super_resolution_table, transfer_table, label_budget_table, ensemble_table, statistics_table,
-                  explain_table, recommendation_table, data_table):
+    for extra in (super_resolution_table, transfer_table, label_budget_table, seed_summary_table, ensemble_table,
+                  statistics_table, explain_table, recommendation_table, data_table):
         table = extra(results)
         if table is not None:
             tables.append(table)
