@@ -73,20 +73,32 @@ def measure(size: int, channels: tuple[int, ...], jit_compile: bool, batch: int 
             "cpu_median": statistics.median(cpu_rates), "warmup_seconds": warmup_seconds}
 
 
-def run(out_dir: str | os.PathLike, quick: bool = False) -> dict:
-    """Measure every size x XLA row; write `out_dir/multimix_throughput.json` and return the record."""
+ROWS = (("no_xla", False), ("xla", True))
+
+
+def run(out_dir: str | os.PathLike, quick: bool = False, sizes: tuple[int, ...] | None = None,
+        rows: tuple[str, ...] | None = None) -> dict:
+    """Measure every size x XLA row; write `out_dir/multimix_throughput.json` and return the record.
+
+    The record is rewritten after each row, so an interrupted run keeps the rows it finished. XLA rows run
+    after every plain row (their compilation takes minutes on a small CPU).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sizes = (32,) if quick else (128, 256)
+    sizes = sizes or ((32,) if quick else (128, 256))
     channels = (4, 8, 16, 32, 64) if quick else (16, 32, 64, 128, 256)
     steps, repeats = (1, 1) if quick else (2, 2)
     record: dict = {"benchmark": "multimix_throughput", "quick": quick, "channels": list(channels),
                     "batch_per_stream": 10, "streams": STREAMS, "environment": environment(), "sizes": {}}
-    for size in sizes:
-        record["sizes"][str(size)] = {
-            name: measure(size, channels, jit, steps=steps, repeats=repeats)
-            for name, jit in (("no_xla", False), ("xla", True))}
-    atomic_write_json(out / "multimix_throughput.json", record)
+    for name, jit in ROWS:
+        if rows and name not in rows:
+            continue
+        for size in sizes:
+            row = measure(size, channels, jit, steps=steps, repeats=repeats)
+            record["sizes"].setdefault(str(size), {})[name] = row
+            print(f"{size}x{size} {name}: {row['median']:.2f} img/s (min {row['min']:.2f}, max {row['max']:.2f}), "
+                  f"cpu {row['cpu_median']:.2f}, warm-up {row['warmup_seconds']:.1f} s", flush=True)
+            atomic_write_json(out / "multimix_throughput.json", record)
     return record
 
 
@@ -94,12 +106,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="+", help="image sizes (default 128 256; quick 32)")
+    parser.add_argument("--rows", nargs="+", choices=[name for name, _ in ROWS], help="default: all")
     args = parser.parse_args()
-    record = run(args.out, args.quick)
-    for size, rows in record["sizes"].items():
-        for name, row in rows.items():
-            print(f"{size}x{size} {name}: {row['median']:.2f} img/s (min {row['min']:.2f}, max {row['max']:.2f}), "
-                  f"cpu {row['cpu_median']:.2f}, warm-up {row['warmup_seconds']:.1f} s")
+    run(args.out, args.quick, tuple(args.sizes) if args.sizes else None, tuple(args.rows) if args.rows else None)
 
 
 if __name__ == "__main__":
