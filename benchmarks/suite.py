@@ -8,6 +8,7 @@
 | `cost` | shared vs separate to the same stopping rule | `benchmarks.cost.run_cost` |
 | `inference` | fused multi-head model vs separate task models | `benchmarks.inference.run` |
 | `train_throughput` | training-step images/s: custom loops vs `model.fit`, XLA | `benchmarks.train_throughput.run` |
+| `multimix_throughput` | one MultiMix step (five streams, saliency pass) images/s, XLA | `benchmarks.multimix_throughput.run` |
 | `data_pipeline` | input pipeline images/s, cached and uncached | `benchmarks.data_pipeline.run` |
 | `scaling` | total training cost for 1..5 tasks (plot) | `benchmarks.scaling.run` |
 | `memory` | peak RSS of a CDAE training run | `benchmarks.memory.run` |
@@ -62,9 +63,10 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "scaling": ("benchmarks.scaling", "run", "Scaling with tasks"),
     "memory": ("benchmarks.memory", "run", "Peak memory of CDAE training"),
     "tuner_memory": ("benchmarks.tuner_memory", "run", "Peak memory of a tuner search"),
+    "multimix_throughput": ("benchmarks.multimix_throughput", "run", "MultiMix training-step throughput"),
 }
 #: Benchmarks written elsewhere, called as `run(out_dir, quick)`; their records are tabulated here.
-DELEGATED = ("train_throughput", "data_pipeline", "tuner_memory")
+DELEGATED = ("train_throughput", "data_pipeline", "tuner_memory", "multimix_throughput")
 #: Delegated benchmarks that measure the peak memory of their own process: run in a fresh child process, so
 #: the suite's earlier benchmarks do not count.
 ISOLATED = ("tuner_memory",)

@@ -68,6 +68,20 @@ def test_urep_vs_multimix_runs_both_on_the_same_split_and_rebuilds_its_tables(tm
         assert "accuracy" not in run["cross_domain"]  # no cross-domain classification source configured
     assert runs["multimix"]["in_domain"]["n_segmentation"] == runs["urep_independent"]["in_domain"]["n_segmentation"]
     assert results["data"]["budgets"]["cls=4,seg=4"]["segmentation"]["labelled"] == 4
+    for run in runs.values():  # balanced scores beside accuracy, so a constant classifier shows
+        assert {"balanced_accuracy", "auc", "positive_fraction"} <= set(run["in_domain"])
+        assert 0.0 <= run["in_domain"]["positive_fraction"] <= 1.0
+    # Both methods trained on the same labelled images (rows and pixels), MultiMix also on the stated pools.
+    budget = results["data"]["budgets"]["cls=4,seg=4"]
+    given = {(e["method"], e["task"]): e for e in results["multimix"]["labelled"]}
+    assert set(given) == {(m, t) for m in ("multimix", "urep") for t in ("segmentation", "classification")}
+    train = {t: results["data"]["tasks"][t]["train"] for t in ("segmentation", "classification")}
+    for task in ("segmentation", "classification"):
+        mm, ur = given[("multimix", task)], given[("urep", task)]
+        assert mm["rows"] == ur["rows"] and len(mm["rows"]) == 4 and mm["digest"] == ur["digest"]
+        assert budget[task] == {"labelled": 4, "unlabelled": train[task] - 4}
+        assert mm["unlabelled_images"] == budget[task]["unlabelled"] > 4
+    assert "random patient split" in results["data"]["split_note"]
     tests = {(t["test"], t["domain"]) for t in results["statistics"]}
     assert tests == {("mcnemar", "in_domain"), ("wilcoxon", "in_domain"), ("wilcoxon", "cross_domain")}
     assert all(0.0 <= t["p_value"] <= 1.0 for t in results["statistics"])
@@ -95,3 +109,90 @@ def test_multimix_kind_trains_a_single_task_variant_once_per_own_budget(tmp_path
     assert (tmp_path / "run" / "budgets" / "cls=4,seg=4" / "checkpoints" / "multimix" / "unet" /
             "best.weights.h5").is_file()
     assert (tmp_path / "run" / "tables" / "label_budgets.md").is_file()
+
+
+def test_seeds_repeat_each_budget_with_a_new_label_draw_and_summarise_over_seeds(tmp_path):
+    from urep.experiments.runner import run_experiment
+
+    config = _tiny("multimix_cxr_phantom", label_budgets=((4, 4),), variants=("unet",), seeds=(3, 4))
+    results = run_experiment(config, tmp_path / "run")
+
+    runs = results["multimix"]["runs"]
+    assert [(r["model"], r["seed"]) for r in runs] == [("unet", 3), ("unet", 4)]
+    rows = {e["seed"]: e["rows"] for e in results["multimix"]["labelled"] if e["task"] == "segmentation"}
+    assert rows[3] != rows[4] and len(rows[3]) == len(rows[4]) == 4  # each seed draws its own labelled images
+    (entry,) = [e for e in results["multimix"]["summary"] if e["domain"] == "in_domain"]
+    values = [r["in_domain"]["dice"] for r in runs]
+    assert entry["seeds"] == [3, 4] and entry["dice"]["values"] == values
+    assert entry["dice"]["mean"] == pytest.approx(sum(values) / 2)
+    assert entry["dice"]["std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+    for seed in (3, 4):
+        assert (tmp_path / "run" / "budgets" / f"seed{seed}" / "cls=4,seg=4" / "checkpoints" / "multimix" /
+                "unet" / "best.weights.h5").is_file()
+    assert (tmp_path / "run" / "tables" / "label_budgets_seeds.md").is_file()
+
+
+def test_seed_summary_collects_per_seed_paired_tests_for_the_table():
+    from urep.experiments.multimix_experiment import seed_summary
+    from urep.experiments.report import seed_summary_table
+
+    def run(model, kind, seed, accuracy):
+        return {"model": model, "method": "multimix" if kind == "multimix" else "independent", "kind": kind,
+                "setting": "cls=4,seg=4", "budget_setting": "cls=4,seg=4", "seed": seed,
+                "in_domain": {"accuracy": accuracy, "balanced_accuracy": 0.5, "auc": float("nan")}}
+
+    runs = [run("multimix", "multimix", s, a) for s, a in ((0, 0.6), (1, 0.8), (2, 0.7))] + \
+        [run("urep_independent", "urep", s, 0.5) for s in (0, 1, 2)]
+    tests = [{"setting": "cls=4,seg=4", "domain": "in_domain", "seed": s, "a": "multimix", "b": "urep_independent",
+              "test": "mcnemar", "p_value": p, "significant": p < 0.05} for s, p in ((0, 0.01), (1, 0.2), (2, 0.03))]
+    summary = {e["model"]: e for e in seed_summary(runs, tests)}
+    assert summary["multimix"]["accuracy"]["mean"] == pytest.approx(0.7)
+    assert summary["multimix"]["accuracy"]["std"] == pytest.approx(0.1)
+    assert "auc" not in summary["multimix"]  # NaN values are left out, never averaged in
+    mcnemar = summary["urep_independent"]["tests"]["mcnemar vs multimix"]
+    assert mcnemar == {"p_values": [0.01, 0.2, 0.03], "seeds": [0, 1, 2], "significant": 2, "n_seeds": 3}
+    table = seed_summary_table({"multimix": {"summary": list(summary.values())},
+                                "data": {"split_note": "jsrt official"}})
+    assert "split: jsrt official" in table.title
+    row = next(r for r in table.rows if r[1] == "urep_independent")
+    assert row[3] == 3 and row[-2] == "0.01, 0.2, 0.03 (2/3 sig.)"
+
+
+def test_official_split_column_sets_train_val_test_and_draws_val_when_absent():
+    import pandas as pd
+
+    from urep.experiments.pipeline import official_parts
+
+    config = load_config("multimix_cxr_phantom")
+    frame = pd.DataFrame({"patient": ["a", "b", "c", "d", "e", "f"],
+                          "split": ["train", "TRAIN", "val", "test", "test", "train"]})
+    assert official_parts(frame, "split", "jsrt", config) == {
+        "a": "train", "b": "train", "c": "val", "d": "test", "e": "test", "f": "train"}
+    no_val = pd.DataFrame({"patient": [f"p{i}" for i in range(24)], "split": ["train"] * 20 + ["test"] * 4})
+    parts = official_parts(no_val, "split", "kermany", config)
+    assert [parts[f"p{i}"] for i in range(20, 24)] == ["test"] * 4
+    counts = pd.Series(parts).value_counts().to_dict()
+    assert counts["test"] == 4 and counts["val"] >= 1 and counts["train"] + counts["val"] == 20
+    with pytest.raises(ValueError, match="column 'fold' not in"):
+        official_parts(frame, "fold", "jsrt", config)
+    with pytest.raises(ValueError, match=r"expected train/val/test, got \['holdout'\]"):
+        official_parts(frame.assign(split=["holdout"] + list(frame["split"][1:])), "split", "jsrt", config)
+    both = official_parts(pd.concat([frame, frame.assign(split=["val"] * 3 + ["train"] * 3)]), "split", "x", config)
+    assert [both[p] for p in "abcdef"] == ["val", "val", "val", "test", "test", "train"]  # test > val > train
+
+
+def test_real_config_uses_jsrts_official_split_and_a_pool_several_times_the_budget(shared_data, tmp_path):
+    config = load_config("urep_vs_multimix_real")
+    assert config.data["jsrt"].split_column == "split" and len(config.multimix.seeds) >= 3
+    assert config.image_size == (128, 128)
+    config = dataclasses.replace(config, image_size=(32, 32))
+    experiment = MultiMixExperiment(config, tmp_path, data_root=str(shared_data))
+    experiment.load_data()
+    tasks = experiment.results["data"]["tasks"]
+    assert (tasks["segmentation"]["train"], tasks["segmentation"]["val"], tasks["segmentation"]["test"]) == \
+        (104, 13, 33)
+    assert "jsrt (segmentation) official `split` column: train 104 / val 13 / test 33" in \
+        experiment.results["data"]["split_note"]
+    seg_budget, cls_budget = config.multimix.label_budgets[0]
+    assert tasks["segmentation"]["train"] - seg_budget >= 5 * seg_budget
+    assert tasks["classification"]["train"] - cls_budget >= 5 * cls_budget

@@ -6,6 +6,7 @@ folders have no __init__.py, so two test modules with one basename cannot be col
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -79,7 +80,7 @@ def test_pseudo_label_mask_respects_the_threshold():
     assert float(nothing_kept) == 0.0 and mask.numpy().sum() == 0
 
 
-@pytest.mark.parametrize("mode", ["batch_mean", "pixelwise"])
+@pytest.mark.parametrize("mode", ["pixelwise", "batch_mean"])
 def test_kl_is_zero_for_identical_and_positive_for_different_predictions(mode):
     rng = np.random.default_rng(1)
     p = tf.constant(rng.uniform(0.05, 0.95, (3, 8, 8, 1)), tf.float32)
@@ -96,7 +97,17 @@ def test_kl_matches_the_bernoulli_formula_on_batch_means():
     p = tf.constant([[[[0.9]]], [[[0.7]]]])  # labelled batch mean 0.8
     q = tf.constant([[[[0.2]]]])  # unlabelled (a different batch size is fine)
     expected = 0.8 * np.log(0.8 / 0.2) + 0.2 * np.log(0.2 / 0.8)
+    assert float(segmentation_kl(p, q, "batch_mean")) == pytest.approx(expected, rel=1e-5)
+
+
+def test_kl_default_is_the_papers_pixelwise_reading():
+    assert MultiMixConfig().kl_mode == "pixelwise"
+    # Pixel by pixel the pairs (0.9 vs 0.1) and (0.1 vs 0.9) differ strongly; their batch means (0.5) agree.
+    p = tf.constant([[[[0.9]]], [[[0.1]]]])
+    q = tf.constant([[[[0.1]]], [[[0.9]]]])
+    expected = 0.9 * np.log(9) + 0.1 * np.log(1 / 9)
     assert float(segmentation_kl(p, q)) == pytest.approx(expected, rel=1e-5)
+    assert float(segmentation_kl(p, q, "batch_mean")) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_public_code_single_channel_softmax_kl_is_always_zero():
@@ -125,6 +136,7 @@ def test_config_defaults_are_the_papers_and_the_schedule_steps_every_8_epochs():
         ({"threshold": 1.5}, "threshold"),
         ({"kl_weight": -1.0}, "kl_weight"),
         ({"kl_mode": "sum"}, "kl_mode"),
+        ({"selection": "accuracy"}, "selection must be one of"),
         ({"batch_size": 0}, "batch_size"),
         ({"selection_weights": (0.0, 0.0)}, "selection_weights"),
         ({"lr_decay_factor": 0.0}, "lr_decay_factor"),
@@ -182,13 +194,17 @@ def test_tiny_multimix_run_lowers_the_loss_and_selects_on_validation(data, tmp_p
     losses = result.history["loss"]
     assert losses[-1] < losses[0]
     assert result.history["dice"][-1] < result.history["dice"][0]
-    for key in ("ce", "ssl", "mask_rate", "kl", "val_dice", "val_accuracy", "val_score", "lr"):
+    for key in ("ce", "ssl", "mask_rate", "kl", "val_dice", "val_accuracy", "val_balanced_accuracy", "val_auc",
+                "val_positive_fraction", "val_loss", "val_score", "lr"):
         assert len(result.history[key]) == 4
     assert all(k > 0 for k in result.history["kl"])
     scores = result.history["val_score"]
     assert result.best_epoch == int(np.argmax(scores)) + 1
     assert result.best_score == pytest.approx(max(scores))
-    np.testing.assert_allclose(np.add(result.history["val_dice"], result.history["val_accuracy"]), scores)
+    # Default selection: (Dice + (balanced accuracy + AUC) / 2) / 2, never plain accuracy.
+    h = result.history
+    balanced = (np.asarray(h["val_balanced_accuracy"]) + np.asarray(h["val_auc"])) / 2
+    np.testing.assert_allclose((np.asarray(h["val_dice"]) + balanced) / 2, scores, rtol=1e-6)
     # The restored weights are the best epoch's: re-evaluating them reproduces that epoch's validation metrics.
     evaluation = evaluate_multimix(model, data.val_seg_images, data.val_seg_masks, data.val_cls_images,
                                    data.val_cls_labels)
@@ -281,3 +297,103 @@ def test_multimix_is_a_registered_strategy_and_trains_from_tasks(data):
     assert result.strategy == "multimix" and result.phase == "multimix/umtls" and result.best_epoch == 1
     assert {"ce", "dice", "val_dice", "val_accuracy"} <= set(result.history)
     assert result.extra["multimix"]["config"]["variant"] == "umtls"
+
+
+# -- how the training step assembles its inputs and loss ---------------------------------------------------
+def _fixed_batch(data: MultiMixData, n: int = 4) -> dict[str, tf.Tensor]:
+    rng = np.random.default_rng(7)
+    strong = np.clip(data.cls_unlabelled[:n] + 0.2 * rng.standard_normal(data.cls_unlabelled[:n].shape), 0, 1)
+    return {
+        "seg_images": tf.constant(data.seg_images[:n]), "seg_masks": tf.constant(data.seg_masks[:n]),
+        "seg_unlabelled": tf.constant(data.seg_unlabelled[:n]),
+        "cls_images": tf.constant(data.cls_images[:n]), "cls_labels": tf.constant(data.cls_labels[:n]),
+        "weak": tf.constant(data.cls_unlabelled[:n]), "strong": tf.constant(strong.astype("float32")),
+    }
+
+
+def test_training_step_assembles_the_papers_loss_from_the_saliency_and_the_threshold(data):
+    """Each term recomputed outside the step from the same weights (dropout 0, so training mode is
+    deterministic): the decoder must see the model's saliency, the FixMatch mask must use `config.threshold`,
+    and the optimised total must be CE + lambda * SSL + alpha * Dice + beta * KL with the configured weights."""
+    urep.seed_everything(5)
+    model = multimix_for_variant("multimix", input_shape=(SIZE, SIZE, 1), channels=CHANNELS, dropout=0.0)
+    batch = _fixed_batch(data)
+    weak_probs = tf.nn.softmax(model.classifier(batch["weak"], training=True)).numpy()
+    confidence = np.sort(weak_probs.max(axis=1))
+    threshold = float((confidence[1] + confidence[2]) / 2)  # two pseudo-labels kept, two below the threshold
+    config = _config(threshold=threshold, ssl_weight=0.3, dice_weight=2.0, kl_weight=5.0)
+
+    seg_x = tf.concat([batch["seg_images"], batch["seg_unlabelled"]], axis=0)
+    saliency = model.saliency(seg_x)
+    assert float(tf.reduce_max(saliency)) > 0
+    seg_probs = tf.sigmoid(model.network([seg_x, saliency], training=True)["segmentation_logits"])
+    dice = float(tf.reduce_mean(mm.dice_loss(batch["seg_masks"], seg_probs[:4], per_image=True)))
+    kl = float(segmentation_kl(seg_probs[:4], seg_probs[4:], "pixelwise"))
+    cls_logits = model.classifier(tf.concat([batch["cls_images"], batch["weak"], batch["strong"]], 0), training=True)
+    ce = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["cls_labels"], cls_logits[:4])))
+    ssl, mask = fixmatch_loss(cls_logits[4:8], cls_logits[8:], threshold)
+    np.testing.assert_array_equal(np.sort(mask.numpy()), [0, 0, 1, 1])
+
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(model.network.trainable_variables)
+    terms = {k: float(v) for k, v in mm._make_train_step(model, optimizer, config)(batch).items()}
+
+    assert terms["dice"] == pytest.approx(dice, rel=1e-4)  # fails if the decoder got zeros, not the saliency
+    assert terms["kl"] == pytest.approx(kl, rel=1e-3) and kl > 1e-4
+    assert terms["ce"] == pytest.approx(ce, rel=1e-4)
+    assert terms["ssl"] == pytest.approx(float(ssl), rel=1e-4)  # fails with threshold 0 (all four kept)
+    assert terms["mask_rate"] == pytest.approx(0.5)
+    expected = terms["ce"] + 0.3 * terms["ssl"] + 2.0 * terms["dice"] + 5.0 * terms["kl"]
+    assert terms["loss"] == pytest.approx(expected, rel=1e-5)  # fails if the KL is only logged
+    assert 5.0 * terms["kl"] > 1e-4 * expected
+
+
+def test_a_pseudo_label_below_the_threshold_contributes_nothing(data):
+    """Above every weak confidence: no pseudo-label kept, SSL term 0, and the strong views get no gradient."""
+    urep.seed_everything(6)
+    model = multimix_for_variant("encssl", input_shape=(SIZE, SIZE, 1), channels=CHANNELS, dropout=0.0)
+    batch = {k: v for k, v in _fixed_batch(data).items() if k in ("cls_images", "cls_labels", "weak", "strong")}
+    confidence = tf.nn.softmax(model.classifier(batch["weak"], training=True)).numpy().max(axis=1)
+    high = float(confidence.max()) + 1e-3
+    assert high < 1.0
+
+    def run(threshold, strong):
+        urep.seed_everything(6)
+        fresh = multimix_for_variant("encssl", input_shape=(SIZE, SIZE, 1), channels=CHANNELS, dropout=0.0)
+        fresh.network.set_weights(model.network.get_weights())
+        optimizer = keras.optimizers.Adam(1e-3)
+        optimizer.build(fresh.network.trainable_variables)
+        step = mm._make_train_step(fresh, optimizer, _config(variant="encssl", threshold=threshold))
+        terms = step({**batch, "strong": strong})
+        return {k: float(v) for k, v in terms.items()}, fresh.network.get_weights()
+
+    other_strong = tf.reverse(batch["strong"], axis=[1])
+    kept_none, weights_a = run(high, batch["strong"])
+    assert kept_none["ssl"] == 0.0 and kept_none["mask_rate"] == 0.0
+    assert kept_none["loss"] == pytest.approx(kept_none["ce"], rel=1e-6)
+    _, weights_b = run(high, other_strong)  # the strong views cannot matter when nothing is kept
+    for a, b in zip(weights_a, weights_b, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    kept_all, _ = run(0.0, batch["strong"])
+    assert kept_all["mask_rate"] == 1.0 and kept_all["ssl"] > 0
+
+
+def test_selection_never_keeps_a_constant_classifier_over_a_balanced_one(monkeypatch, data):
+    """Plain accuracy prefers an all-'pneumonia' epoch on a 3:1 set; the balanced score and the loss do not."""
+    labels = np.array([1] * 12 + [0] * 4)
+    constant = np.tile([[0.2, 0.8]], (16, 1))
+    informative = np.where(labels[:, None] == 1, [[0.1, 0.9]], [[0.9, 0.1]])
+    informative[:6] = [[0.55, 0.45]]  # six errors on the majority class: accuracy 10/16 < the constant's 12/16
+    assert np.mean(informative.argmax(1) == labels) < np.mean(constant.argmax(1) == labels)
+    scores = {}
+    for selection in ("balanced", "loss"):
+        config = _config(variant="encoder", selection=selection)
+        for name, probs in (("constant", constant), ("informative", informative)):
+            monkeypatch.setattr(mm, "predict_multimix", lambda *a, p=probs, **k: {"classification": p})
+            split = MultiMixData(val_cls_images=np.zeros((16, 4, 4)), val_cls_labels=labels)
+            scores[(selection, name)] = mm._validation_metrics(None, split, config)
+    for selection in ("balanced", "loss"):
+        assert scores[(selection, "informative")]["val_score"] > scores[(selection, "constant")]["val_score"]
+    assert scores[("balanced", "constant")]["val_balanced_accuracy"] == 0.5
+    assert scores[("balanced", "constant")]["val_positive_fraction"] == 1.0
+    assert scores[("balanced", "informative")]["val_positive_fraction"] == pytest.approx(6 / 16)

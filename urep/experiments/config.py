@@ -88,6 +88,10 @@ class DataSource:
             all. Used for reduced-scale runs; the papers used every image.
         include: names of other sources concatenated into this one (the preprint trained its CXR heads on
             Shenzhen + Montgomery); `adapter`, `root` and `phantom` are then unused.
+        split_column: a column of the source's table holding each image's official part (`train`, `val`,
+            `test`; e.g. JSRT's `split` in a manifest, Kermany's folders through `pediatric_pneumonia`): the
+            source is split by it instead of the random patient split (`split`); without `val` rows the
+            validation patients are drawn from `train` with the `split` proportions. `null` = random split.
     """
 
     adapter: str = "folder"
@@ -96,6 +100,7 @@ class DataSource:
     options: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
     include: tuple[str, ...] = ()
+    split_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -424,6 +429,9 @@ class MultiMixConfig:
         options: keyword arguments for the MultiMix trainer (`urep.training.multimix.MultiMixConfig` fields;
             paper: lr 1e-4, x0.1 every 8 epochs, batch 10, t 0.7, lambda 0.25, alpha 5.0, beta 0.01) and, under
             `model`, for the network (`urep.models.multimix.multimix`).
+        seeds: repeat every budget with each of these seeds (label draw, weights, data order; the split and
+            U-Rep's source stay those of the experiment `seed`); results get mean and spread over seeds and the
+            paired tests per seed. Empty = one run with the experiment `seed`.
     """
 
     segmentation_data: str
@@ -437,6 +445,7 @@ class MultiMixConfig:
     label_budgets: tuple[tuple[int | Literal["all"], int | Literal["all"]], ...] = ()
     variants: tuple[MultiMixVariant, ...] = ("multimix",)
     options: dict[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -703,6 +712,9 @@ def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
                                       f"multimix.label_budgets[{i}][{j}]", file)
         if not config.multimix.variants:
             raise ConfigError("name at least one MultiMix variant", "multimix.variants", file)
+        seeds = config.multimix.seeds
+        if len(set(seeds)) != len(seeds) or any(int(x) < 0 for x in seeds):
+            raise ConfigError(f"seeds must be distinct integers >= 0, got {list(seeds)}", "multimix.seeds", file)
     from urep.experiments.paper_numbers import PAPER_TABLES
 
     for i, key in enumerate(config.paper_tables):

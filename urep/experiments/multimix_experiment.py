@@ -132,6 +132,7 @@ class MultiMixExperiment:
         self.train_rows: dict[str, np.ndarray] = {}
         self.trained: dict[tuple[str, str], dict] = {}
         self.results: dict[str, Any] = {"models": [], "multimix": {"runs": []}, "statistics": []}
+        self.seeds = tuple(config.multimix.seeds) or (config.seed,)
 
     # -- data ----------------------------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -140,6 +141,15 @@ class MultiMixExperiment:
         pipeline.load_data()
         self.results["data"] = pipeline.results["data"]
         self.train_rows = {t.name: pipeline.task_data[t.name].folds[0][0] for t in (self.seg_task, self.cls_task)}
+        notes = []
+        for task in (self.seg_task, self.cls_task):
+            data = pipeline.task_data[task.name]
+            column = self.config.data[task.data].split_column
+            how = f"official `{column}` column" if column else \
+                f"random patient split {'/'.join(f'{f:g}' for f in self.config.split)} (seed {self.config.seed})"
+            notes.append(f"{task.data} ({task.kind}) {how}: train {len(data.folds[0][0])} / val "
+                         f"{len(data.folds[0][1])} / test {len(data.test)}")
+        self.results["data"]["split_note"] = "; ".join(notes)
         mm = self.config.multimix
         for task, source in ((self.seg_task, mm.cross_domain_segmentation),
                              (self.cls_task, mm.cross_domain_classification)):
@@ -149,7 +159,7 @@ class MultiMixExperiment:
             self.results["data"]["tasks"][f"{task.name} (cross-domain: {source})"] = {
                 "train": 0, "val": 0, "test": int(len(self.cross[task.name]))}
 
-    def _budget_split(self, task: TaskConfig, n: int | str) -> tuple[np.ndarray, np.ndarray]:
+    def _budget_split(self, task: TaskConfig, n: int | str, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(labelled, unlabelled) rows of the task's training patients; `all` -> (every row, every row)."""
         from urep.training.multimix import label_budget
 
@@ -159,7 +169,7 @@ class MultiMixExperiment:
             raise ValueError(f"label budget {n} for task {task.name!r} exceeds its {len(train)} training images; "
                              "lower multimix.label_budgets or use `all`")
         stratify = data.pool.labels[train] if task.kind == "classification" else None
-        labelled, unlabelled = label_budget(train, n, seed=self.config.seed, stratify=stratify)
+        labelled, unlabelled = label_budget(train, n, seed=seed, stratify=stratify)
         return labelled, (unlabelled if len(unlabelled) else labelled)
 
     # -- MultiMix ------------------------------------------------------------------------------------------
@@ -176,20 +186,25 @@ class MultiMixExperiment:
             val_seg_images=seg.pool.images[seg_val], val_seg_masks=seg.pool.masks[seg_val],
             val_cls_images=cls.pool.images[cls_val], val_cls_labels=cls.pool.labels[cls_val])
 
-    def _train_variant(self, variant: str, data, setting: str) -> tuple[Any, Any]:
+    def _prefix(self, setting: str, seed: int) -> str:
+        """Run-directory part of one budget: `budgets/<setting>`, or `budgets/seed<k>/<setting>` with seeds."""
+        return f"budgets/seed{seed}/{setting}" if self.config.multimix.seeds else f"budgets/{setting}"
+
+    def _train_variant(self, variant: str, data, setting: str, seed: int) -> tuple[Any, Any]:
         from urep.seed import seed_everything
         from urep.training.multimix import MultiMixConfig, multimix_for_variant, train_multimix
 
-        seed_everything(self.config.seed, self.config.deterministic)
+        seed_everything(seed, self.config.deterministic)
         model = multimix_for_variant(variant, input_shape=self.pipeline.shape, n_classes=len(self.classes),
                                      name=f"multimix_{variant}", **self.model_options)
-        settings = MultiMixConfig(variant=variant, seed=self.config.seed, **self.trainer_options)
-        result = train_multimix(model, data, settings, run=self.run_dir / "budgets" / setting)
-        logger.info("multimix %s at %s: best epoch %s of %d in %.1f s", variant, setting, result.best_epoch,
-                    result.epochs_run, result.seconds)
+        settings = MultiMixConfig(variant=variant, seed=seed, **self.trainer_options)
+        prefix = self._prefix(setting, seed)
+        result = train_multimix(model, data, settings, run=self.run_dir / prefix)
+        logger.info("multimix %s at %s (seed %d): best epoch %s of %d in %.1f s", variant, setting, seed,
+                    result.best_epoch, result.epochs_run, result.seconds)
         self.results["models"].append({
-            "id": f"budgets/{setting}/multimix/{variant}", "role": "multimix", "method": variant, "task": None,
-            "tasks": [], "fold": None, "setting": setting, "seconds": result.seconds,
+            "id": f"{prefix}/multimix/{variant}", "role": "multimix", "method": variant, "task": None,
+            "tasks": [], "fold": None, "setting": setting, "seed": seed, "seconds": result.seconds,
             "phase_seconds": result.seconds, "trainable_params": result.trainable_params,
             "total_params": result.total_params, "epochs_run": result.epochs_run, "stop_reason": "max_epochs",
             "best": dict(result.best_metrics), "best_epoch": result.best_epoch, "history": result.history})
@@ -208,7 +223,9 @@ class MultiMixExperiment:
             per_image: dict[str, np.ndarray] = {}
             if domain in cls_probs and domain in cls_sets:
                 scores = classification_scores(cls_sets[domain].labels, cls_probs[domain], self.classes)
-                metrics.update(accuracy=scores["accuracy"], n_classification=int(len(cls_sets[domain])),
+                metrics.update(accuracy=scores["accuracy"], balanced_accuracy=scores["balanced_accuracy"],
+                               auc=scores["auc"], positive_fraction=scores["positive_fraction"],
+                               n_classification=int(len(cls_sets[domain])),
                                **{f"f1_{c}": scores["f1_per_class"][c] for c in self.classes})
                 per_image["correct"] = np.asarray(scores["correct"], dtype=bool)
             if domain in seg_probs and domain in seg_sets:
@@ -249,14 +266,15 @@ class MultiMixExperiment:
             outputs.append({d: predict(model, pipeline._norm(a.images)) for d, a in self._test_sets()[task.name].items()})
         return outputs[0], outputs[1]
 
-    def _record_run(self, model: str, method: str, kind: str, setting: str, budget: tuple, scored: dict) -> None:
-        entry = {"model": model, "method": method, "kind": kind, "setting": setting,
+    def _record_run(self, model: str, method: str, kind: str, setting: str, budget: tuple, scored: dict,
+                    seed: int) -> None:
+        entry = {"model": model, "method": method, "kind": kind, "setting": setting, "seed": seed,
                  "budget_setting": budget_setting(*budget),
                  "budget": {"segmentation": budget[0], "classification": budget[1]}}
         entry.update({domain: value["metrics"] for domain, value in scored.items()})
         self.results["multimix"]["runs"].append(entry)
 
-    def _paired_tests(self, setting: str, scored: dict[str, dict]) -> None:
+    def _paired_tests(self, setting: str, scored: dict[str, dict], seed: int) -> None:
         """McNemar (per-image correctness) and Wilcoxon (per-image Dice) between every MultiMix variant and
         every U-Rep strategy, per domain, on the same test images."""
         from urep.statistics import mcnemar, wilcoxon_paired
@@ -280,18 +298,33 @@ class MultiMixExperiment:
                     detail = {"median_difference": _plain(r.median_difference), "note": r.note}
                 self.results["statistics"].append({
                     "task": f"{task} [{setting}, {domain.replace('_', '-')}]", "setting": setting,
-                    "domain": domain, "a": a, "b": b, "test": test, "on": on, "statistic": _plain(r.statistic),
+                    "domain": domain, "seed": seed, "a": a, "b": b, "test": test, "on": on,
+                    "statistic": _plain(r.statistic),
                     "p_value": _plain(r.p_value), "significant": bool(r.p_value < stats.alpha),
                     "n": int(len(scores_a[key])), "detail": detail})
 
     # -- whole experiment ----------------------------------------------------------------------------------
-    def run_budget(self, budget: tuple[int | str, int | str]) -> None:
-        """Every MultiMix variant (and U-Rep strategy) at one label budget, scored and tested."""
+    def _record_labelled(self, seed: int, setting: str, method: str, task: TaskConfig, rows: np.ndarray,
+                         images: np.ndarray, unlabelled: np.ndarray | None = None) -> None:
+        """Which training rows a method was given (and a digest of their pixels), for audits and tests."""
+        import hashlib
+
+        entry = {"seed": seed, "setting": setting, "method": method, "task": task.name,
+                 "rows": [int(r) for r in rows],
+                 "digest": hashlib.sha1(np.ascontiguousarray(images, dtype=np.float32).tobytes()).hexdigest()}
+        if unlabelled is not None:
+            entry["unlabelled_images"] = int(len(unlabelled))
+        self.results["multimix"].setdefault("labelled", []).append(entry)
+
+    def run_budget(self, budget: tuple[int | str, int | str], seed: int | None = None) -> None:
+        """Every MultiMix variant (and U-Rep strategy) at one label budget and seed, scored and tested."""
+        from urep.seed import seed_everything
         from urep.training.multimix import VARIANTS
         from urep.training.run import Run
 
-        seg_rows = self._budget_split(self.seg_task, budget[0])
-        cls_rows = self._budget_split(self.cls_task, budget[1])
+        seed = self.config.seed if seed is None else seed
+        seg_rows = self._budget_split(self.seg_task, budget[0], seed)
+        cls_rows = self._budget_split(self.cls_task, budget[1], seed)
         setting = budget_setting(*budget)
         self.results["data"].setdefault("budgets", {})[setting] = {
             "segmentation": {"labelled": int(len(seg_rows[0])),
@@ -301,41 +334,55 @@ class MultiMixExperiment:
         logger.info("budget %s: %d labelled masks, %d labelled classification images", setting,
                     len(seg_rows[0]), len(cls_rows[0]))
         data = self._multimix_data(seg_rows, cls_rows)
+        for task, rows, images, pool in ((self.seg_task, seg_rows[0], data.seg_images, data.seg_unlabelled),
+                                         (self.cls_task, cls_rows[0], data.cls_images, data.cls_unlabelled)):
+            self._record_labelled(seed, setting, "multimix", task, rows, images, pool)
         scored: dict[str, dict] = {}
         for variant in self.config.multimix.variants:
             parts = VARIANTS[variant]
             variant_setting = budget_setting(budget[0] if parts.segmentation else None,
                                              budget[1] if parts.classification else None)
-            if (variant, variant_setting) in self.trained:
+            if (variant, variant_setting, seed) in self.trained:
                 # a single-task variant whose own budget was already trained: same model, scored once
-                scored[variant] = self.trained[(variant, variant_setting)]
+                scored[variant] = self.trained[(variant, variant_setting, seed)]
                 continue
-            model, _ = self._train_variant(variant, data, setting)
+            model, _ = self._train_variant(variant, data, setting, seed)
             seg, cls = self._multimix_outputs(model, variant)
-            scored[variant] = self.trained[(variant, variant_setting)] = self._score(seg, cls)
+            scored[variant] = self.trained[(variant, variant_setting, seed)] = self._score(seg, cls)
             self._record_run(PAPER_MODEL_NAMES.get(variant, variant), variant, "multimix", variant_setting, budget,
-                             scored[variant])
+                             scored[variant], seed)
         if self.with_urep:
             pipeline = self.pipeline
             for task, rows in ((self.seg_task, seg_rows), (self.cls_task, cls_rows)):
                 folds = pipeline.task_data[task.name].folds
                 folds[0] = (rows[0], folds[0][1])
-            pipeline.manager = Run(self.run_dir / "budgets" / setting, resume=True)
-            for strategy in self.config.strategies:
-                first = len(pipeline.results["models"])
-                pipeline.run_strategy(strategy)
-                for entry in pipeline.results["models"][first:]:
-                    entry.update(id=f"budgets/{setting}/{entry['id']}", setting=setting)
-                seg, cls = self._urep_outputs(strategy)
-                name = f"urep_{strategy}"
-                scored[name] = self._score(seg, cls)
-                self._record_run(name, strategy, "urep", setting, budget, scored[name])
+            prefix = self._prefix(setting, seed)
+            pipeline.manager = Run(self.run_dir / prefix, resume=True)
+            experiment_config = pipeline.config
+            pipeline.config = dataclasses.replace(experiment_config, seed=seed)  # head data order
+            try:
+                for strategy in self.config.strategies:
+                    seed_everything(seed, self.config.deterministic)
+                    first = len(pipeline.results["models"])
+                    pipeline.run_strategy(strategy)
+                    for entry in pipeline.results["models"][first:]:
+                        entry.update(id=f"{prefix}/{entry['id']}", setting=setting, seed=seed)
+                    seg, cls = self._urep_outputs(strategy)
+                    name = f"urep_{strategy}"
+                    scored[name] = self._score(seg, cls)
+                    self._record_run(name, strategy, "urep", setting, budget, scored[name], seed)
+            finally:
+                pipeline.config = experiment_config
+            for task in (self.seg_task, self.cls_task):
+                data_of = pipeline.task_data[task.name]
+                rows = data_of.folds[0][0]
+                self._record_labelled(seed, setting, "urep", task, rows, data_of.pool.images[rows])
             pipeline.outputs = {}
-        if self.config.references.enabled:
+        if self.config.references.enabled and seed == self.seeds[0]:  # once per budget, not per seed
             from urep.experiments.references import multimix_references
 
             multimix_references(self, seg_rows[0], cls_rows[0], budget)
-        self._paired_tests(setting, scored)
+        self._paired_tests(setting, scored, seed)
 
     def run(self) -> dict:
         """Load data, train U-Rep's source (comparison only), then every budget; returns the results."""
@@ -346,13 +393,65 @@ class MultiMixExperiment:
             self.pipeline.train_source()
             self.results["source"] = self.pipeline.results.get("source")
             self.results["denoising"] = self.pipeline.results.get("denoising", [])
-        for budget in _budgets(self.config):
-            self.run_budget(budget)
+        for seed in self.seeds:
+            for budget in _budgets(self.config):
+                self.run_budget(budget, seed)
+        if self.config.multimix.seeds:
+            self.results["multimix"]["summary"] = seed_summary(self.results["multimix"]["runs"],
+                                                               self.results["statistics"])
         if self.with_urep:
             self.results["models"] = self.pipeline.results["models"] + self.results["models"]
             self.pipeline.save_models(None)
         self.results["experiment_seconds"] = time.perf_counter() - started
         return self.results
+
+
+SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "auc", "positive_fraction", "dice", "hausdorff", "ssim")
+
+
+def seed_summary(runs: list[dict], statistics: list[dict]) -> list[dict]:
+    """Mean and spread over seeds of every model x budget x domain metric, with the per-seed paired tests.
+
+    Args:
+        runs: `results["multimix"]["runs"]` (entries with `seed`).
+        statistics: `results["statistics"]` (paired tests with `seed`).
+
+    Returns:
+        One entry per (model, setting, domain): `model`, `kind`, `method`, `setting`, `domain`, `seeds`, and per
+        metric `{"mean", "std" (sample, ddof 1; 0 with one seed), "min", "max", "values"}` (NaN values left out),
+        plus `tests`: `{test: {"p_values": [per seed], "significant": k, "n_seeds": n}}` against each MultiMix
+        variant (keyed `"<test> vs <variant>"`) for U-Rep rows.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        for domain in ("in_domain", "cross_domain"):
+            if run.get(domain):
+                groups.setdefault((run["model"], run["setting"], domain), []).append(run)
+    summary = []
+    for (model, setting, domain), members in groups.items():
+        entry: dict[str, Any] = {"model": model, "kind": members[0].get("kind"), "method": members[0].get("method"),
+                                 "setting": setting, "domain": domain, "seeds": [m.get("seed") for m in members]}
+        for metric in SUMMARY_METRICS:
+            values = [m[domain].get(metric) for m in members]
+            values = [float(v) for v in values if v is not None and not np.isnan(v)]
+            if values:
+                entry[metric] = {"mean": float(np.mean(values)),
+                                 "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                                 "min": float(np.min(values)), "max": float(np.max(values)), "values": values}
+        tests: dict[str, dict] = {}
+        for t in statistics:
+            if t.get("b") == f"urep_{entry['method']}" and t.get("domain") == domain and \
+                    t.get("setting") == members[0].get("budget_setting") and entry["kind"] == "urep":
+                key = f"{t['test']} vs {t['a']}"
+                item = tests.setdefault(key, {"p_values": [], "seeds": [], "significant": 0})
+                item["p_values"].append(t["p_value"])
+                item["seeds"].append(t.get("seed"))
+                item["significant"] += int(bool(t.get("significant")))
+        for item in tests.values():
+            item["n_seeds"] = len(item["p_values"])
+        entry["tests"] = tests
+        summary.append(entry)
+    return summary
 
 
 def _plain(value: Any) -> Any:

@@ -215,6 +215,9 @@ class UrepPipeline:
             if config.data[name].include:
                 continue
             patients = df["patient"].astype(str).to_numpy()
+            if config.data[name].split_column is not None:
+                self.parts.update(official_parts(df, config.data[name].split_column, name, config))
+                continue
             train, val, test = patient_split(patients, config.split, config.seed)
             for index, part in ((train, "train"), (val, "val"), (test, "test")):
                 self.parts.update({patients[i]: part for i in index})
@@ -229,6 +232,9 @@ class UrepPipeline:
                 pool = pool.subset(np.flatnonzero(parts != "test"))
             if config.cross_validation.folds:
                 folds = patient_folds(pool.patients, config.cross_validation.folds, config.seed, pool.labels)
+            elif config.data[task.data].split_column is not None:
+                parts = self._parts_of(pool.patients)
+                folds = [(np.flatnonzero(parts == "train"), np.flatnonzero(parts == "val"))]
             else:
                 fractions = (config.split[0], config.split[1], 0.0)
                 total = sum(fractions)
@@ -862,3 +868,44 @@ class UrepPipeline:
                 step()
         self.results["figures"] = sorted(self.figures)
         return self.results
+
+
+def official_parts(df, column: str, name: str, config) -> dict[str, str]:
+    """Patient -> `train`/`val`/`test` from a source's official split column (`DataSource.split_column`).
+
+    A source without `val` rows gets its validation patients from `train` in the `split` proportions. A
+    patient whose images sit in two parts goes to the later of test > val > train (no image of a test patient
+    is trained on), with a warning giving their number.
+
+    Raises:
+        ValueError: a missing column, values other than train/val/test, or no train or test rows.
+    """
+    if column not in df.columns:
+        raise ValueError(f"data.{name}.split_column: column {column!r} not in the source's table "
+                         f"(columns {sorted(df.columns)})")
+    values = df[column].astype(str).str.lower().to_numpy()
+    bad = sorted(set(values) - {"train", "val", "test"})
+    if bad:
+        raise ValueError(f"data.{name}.split_column {column!r}: expected train/val/test, got {bad}")
+    patients = df["patient"].astype(str).to_numpy()
+    order = {"train": 0, "val": 1, "test": 2}
+    parts: dict[str, str] = {}
+    moved = set()
+    for patient, part in zip(patients, values, strict=True):
+        known = parts.setdefault(patient, part)
+        if known != part:
+            moved.add(patient)
+            parts[patient] = max(known, part, key=order.__getitem__)
+    if moved:
+        logger.warning("data.%s.split_column %r: %d patients have images in two parts; each kept in the later "
+                       "of test > val > train", name, column, len(moved))
+    found = set(parts.values())
+    if not {"train", "test"} <= found:
+        raise ValueError(f"data.{name}.split_column {column!r}: needs train and test rows, found {sorted(found)}")
+    if "val" not in found:
+        train = np.array(sorted(p for p, part in parts.items() if part == "train"))
+        fractions = (config.split[0], config.split[1], 0.0)
+        total = sum(fractions)
+        _, val, _ = patient_split(train, tuple(f / total for f in fractions), config.seed)
+        parts.update({train[i]: "val" for i in val})
+    return parts

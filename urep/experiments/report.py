@@ -336,7 +336,8 @@ def label_budget_table(results: dict) -> Table | None:
     classes = list(results["config"].get("multimix", {}).get("classes", []))
     reference = "multimix" if any(r.get("method") == "multimix" for r in runs) else runs[0].get("method")
     out = Table("label_budgets", "MultiMix and U-Rep per label budget (same splits; in-domain and cross-domain)",
-                ["Budget", "Model", "Domain", "Acc", *[f"F1 {c}" for c in classes], "Dice", "Avg HD", "SSIM",
+                ["Budget", "Model", "Domain", "Acc", "Bal acc", "AUC", "Pred pos", *[f"F1 {c}" for c in classes],
+                 "Dice", "Avg HD", "SSIM",
                  "N cls", "N seg", f"McNemar p vs {reference}", f"Wilcoxon p vs {reference}"])
     tests = {(t.get("setting"), t.get("domain"), t["a"], t["b"], t["test"]): _p(t["p_value"])
              for t in results.get("statistics", []) if "setting" in t}
@@ -350,12 +351,44 @@ def label_budget_table(results: dict) -> Table | None:
             key = (run.get("budget_setting"), domain, reference, run.get("model"))
             name = f"U-Rep {STRATEGY_LABELS.get(run['method'], run['method'])}" if run.get("kind") == "urep" \
                 else run.get("model")
-            out.add(label, name, domain.replace("_", "-"), metrics.get("accuracy"),
-                    *[metrics.get(f"f1_{c}") for c in classes], metrics.get("dice"), metrics.get("hausdorff"),
+            out.add(label, name, domain.replace("_", "-"), metrics.get("accuracy"), metrics.get("balanced_accuracy"),
+                    metrics.get("auc"), metrics.get("positive_fraction"), *[metrics.get(f"f1_{c}") for c in classes], metrics.get("dice"), metrics.get("hausdorff"),
                     metrics.get("ssim"), metrics.get("n_classification"), metrics.get("n_segmentation"),
                     tests.get((*key, "mcnemar")), tests.get((*key, "wilcoxon")))
     out.notes.append("SSIM compares the binarised predicted mask with the reference mask. Avg HD in pixels. "
-                     "p-values compare the row's model with the full MultiMix on the same test images.")
+                     "p-values compare the row's model with the full MultiMix on the same test images. "
+                     "Bal acc: balanced accuracy; Pred pos: fraction of test images predicted as a class other "
+                     "than the first (0 or 1 = a constant classifier).")
+    split = results.get("data", {}).get("split_note")
+    if split:
+        out.title += f"; split: {split}"
+    return out
+
+
+def seed_summary_table(results: dict) -> Table | None:
+    """MultiMix and U-Rep over seeds (`multimix.seeds`): mean (spread) per budget and domain, and how many
+    seeds' paired tests (U-Rep row vs MultiMix) reached significance; from `multimix.summary`."""
+    summary = results.get("multimix", {}).get("summary")
+    if not summary:
+        return None
+    metrics = ("accuracy", "balanced_accuracy", "auc", "positive_fraction", "dice")
+    title = "MultiMix and U-Rep over seeds: mean (sample std)"
+    split = results.get("data", {}).get("split_note")
+    out = Table("label_budgets_seeds", title + (f"; split: {split}" if split else ""),
+                ["Budget", "Model", "Domain", "Seeds", "Acc", "Bal acc", "AUC", "Pred pos", "Dice",
+                 "McNemar p per seed", "Wilcoxon p per seed"])
+    for entry in summary:
+        cells = [(entry[m]["mean"], entry[m]["std"]) if m in entry else None for m in metrics]
+        tests = []
+        for test in ("mcnemar", "wilcoxon"):
+            found = [v for k, v in entry.get("tests", {}).items() if k.startswith(test)]
+            tests.append("; ".join(", ".join(f"{p:.3g}" for p in v["p_values"]) + f" ({v['significant']}/"
+                                   f"{v['n_seeds']} sig.)" for v in found) or None)
+        out.add(entry["setting"], entry["model"], entry["domain"].replace("_", "-"), len(entry["seeds"]), *cells,
+                *tests)
+    out.notes.append("Spread: sample standard deviation over seeds (label draw, weights, data order); the split "
+                     "and U-Rep's source are fixed. p-values: U-Rep row vs MultiMix on the same test images, one "
+                     "per seed.")
     return out
 
 
@@ -607,8 +640,8 @@ def build_tables(results: dict) -> list[Table]:
     tables += [t for t in (references_table(results), segmentation_overlap_table(results)) if t is not None]
     if results["config"]["tasks"] and results.get("tasks"):
         tables.append(metrics_table(results))
-    for extra in (super_resolution_table, transfer_table, label_budget_table, ensemble_table, statistics_table,
-                  explain_table, recommendation_table, data_table):
+    for extra in (super_resolution_table, transfer_table, label_budget_table, seed_summary_table, ensemble_table,
+                  statistics_table, explain_table, recommendation_table, data_table):
         table = extra(results)
         if table is not None:
             tables.append(table)

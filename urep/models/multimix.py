@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 SALIENCY_NORMALIZATIONS = ("max", "none")
 PUBLIC_PYTORCH_PARAMS = 1_965_173
-"""Parameters of the public PyTorch MultiMix model at 256x256x1 (counted with TF 2.21), for comparison."""
+"""Parameters of the public PyTorch MultiMix model at 256x256x1 (counted from the public code), for comparison."""
 
 
 def _double_conv(

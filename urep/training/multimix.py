@@ -13,21 +13,17 @@ with the paper's defaults (section 3.1) Adam 1e-4, x0.1 every 8 epochs, batch 10
 The saliency bridge input of the segmentation batches is computed inside the step by ``MultiMix.saliency``
 (an inner ``GradientTape`` in inference mode; a constant for the outer tape).
 
-Fixes of the public PyTorch code's defects (Haque et al., ISBI 2021, Section 3; docs/results.md):
+Fixes of the public PyTorch code's defects (see docs/multimix.md for these and every deviation from the paper):
 
 - **KL that carries signal.** The public code applies ``softmax`` over the single output channel, which is 1
   everywhere, so its KL is identically 0. Here each pixel's sigmoid output ``p`` is a 2-class (background,
-  foreground) distribution ``(1 - p, p)``. With the default ``kl_mode="batch_mean"`` the labelled and the
-  unlabelled batch are each averaged over their images into a per-pixel foreground map
-  ``p̄_l(i, j)`` and ``p̄_u(i, j)``, and the loss is the Bernoulli ``KL(p̄_l ‖ p̄_u)`` averaged over pixels:
-  it asks the unlabelled predictions to put lungs, on average, where the labelled predictions put them, and
-  does not depend on which labelled image happens to sit next to which unlabelled one in the batch.
-  ``kl_mode="pixelwise"`` pairs the i-th labelled with the i-th unlabelled image pixel by pixel (what the public
-  code would have computed with two channels). Gradients flow into both sides, as in the public code.
+  foreground) distribution ``(1 - p, p)``. The default ``kl_mode="pixelwise"`` is the paper's eq. 2: the
+  i-th labelled and the i-th unlabelled prediction are compared pixel by pixel (what the public code would
+  have computed with two channels). ``kl_mode="batch_mean"`` (an option) first averages each batch into one
+  per-pixel foreground map. Gradients flow into both sides, as in the public code.
 - **Validation that validates.** After every epoch the model predicts the validation sets (with the saliency
-  bridge, as at test time); the score is ``selection_weights[0] · mean Dice + selection_weights[1] · accuracy``
-  (equal weights by default: both are in [0, 1] and the paper treats both tasks as equals; single-task
-  variants use their one metric) and the best-scoring epoch's weights are kept and restored.
+  bridge, as at test time); the best epoch maximises Dice and (balanced accuracy + AUC) / 2 (or minimises
+  the validation loss, ``selection="loss"``), never plain accuracy, and its weights are kept and restored.
 - **One normalization.** The model normalizes its own input (``input_normalization`` layer), so training,
   validation and test images cannot be normalized differently.
 - **Strong-view padding** 32 px at 256 (0.125 of the size), not 4 px (see ``urep.data.augment``).
@@ -62,7 +58,8 @@ from urep.training.loop import TrainResult, epoch_dataset
 
 logger = logging.getLogger(__name__)
 
-KL_MODES = ("batch_mean", "pixelwise")
+KL_MODES = ("pixelwise", "batch_mean")
+SELECTIONS = ("balanced", "loss")
 SEGMENTATION_BUDGETS = (10, 50, "all")
 """Labelled segmentation images per run in the paper (section 3.1)."""
 CLASSIFICATION_BUDGETS = (100, 1000, "all")
@@ -119,14 +116,18 @@ class MultiMixConfig:
         ssl_weight: λ = 0.25, weight of the FixMatch term.
         dice_weight: α = 5.0, weight of the labelled Dice loss.
         kl_weight: β = 0.01, weight of the KL consistency term.
-        kl_mode: "batch_mean" (default, chosen) or "pixelwise"; see the module docstring.
+        kl_mode: "pixelwise" (default: the paper's eq. 2, KL between the i-th labelled and the i-th unlabelled
+            prediction, pixel by pixel) or "batch_mean" (each batch averaged into one map first; an option).
         steps_per_epoch: steps per epoch; None = one pass over the largest training stream used by the variant
             (``len // batch_size``, at least 1), like the public code's pass over the unlabelled images.
         strong_ops: number of RandAugment operations per strong view (2).
         pad_fraction: flip/shift padding of weak and strong views as a fraction of the size (0.125 = 32 px at
             256).
-        selection_weights: (Dice weight, accuracy weight) of the validation score that picks the best epoch
-            (chosen: equal).
+        selection: how the best epoch is picked (the paper is silent): "balanced" (default) maximises
+            ``w_seg · Dice + w_cls · (balanced accuracy + AUC) / 2``; "loss" minimises the validation loss
+            ``CE + dice_weight · Dice loss``. Never plain accuracy, which a constant classifier maximises on an
+            imbalanced set.
+        selection_weights: (Dice weight, classification weight) of the "balanced" score (chosen: equal).
         restore_best: put back the best epoch's weights at the end.
         seed: seeds data order and augmentation (weights are seeded by the caller, `urep.seed_everything`).
         jit_compile: XLA for the step (off by default: the nested saliency tape is not worth the risk).
@@ -143,10 +144,11 @@ class MultiMixConfig:
     ssl_weight: float = 0.25
     dice_weight: float = 5.0
     kl_weight: float = 0.01
-    kl_mode: str = "batch_mean"
+    kl_mode: str = "pixelwise"
     steps_per_epoch: int | None = None
     strong_ops: int = 2
     pad_fraction: float = 0.125
+    selection: str = "balanced"
     selection_weights: tuple[float, float] = (1.0, 1.0)
     restore_best: bool = True
     seed: int = 0
@@ -170,6 +172,7 @@ class MultiMixConfig:
             value = getattr(self, key)
             _check(_is_number(value) and value >= 0, f"{key} must be a number >= 0, got {value!r}")
         _check(self.kl_mode in KL_MODES, f"kl_mode must be one of {KL_MODES}, got {self.kl_mode!r}")
+        _check(self.selection in SELECTIONS, f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         _check(_is_int(self.strong_ops) and self.strong_ops >= 0,
                f"strong_ops must be an integer >= 0, got {self.strong_ops!r}")
         _check(_is_number(self.pad_fraction) and 0 <= self.pad_fraction < 1,
@@ -317,7 +320,9 @@ class MultiMixResult:
         variant: the variant trained.
         history: per-epoch lists (like ``urep.training.TrainResult``): the mean training loss terms ("loss",
             "ce", "ssl", "mask_rate" = fraction of pseudo-labels kept, "dice", "kl" as the variant has them),
-            "lr", "seconds", and "val_dice" / "val_accuracy" / "val_score".
+            "lr", "seconds", and the validation metrics: "val_dice", "val_dice_loss", "val_accuracy",
+            "val_balanced_accuracy", "val_auc", "val_positive_fraction", "val_ce", "val_loss", "val_score"
+            (as the variant has them; see ``_validation_metrics``).
         best_epoch: 1-based epoch with the highest ``val_score`` (the first on ties).
         best_score: that score.
         best_metrics: that epoch's validation metrics.
@@ -375,15 +380,16 @@ def fixmatch_loss(weak_logits: tf.Tensor, strong_logits: tf.Tensor, threshold: f
     return tf.reduce_mean(ce * mask), mask
 
 
-def segmentation_kl(labelled_probs: tf.Tensor, unlabelled_probs: tf.Tensor, mode: str = "batch_mean",
+def segmentation_kl(labelled_probs: tf.Tensor, unlabelled_probs: tf.Tensor, mode: str = "pixelwise",
                     epsilon: float = 1e-6) -> tf.Tensor:
     """KL between labelled and unlabelled segmentation predictions, each pixel a (background, foreground) pair.
 
     Args:
         labelled_probs: ``(batch_l, H, W, 1)`` sigmoid foreground probabilities on labelled images (P).
         unlabelled_probs: ``(batch_u, H, W, 1)`` the same on unlabelled images (Q).
-        mode: ``"batch_mean"``: ``KL(mean_b P ‖ mean_b Q)`` per pixel, averaged over pixels (batch sizes may
-            differ); ``"pixelwise"``: ``KL(P_i ‖ Q_i)`` per pixel of the i-th pair, averaged (equal batches).
+        mode: ``"pixelwise"`` (the paper's): ``KL(P_i ‖ Q_i)`` per pixel of the i-th pair, averaged (equal
+            batches); ``"batch_mean"``: ``KL(mean_b P ‖ mean_b Q)`` per pixel, averaged over pixels (batch sizes
+            may differ).
         epsilon: probabilities are clipped to ``[epsilon, 1 - epsilon]``.
 
     Returns:
@@ -607,7 +613,8 @@ def evaluate_multimix(
         threshold: mask binarisation threshold.
 
     Returns:
-        ``{"classification": {"accuracy", "f1_per_class": {name: f1}, "metrics": full
+        ``{"classification": {"accuracy", "balanced_accuracy", "auc", "positive_fraction" (see
+        ``balanced_scores``), "f1_per_class": {name: f1}, "metrics": full
         urep.metrics.classification_metrics dict, "predicted": (M,) int, "correct": (M,) bool},
         "segmentation": {"dice", "avg_hausdorff", "ssim", "metrics": full segmentation_metrics dict,
         "per_image": {"dice", "avg_hausdorff", "ssim": (N,) arrays}}}`` — only the tasks given. The per-sample
@@ -651,8 +658,12 @@ def classification_scores(labels: Any, probs: Any, class_names: Sequence[str] | 
            f"class_names has {None if names is None else len(names)} names for {probs.shape[-1]} classes")
     metrics = classification_metrics(labels, probs, class_names=names)
     predicted = probs.argmax(axis=-1)
+    balanced = balanced_scores(labels, probs)
     return {
         "accuracy": metrics["accuracy"],
+        "balanced_accuracy": balanced["balanced_accuracy"],
+        "auc": balanced["auc"],
+        "positive_fraction": balanced["positive_fraction"],
         "f1_per_class": {name: values["f1"] for name, values in metrics["per_class"].items()},
         "metrics": metrics,
         "predicted": predicted,
@@ -686,23 +697,75 @@ def segmentation_scores(masks: Any, probs: Any, threshold: float = 0.5) -> dict[
     }
 
 
+def balanced_scores(labels: Any, probs: Any) -> dict[str, float]:
+    """Class-balance-aware classification scores (scikit-learn): they expose a constant classifier.
+
+    Args:
+        labels: ``(M,)`` reference class indices.
+        probs: ``(M, K)`` predicted probabilities.
+
+    Returns:
+        ``{"accuracy", "balanced_accuracy", "auc", "positive_fraction"}``: ``auc`` is the ROC AUC of class 1
+        (binary) or the macro one-vs-rest AUC, NaN when the labels hold one class; ``positive_fraction`` is the
+        fraction of images predicted as any class other than 0 (class 0 = "normal" by the datasets' label
+        order). A constant classifier has balanced accuracy ``1 / K`` and positive fraction 0 or 1.
+    """
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    labels = np.asarray(labels).reshape(-1)
+    probs = np.asarray(probs, dtype=np.float64)
+    predicted = probs.argmax(axis=-1)
+    auc = float("nan")
+    if len(np.unique(labels)) > 1:
+        if probs.shape[-1] == 2:
+            auc = float(roc_auc_score(labels, probs[:, 1]))
+        else:
+            present = np.unique(labels)
+            if len(present) == probs.shape[-1]:
+                auc = float(roc_auc_score(labels, probs / probs.sum(axis=-1, keepdims=True), multi_class="ovr"))
+    return {
+        "accuracy": float(np.mean(predicted == labels)),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+        "auc": auc,
+        "positive_fraction": float(np.mean(predicted != 0)),
+    }
+
+
 def _validation_metrics(model: MultiMix, data: MultiMixData, config: MultiMixConfig) -> dict[str, float]:
+    """Validation metrics and the checkpoint-selection score ``val_score`` (higher is better).
+
+    ``selection="balanced"``: ``w_seg · Dice + w_cls · (balanced accuracy + AUC) / 2`` divided by the weights
+    used (AUC left out when undefined); ``selection="loss"``: minus the validation loss
+    ``CE + dice_weight · soft-Dice loss`` of the tasks the variant trains. Plain accuracy never selects: on an
+    imbalanced set a constant classifier scores high (0.757 on Kermany's test split).
+    """
     parts = config.parts
     metrics: dict[str, float] = {}
     score = 0.0
     weights = 0.0
+    loss = 0.0
     if parts.segmentation:
         probs = predict_multimix(model, data.val_seg_images, config.eval_batch_size)["segmentation"]
         metrics["val_dice"] = segmentation_metrics(data.val_seg_masks, probs)["dice"]
+        metrics["val_dice_loss"] = float(tf.reduce_mean(dice_loss(
+            tf.constant(data.val_seg_masks), tf.constant(probs), per_image=True)))
+        loss += config.dice_weight * metrics["val_dice_loss"]
         score += config.selection_weights[0] * metrics["val_dice"]
         weights += config.selection_weights[0]
     if parts.classification:
         probs = predict_multimix(model, data.val_cls_images, config.eval_batch_size)["classification"]
-        metrics["val_accuracy"] = float(np.mean(probs.argmax(axis=-1) == data.val_cls_labels))
-        score += config.selection_weights[1] * metrics["val_accuracy"]
+        scores = balanced_scores(data.val_cls_labels, probs)
+        metrics.update({f"val_{key}": value for key, value in scores.items()})
+        picked = np.clip(probs[np.arange(len(probs)), data.val_cls_labels], 1e-7, 1.0)
+        metrics["val_ce"] = float(-np.mean(np.log(picked)))
+        loss += metrics["val_ce"]
+        balanced = scores["balanced_accuracy"] if math.isnan(scores["auc"]) else \
+            (scores["balanced_accuracy"] + scores["auc"]) / 2
+        score += config.selection_weights[1] * balanced
         weights += config.selection_weights[1]
     _check(weights > 0, f"selection_weights {config.selection_weights} give variant {config.variant!r} no score")
-    metrics["val_score"] = score
+    metrics["val_loss"] = loss
+    metrics["val_score"] = -loss if config.selection == "loss" else score / weights
     return metrics
 
 

@@ -1,0 +1,116 @@
+"""Training images/s of one MultiMix step (five streams of `batch` images, saliency pass included), XLA on/off.
+
+A step of `urep.training.multimix` draws five batches (labelled and unlabelled segmentation images, labelled
+classification images, weak and strong views of unlabelled classification images), computes the saliency
+bridge input of the segmentation batches with an inner gradient tape, and applies one Adam update: its
+images/s counts all five streams (`5 * batch` images per step). Rows: `no_xla` (`jit_compile=False`, the
+trainer's default) and `xla` (`jit_compile=True`: the same traced step compiled by XLA, which is what
+`model.fit(jit_compile=True)` would do with it). The paper's network (channels 16-256) at 128x128 and
+256x256 (quick: a narrow network at 32x32). The first `warmup` steps (tracing, compilation) are left out;
+the median, min and max of `repeats` timed groups of `steps` steps are reported, with the CPU-time rate.
+
+Usage: `python -m benchmarks.multimix_throughput --out OUT_DIR [--quick]` (writes
+`OUT_DIR/multimix_throughput.json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from urep.env import environment  # noqa: E402
+from urep.io import atomic_write_json  # noqa: E402
+from urep.training.multimix import MultiMixConfig, _make_train_step, multimix_for_variant  # noqa: E402
+
+STREAMS = 5
+
+
+def _batch(size: int, batch: int, seed: int) -> dict[str, tf.Tensor]:
+    rng = np.random.default_rng(seed)
+
+    def images() -> tf.Tensor:
+        return tf.constant(rng.random((batch, size, size, 1), dtype=np.float32))
+
+    masks = (rng.random((batch, size, size, 1)) > 0.5).astype(np.float32)
+    return {"seg_images": images(), "seg_masks": tf.constant(masks), "seg_unlabelled": images(),
+            "cls_images": images(), "cls_labels": tf.constant(rng.integers(0, 2, batch).astype(np.int32)),
+            "weak": images(), "strong": images()}
+
+
+def measure(size: int, channels: tuple[int, ...], jit_compile: bool, batch: int = 10, steps: int = 2,
+            repeats: int = 2, warmup: int = 1) -> dict:
+    """Images/s (all five streams) of the full MultiMix step at `size`, median/min/max over `repeats`."""
+    keras.utils.set_random_seed(0)
+    model = multimix_for_variant("multimix", input_shape=(size, size, 1), channels=channels)
+    optimizer = keras.optimizers.Adam(1e-4)
+    optimizer.build(model.network.trainable_variables)
+    step = _make_train_step(model, optimizer, MultiMixConfig(batch_size=batch, jit_compile=jit_compile))
+    data = _batch(size, batch, 0)
+    started = time.perf_counter()
+    for _ in range(warmup):
+        float(step(data)["loss"])
+    warmup_seconds = time.perf_counter() - started
+    rates, cpu_rates = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            terms = step(data)
+        float(terms["loss"])
+        images = STREAMS * batch * steps
+        rates.append(images / (time.perf_counter() - wall))
+        cpu_rates.append(images / max(time.process_time() - cpu, 1e-9))
+    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "repeats": repeats,
+            "steps": steps, "batch_per_stream": batch, "images_per_step": STREAMS * batch,
+            "cpu_median": statistics.median(cpu_rates), "warmup_seconds": warmup_seconds}
+
+
+ROWS = (("no_xla", False), ("xla", True))
+
+
+def run(out_dir: str | os.PathLike, quick: bool = False, sizes: tuple[int, ...] | None = None,
+        rows: tuple[str, ...] | None = None) -> dict:
+    """Measure every size x XLA row; write `out_dir/multimix_throughput.json` and return the record.
+
+    The record is rewritten after each row, so an interrupted run keeps the rows it finished. XLA rows run
+    after every plain row (their compilation takes minutes on a small CPU).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = sizes or ((32,) if quick else (128, 256))
+    channels = (4, 8, 16, 32, 64) if quick else (16, 32, 64, 128, 256)
+    steps, repeats = (1, 1) if quick else (2, 2)
+    record: dict = {"benchmark": "multimix_throughput", "quick": quick, "channels": list(channels),
+                    "batch_per_stream": 10, "streams": STREAMS, "environment": environment(), "sizes": {}}
+    for name, jit in ROWS:
+        if rows and name not in rows:
+            continue
+        for size in sizes:
+            row = measure(size, channels, jit, steps=steps, repeats=repeats)
+            record["sizes"].setdefault(str(size), {})[name] = row
+            print(f"{size}x{size} {name}: {row['median']:.2f} img/s (min {row['min']:.2f}, max {row['max']:.2f}), "
+                  f"cpu {row['cpu_median']:.2f}, warm-up {row['warmup_seconds']:.1f} s", flush=True)
+            atomic_write_json(out / "multimix_throughput.json", record)
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="+", help="image sizes (default 128 256; quick 32)")
+    parser.add_argument("--rows", nargs="+", choices=[name for name, _ in ROWS], help="default: all")
+    args = parser.parse_args()
+    run(args.out, args.quick, tuple(args.sizes) if args.sizes else None, tuple(args.rows) if args.rows else None)
+
+
+if __name__ == "__main__":
+    main()
