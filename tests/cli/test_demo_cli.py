@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -91,7 +92,8 @@ def test_demo_refuses_to_overwrite(demo_dir):
 def test_log_txt_holds_the_per_epoch_lines_and_the_stage_lines(demo_dir):
     log = (demo_dir / "cxr" / "log.txt").read_text()
     assert "source epoch 1/1" in log
-    assert "demo_cxr_urep1: stage 1 of 11 done: load data" in log and "stage 11 of 11 done: save models" in log
+    first = re.search(r"demo_cxr_urep1: stage 1 of (\d+) done: load data", log)
+    assert first is not None and f"stage {first.group(1)} of {first.group(1)} done: save models" in log
 
 
 @pytest.mark.parametrize(("profile", "override", "expected"), [

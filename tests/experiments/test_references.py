@@ -114,8 +114,8 @@ def test_multimix_experiment_gets_the_cheap_references_on_both_domains(tmp_path)
 
     experiment = MultiMixExperiment(shrink(load_config("urep_vs_multimix_phantom"), patients=8), tmp_path)
     experiment.load_data()
-    seg_rows = experiment._budget_split(experiment.seg_task, 4)[0]
-    cls_rows = experiment._budget_split(experiment.cls_task, 4)[0]
+    seg_rows = experiment._budget_split(experiment.seg_task, 4, experiment.seeds[0])[0]
+    cls_rows = experiment._budget_split(experiment.cls_task, 4, experiment.seeds[0])[0]
     multimix_references(experiment, seg_rows, cls_rows, (4, 4))
     refs = {r["method"]: r for r in experiment.results["multimix"]["references"]}
     assert set(refs) == {"majority", "pca_logistic", "mean_mask"}
