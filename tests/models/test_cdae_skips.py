@@ -115,3 +115,19 @@ def test_residual_skip_variant_reconstruction_head_is_the_decoder_path():
 def test_bad_skips_value():
     with pytest.raises(ValueError, match="skips must be None, 'add' or 'concat', got 'unet'"):
         cdae((32, 32, 1), filters=(2, 2), skips="unet")
+
+
+def test_multitask_assembly_on_a_skip_variant_fuses_into_one_encoder_pass():
+    from urep.models import MultiTaskModel
+
+    source = _randomised(cdae((32, 32, 1), filters=(2, 3, 4, 5), output="residual", skips="add"))
+    assembly = MultiTaskModel(truncate(source), name="cxr")
+    assembly.add_classification_head("abnormal", n_classes=2, dense_units=4)
+    assembly.add_segmentation_head("lungs", autoencoder=source)
+    fused = assembly.fused_model()
+    names = [layer.name for layer in fused.layers]
+    assert names.count("enc_conv1") == 1 and "lungs_dec_skip4" in names
+    outputs = fused(IMAGES, training=False)
+    for name, model in assembly.task_models.items():
+        np.testing.assert_allclose(outputs[name].numpy(), model(IMAGES, training=False).numpy(),
+                                   rtol=1e-5, atol=1e-6)
