@@ -13,8 +13,9 @@ paper; the exact real-valued solution is 112.2, so no integer width matches. Dou
 target badly (b=16: 343,681; b=24: 771,265; b=32: 1,369,345). Unequal widths such as (64, 80, 128, 144)
 come within 126 parameters but follow no rule, so the clean constant-width design is the default.
 
-`output="residual"` is a variant not in the papers (the input plus a learned correction); the papers' direct
-output is the default. Measurements of both on real chest X-rays: docs/denoising.md.
+`output="residual"` (the input plus a learned correction) and `skips="add"|"concat"` (RED-Net-style
+encoder->decoder skip connections) are variants not in the papers; the papers' layout (direct output, no
+skips) is the default. Measurements on real chest X-rays: docs/denoising.md.
 """
 
 from __future__ import annotations
