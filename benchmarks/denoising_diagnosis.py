@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--filters", default="32,64,64,128")
     parser.add_argument("--output", default="direct", choices=["direct", "residual"])
+    parser.add_argument("--skips", default=None, choices=["add", "concat"])
+    parser.add_argument("--bn-momentum", type=float, default=None, help="BatchNorm momentum (default Keras' 0.99)")
     parser.add_argument("--activation", default=None, help="output activation (default: sigmoid / linear)")
     parser.add_argument("--normalize", default="mean", choices=["mean", "none"])
     parser.add_argument("--train-noise", default="gaussian:0.03")
@@ -78,10 +80,13 @@ def main(argv: list[str] | None = None) -> dict:
     clean_train, clean_val, clean_test = images[train], images[val], images[test]
     mean = float(clean_train.mean()) if args.normalize == "mean" else 0.0
     filters = tuple(int(f) for f in args.filters.split(","))
-    kwargs = {"output": args.output}
+    kwargs = {"output": args.output, "skips": args.skips}
     if args.activation:
         kwargs["output_activation"] = args.activation
     model = cdae((args.size, args.size, 1), filters=filters, **kwargs)
+    from urep.models import set_batchnorm_momentum
+
+    set_batchnorm_momentum(model, args.bn_momentum)
     from urep.models import set_residual_skip
 
     set_residual_skip(model, 1.0, mean)

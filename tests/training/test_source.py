@@ -98,3 +98,20 @@ def test_residual_cdae_beats_its_noisy_input_on_phantoms():
     assert after["psnr"] > after["noisy_psnr"] + 0.3  # measured +0.57 dB
     assert set_residual_skip(model, 2.0, 0.5) and not set_residual_skip(cdae((32, 32, 1), filters=(4, 4)), 1, 0)
     np.testing.assert_allclose(model.get_layer("input_skip").get_weights()[1], [0.5])
+
+
+def test_skip_connected_residual_cdae_denoises_phantoms_by_a_margin():
+    """The skip variant (RED-Net-style encoder->decoder skips + residual output) gets full-resolution detail
+    past the 16x bottleneck: after a few epochs on 32x32 phantoms it beats the noisy input by a margin at
+    Gaussian sigma 0.1 and beats it at 0.05 (measured +1.5 and +0.4 dB; without skips +0.7 and +0.2 dB)."""
+    from urep.models import cdae, set_batchnorm_momentum
+
+    keras.utils.set_random_seed(0)
+    model = cdae(input_shape=(32, 32, 1), filters=(8, 8, 8, 8), output="residual", skips="add")
+    set_batchnorm_momentum(model, 0.8)  # moving statistics that settle within the few steps of a test
+    config = TrainConfig(epochs=6, optimizer="rmsprop", learning_rate=3e-3, **{**FAST, "batch_size": 4})
+    specs = ["gaussian:0.05", "gaussian:0.1"]
+    train_denoiser(model, _images(64), _images(8, seed=1), specs, config)
+    table = evaluate_denoiser(model, _images(8, seed=2), specs, batch_size=8)
+    assert table["gaussian_0.1"]["psnr"] > table["gaussian_0.1"]["noisy_psnr"] + 1.0
+    assert table["gaussian_0.05"]["psnr"] > table["gaussian_0.05"]["noisy_psnr"] + 0.2

@@ -228,7 +228,7 @@ class SourceConfig:
             journal's text; the defaults are `urep.data.noise.DEFAULT_NOISES` (Gaussian 0.01/0.03/0.05/0.07/0.10,
             Poisson peak 100).
         model: keyword arguments for the builder in `urep.models` (for `cdae`, e.g. `filters` and
-            `output: residual`, a variant not in the papers, see `urep.models.cdae`).
+            `output: residual` and `skips: add|concat`, variants not in the papers, see `urep.models.cdae`).
         examples: number of denoising (or super-resolution) examples drawn in the report figure.
         references: classical denoisers computed on the same test images for the denoising table
             (`urep.models.classical_denoisers`: `nl_means`, OpenCV non-local means, and `gaussian_blur`),

@@ -13,8 +13,9 @@ paper; the exact real-valued solution is 112.2, so no integer width matches. Dou
 target badly (b=16: 343,681; b=24: 771,265; b=32: 1,369,345). Unequal widths such as (64, 80, 128, 144)
 come within 126 parameters but follow no rule, so the clean constant-width design is the default.
 
-`output="residual"` is a variant not in the papers (the input plus a learned correction); the papers' direct
-output is the default. Measurements of both on real chest X-rays: docs/denoising.md.
+`output="residual"` (the input plus a learned correction) and `skips="add"|"concat"` (RED-Net-style
+encoder->decoder skip connections) are variants not in the papers; the papers' layout (direct output, no
+skips) is the default. Measurements on real chest X-rays: docs/denoising.md.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def cdae(
     output_channels: int | None = None,
     output_activation: str | None = None,
     output: str = "direct",
+    skips: str | None = None,
     name: str = "cdae",
 ) -> keras.Model:
     """Build the convolutional denoising autoencoder (U-Rep 1 source model).
@@ -65,6 +67,13 @@ def cdae(
             `input_skip` is a linear 1x1 convolution initialised to the identity, so the decoder learns the
             correction and fine detail need not pass the 16x-down-sampled bottleneck; the encoder and the
             decoder chain up to `reconstruction` are unchanged, so truncation and segmentation heads are too).
+        skips: None (the papers' layout, the default) or a variant not in the papers (they give no skip
+            details): symmetric encoder->decoder skip connections as in RED-Net (Mao et al., NeurIPS 2016).
+            Before `dec_conv{i}` the upsampled map is merged, in layer `dec_skip{i}`, with the encoder map of
+            the same resolution (`enc_relu{L-i}`, and the input image at the last, full-resolution level):
+            "add" sums them (a linear 1x1 convolution `dec_skip_proj{i}` matches the channels when they
+            differ, RED-Net style), "concat" stacks them (U-Net style). Use with `output="residual"`; the
+            4x4 bottleneck then no longer limits the detail the decoder can restore (docs/denoising.md).
         name: model name.
 
     Returns:
@@ -77,6 +86,8 @@ def cdae(
     """
     if output not in ("direct", "residual"):
         raise ValueError(f"output must be 'direct' or 'residual', got {output!r}")
+    if skips not in (None, "add", "concat"):
+        raise ValueError(f"skips must be None, 'add' or 'concat', got {skips!r}")
     if output_activation is None:
         output_activation = "sigmoid" if output == "direct" else "linear"
     height, width, channels = check_input_shape(input_shape)
@@ -105,12 +116,16 @@ def cdae(
         skip = skip_layer(inputs)
         if channels == output_channels:  # start as the identity: the untrained model returns its input
             skip_layer.kernel.assign(np.eye(channels, dtype="float32")[None, None])
+    levels = [inputs]  # encoder maps by resolution, full resolution first (the skip sources)
     for i, width_i in enumerate(filters, start=1):
         x = keras.layers.Conv2D(width_i, kernel_size, strides=strides, padding="same", name=f"enc_conv{i}")(x)
         x = keras.layers.BatchNormalization(name=f"enc_bn{i}")(x)
         x = keras.layers.ReLU(name="encoder_out" if i == len(filters) else f"enc_relu{i}")(x)
+        levels.append(x)
     for i, width_i in enumerate(decoder_filters, start=1):
         x = keras.layers.UpSampling2D(strides, name=f"dec_up{i}")(x)
+        if skips is not None:
+            x = _merge_skip(x, levels[len(filters) - i], skips, f"dec_skip{i}", f"dec_skip_proj{i}")
         x = keras.layers.Conv2D(width_i, kernel_size, padding="same", name=f"dec_conv{i}")(x)
         x = keras.layers.BatchNormalization(name=f"dec_bn{i}")(x)
         x = keras.layers.ReLU(name=f"dec_relu{i}")(x)
@@ -129,12 +144,23 @@ def cdae(
     return keras.Model(inputs, outputs, name=name)
 
 
+def _merge_skip(x, skip, mode: str, name: str, projection_name: str):
+    """Merge the upsampled decoder map `x` with the encoder map `skip` of the same resolution."""
+    if mode == "concat":
+        return keras.layers.Concatenate(name=name)([x, skip])
+    if skip.shape[-1] != x.shape[-1]:
+        skip = keras.layers.Conv2D(x.shape[-1], 1, name=projection_name)(skip)
+    return keras.layers.Add(name=name)([x, skip])
+
+
 def cdae_parameter_count(
     filters: Sequence[int] = DEFAULT_FILTERS,
     decoder_filters: Sequence[int] | None = None,
     kernel_size: int = 3,
     input_channels: int = 1,
     output_channels: int | None = None,
+    output: str = "direct",
+    skips: str | None = None,
 ) -> int:
     """Count `cdae(...)`'s parameters without building it (what `model.count_params()` returns).
 
@@ -144,6 +170,8 @@ def cdae_parameter_count(
         kernel_size: convolution kernel size.
         input_channels: channels of the input image.
         output_channels: channels of the reconstruction; default `input_channels`.
+        output: "direct" or "residual" (adds the 1x1 `input_skip`), as in `cdae`.
+        skips: None, "add" or "concat", as in `cdae`.
 
     Returns:
         Total parameters, batch-normalization moving statistics included.
@@ -157,10 +185,19 @@ def cdae_parameter_count(
     out_channels = input_channels if output_channels is None else output_channels
     total = 0
     previous = input_channels
-    for width in (*filters, *decoder_filters):
+    sources = (input_channels, *filters[:-1])  # skip sources by resolution, full resolution first
+    for level, width in enumerate((*filters, *decoder_filters)):
+        if level >= len(filters) and skips is not None:  # decoder level i reads sources[len(filters) - i]
+            source = sources[2 * len(filters) - 1 - level]
+            if skips == "concat":
+                previous += source
+            elif source != previous:
+                total += source * previous + previous  # the 1x1 projection `dec_skip_proj{i}`
         total += previous * kernel_size * kernel_size * width + width  # convolution kernel and bias
         total += 4 * width  # batch normalization: gamma, beta, moving mean, moving variance
         previous = width
+    if output == "residual":
+        total += input_channels * out_channels + out_channels
     return total + previous * kernel_size * kernel_size * out_channels + out_channels
 
 

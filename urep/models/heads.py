@@ -167,13 +167,17 @@ def segmentation_head_from_autoencoder(
     """
     name = check_head_name(name)
     output_channels = check_positive_int(output_channels, "output_channels")
-    encoder, decoder, final = _autoencoder_parts(autoencoder, encoder, encoder_layer, output_layer)
+    if _has_skips(autoencoder):
+        encoder, x, final = _skip_decoder(autoencoder, encoder, encoder_layer, output_layer, name)
+    else:
+        encoder, decoder, final = _autoencoder_parts(autoencoder, encoder, encoder_layer, output_layer)
     if not isinstance(final, keras.layers.Conv2D):
         raise ValueError(
             f"layer {final.name!r} of {autoencoder.name!r} is a {type(final).__name__}, expected the final "
             "Conv2D to replace"
         )
-    x = _apply_copies(encoder.output, decoder, name)
+    if not _has_skips(autoencoder):
+        x = _apply_copies(encoder.output, decoder, name)
     outputs = keras.layers.Conv2D(
         output_channels,
         final.kernel_size,
@@ -205,6 +209,9 @@ def reconstruction_head_from_autoencoder(
         ValueError: as `segmentation_head_from_autoencoder`.
     """
     name = check_head_name(name)
+    if _has_skips(autoencoder):
+        encoder, x, final = _skip_decoder(autoencoder, encoder, encoder_layer, output_layer, name)
+        return keras.Model(encoder.input, _apply_copies(x, [final], name), name=name)
     encoder, decoder, final = _autoencoder_parts(autoencoder, encoder, encoder_layer, output_layer)
     outputs = _apply_copies(encoder.output, [*decoder, final], name)
     return keras.Model(encoder.input, outputs, name=name)
@@ -274,6 +281,70 @@ def _autoencoder_parts(
                 f"{expected} (the output of {encoder_layer!r})"
             )
     return encoder, chain[1:-1], chain[-1]
+
+
+def _has_skips(autoencoder: keras.Model) -> bool:
+    """Whether `autoencoder` is a `cdae(skips=...)`: its decoder reads encoder maps, not a plain chain."""
+    return any(layer.name.startswith("dec_skip") for layer in autoencoder.layers)
+
+
+def _skip_decoder(
+    autoencoder: keras.Model,
+    encoder: keras.Model | None,
+    encoder_layer: str,
+    output_layer: str | None,
+    prefix: str,
+) -> tuple[keras.Model, keras.KerasTensor, keras.layers.Layer]:
+    """Copy a skip-connected decoder onto `encoder`: (encoder, copied input of the final layer, final layer).
+
+    The graph from `encoder_layer` (and from the encoder maps the skips read, by layer name) to the final
+    layer's input is rebuilt from copies of the decoder layers (same config and weights, renamed
+    `{prefix}_{name}`); encoder layers, skip sources included, are `encoder`'s own (shared).
+    """
+    source_encoder = truncate(autoencoder, encoder_layer)
+    names = [layer.name for layer in autoencoder.layers]
+    if output_layer is None:
+        output_layer = "reconstruction" if "reconstruction" in names else autoencoder.layers[-1].name
+    if output_layer not in names:
+        raise ValueError(
+            f"model {autoencoder.name!r} has no layer {output_layer!r}; available layers: {', '.join(names)}"
+        )
+    final = autoencoder.get_layer(output_layer)
+    if encoder is None:
+        encoder = source_encoder
+    features = _feature_map(encoder)
+    expected = tuple(source_encoder.outputs[0].shape[1:])
+    if tuple(features.shape[1:]) != expected:
+        raise ValueError(
+            f"encoder {encoder.name!r} outputs {tuple(features.shape[1:])}, but the decoder of "
+            f"{autoencoder.name!r} expects {expected} (the output of {encoder_layer!r})"
+        )
+    encoder_names = {layer.name for layer in source_encoder.layers}
+    copies: dict[str, keras.KerasTensor] = {}
+
+    def rebuild(tensor: keras.KerasTensor) -> keras.KerasTensor:
+        layer = tensor._keras_history.operation
+        if layer.name == encoder_layer:
+            return features
+        if isinstance(layer, keras.layers.InputLayer):
+            return encoder.inputs[0]
+        if layer.name in encoder_names:  # a skip source: the shared encoder's own map
+            try:
+                return encoder.get_layer(layer.name).output
+            except ValueError as error:
+                raise ValueError(
+                    f"encoder {encoder.name!r} has no layer {layer.name!r}, which a skip connection of "
+                    f"{autoencoder.name!r} reads"
+                ) from error
+        if layer.name not in copies:
+            inputs = layer.input
+            args = [rebuild(t) for t in inputs] if isinstance(inputs, list | tuple) else rebuild(inputs)
+            copy = type(layer).from_config({**layer.get_config(), "name": f"{prefix}_{layer.name}"})
+            copies[layer.name] = copy(args)
+            copy.set_weights(layer.get_weights())
+        return copies[layer.name]
+
+    return encoder, rebuild(final.input), final
 
 
 def _reads_model_input(layer: keras.layers.Layer, model: keras.Model) -> bool:
