@@ -12,31 +12,13 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from dicom_files import write_dicom
 
 from urep.cli import main
 from urep.data import DatasetError, ImageReadError, datasets, read_image
 from urep.data.readers import MAX_PIXELS_ENV, image_shape, max_pixels
 
 RNG = np.random.default_rng(0)
-
-
-def write_dicom(path: Path, pixels: np.ndarray) -> Path:
-    """A minimal uncompressed 12-bit MONOCHROME2 DICOM file holding the uint16 `pixels` `(H, W)`."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PhotometricInterpretation, ds.SamplesPerPixel = "OT", "MONOCHROME2", 1
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def png_damaged_in_the_middle(path: Path) -> Path:

@@ -18,6 +18,11 @@ import numpy as np
 __all__ = ["ArrayBatches", "AugmentedBatches"]
 
 
+def _check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
 @dataclass(frozen=True, eq=False)
 class ArrayBatches:
     """Batches `(x, y)` of in-memory arrays; call it with a 0-based epoch to get that epoch's dataset.
@@ -36,9 +41,7 @@ class ArrayBatches:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
-                or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        _check_batch_size(self.batch_size)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -94,9 +97,7 @@ class AugmentedBatches:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
-                or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        _check_batch_size(self.batch_size)
 
     def __len__(self) -> int:
         return len(self.x)
