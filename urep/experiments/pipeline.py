@@ -36,7 +36,13 @@ from typing import Any
 import numpy as np
 
 from urep.experiments.config import ExperimentConfig, TaskConfig, TrainSettings
-from urep.experiments.evaluation import ensemble_outputs, paired_tests, predict, summarise_method
+from urep.experiments.evaluation import (
+    ensemble_outputs,
+    out_of_fold_metrics,
+    paired_tests,
+    predict,
+    summarise_method,
+)
 from urep.experiments.sources import (
     TaskArrays,
     load_sources,
@@ -89,12 +95,17 @@ class TaskData:
     def truth(self) -> np.ndarray:
         return self.test.labels if self.config.kind == "classification" else self.test.masks
 
+    def pool_truth(self) -> np.ndarray:
+        return self.pool.labels if self.config.kind == "classification" else self.pool.masks
+
 
 @dataclass
 class MethodOutputs:
-    """Test outputs of one method on one task, per fold."""
+    """Outputs of one method on one task, per fold: on the test set, and on the fold's validation patients
+    (`(pool indices, outputs)`, for the in-domain out-of-fold metrics)."""
 
     folds: list[np.ndarray] = field(default_factory=list)
+    validation: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
 class UrepPipeline:
@@ -553,7 +564,10 @@ class UrepPipeline:
             for name, data in self.task_data.items():
                 model = assembly.task_model(name)
                 out = predict(model, self._norm(data.test.images))
-                self.outputs.setdefault(name, {}).setdefault(strategy, MethodOutputs()).folds.append(out)
+                outputs = self.outputs.setdefault(name, {}).setdefault(strategy, MethodOutputs())
+                outputs.folds.append(out)
+                val_index = data.folds[fold][1]
+                outputs.validation.append((val_index, predict(model, self._norm(data.pool.images[val_index]))))
                 if fold == 0:
                     self.saved_models[f"{strategy}/{name}"] = model
         for name in self.task_data:
@@ -564,8 +578,12 @@ class UrepPipeline:
         entry = self.results["tasks"].setdefault(task, {
             "kind": data.config.kind, "paper_task": data.config.paper_task, "classes": list(data.config.classes),
             "methods": {}})
-        entry["methods"][method] = summarise_method(data.config.kind, data.truth(), self.outputs[task][method].folds,
+        outputs = self.outputs[task][method]
+        entry["methods"][method] = summarise_method(data.config.kind, data.truth(), outputs.folds,
                                                     data.config.classes)
+        in_domain = out_of_fold_metrics(data.config.kind, data.pool_truth(), outputs.validation, data.config.classes)
+        if in_domain is not None:
+            entry["methods"][method]["in_domain"] = in_domain
         for flag in entry["methods"][method].get("constant_predictions", []):
             message = (f"WARNING: {task} / {method} fold {flag['fold']} predicts '{flag['class']}' for "
                        f"{flag['predicted_fraction']:.0%} of the {flag['n']} test images (true share "
@@ -608,7 +626,9 @@ class UrepPipeline:
                     strategy_name="baseline", metrics=accuracy_metric(data.config.kind))
                 self._record(result, "baseline", "baseline", name, fold)
                 out = predict(model, self._norm(tests[name].images))
-                self.outputs.setdefault(name, {}).setdefault("baseline", MethodOutputs()).folds.append(out)
+                outputs = self.outputs.setdefault(name, {}).setdefault("baseline", MethodOutputs())
+                outputs.folds.append(out)
+                outputs.validation.append((val_index, predict(model, x[val_index])))
                 if fold == 0:
                     self.saved_models[f"baseline/{name}"] = model
             self._summarise(name, "baseline")
