@@ -178,7 +178,7 @@ _OPS: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
 
 
 def apply_op(image: tf.Tensor, name: str, magnitude: float | tf.Tensor) -> tf.Tensor:
-    """Apply one strong operation at a magnitude in [0, 1] mapped onto its range (see the module docstring).
+    """Apply one strong operation at a magnitude in [0, 1] mapped onto its range (docs/choices.md).
 
     Args:
         image: ``(H, W, C)`` float32 in [0, 1].

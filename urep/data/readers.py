@@ -401,8 +401,8 @@ def read_image(
 ) -> np.ndarray:
     """Read one image as grayscale `float32` in `[0, 1]`.
 
-    See the module docstring for how each format is scaled (DICOM rescale, VOI/window, MONOCHROME1
-    inversion, bit depth, colour to gray, raw JSRT files).
+    How each format is scaled (DICOM rescale, VOI/window, MONOCHROME1 inversion, bit depth, colour to gray,
+    raw JSRT files): docs/choices.md, "Data".
 
     Args:
         path: image file (PNG, JPEG, BMP, GIF, TIFF, DICOM, or raw `.img`/`.raw`).
