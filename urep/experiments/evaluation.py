@@ -1,18 +1,10 @@
-"""Test-set evaluation of trained task models: predictions, metrics under urep's metric names, fold summaries,
-fold ensembles and the paired tests between methods.
+"""Test-set evaluation of trained task models: predictions, metrics, fold summaries, fold ensembles, paired tests.
 
-Metric names of the tables (`urep.experiments.paper_numbers`): classification `accuracy, balanced_accuracy,
-auc, fraction_positive, max_predicted_fraction, sensitivity, specificity, precision, f1, mcc` (from
-`urep.metrics.classification_metrics`); segmentation `accuracy`
-(= pixel accuracy), `f1` (= Dice, the F-score of the pixels), `iou`, `dice`, `precision`, `recall`,
-`hausdorff`, `avg_hausdorff` (from `urep.metrics.segmentation_metrics`, per-image means), and `iou_pooled`,
-`dice_pooled` (soft) and `iou_pooled_05`, `dice_pooled_05` (thresholded at 0.5), pooled over the test set as
-the authors' public code computes them (`urep.metrics.pooled_overlap`).
-
-Paired tests (the journal: McNemar, p < 0.05): classification methods are compared with McNemar's test on
-per-image correctness; segmentation methods (where per-image correctness is not defined) with Wilcoxon's
-signed-rank test on per-image IoU. Both use the fold ensemble's predictions when cross-validated (the paper
-does not say which of its fold models it tested).
+Metrics use urep's names (classification from `urep.metrics.classification_metrics`, segmentation per-image
+means from `urep.metrics.segmentation_metrics` plus pooled overlaps from `urep.metrics.pooled_overlap`; the
+list: docs/design.md, "Module notes"). Paired tests: McNemar on per-image correctness (classification),
+Wilcoxon signed-rank on per-image IoU (segmentation), on the fold ensemble's predictions when
+cross-validated (docs/choices.md, "Paired tests").
 """
 
 from __future__ import annotations

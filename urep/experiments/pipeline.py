@@ -1,28 +1,10 @@
 """The U-Rep pipeline of one experiment: source representation -> heads with each strategy -> baselines ->
 statistics -> derivable tasks (Grad-CAM, recommendation) -> saved models.
 
-One code path serves both papers' pipelines: U-Rep 1 (CXR, `source.kind: cdae`, unsupervised denoising
-source) and U-Rep 2 (Doppler, `source.kind: dilated_cnn`, supervised on the task with most labels); the
-preprint's third option, a residual super-resolution source (`source.kind: super_resolution`, see
-`SourceConfig.scale`), runs through the same path with reconstruction metrics in place of denoising. Every
-model, baselines included, trains through `urep.training` (`train_model` / `finetune`) so times and
-parameter counts are comparable. Inputs are mean-normalised with the normalizer fitted on the source's
-training split (`normalizer.json`); denoising targets and metrics stay in [0, 1].
-
-Choices where the papers are silent (each is a config parameter or documented here):
-- Each data source is split once by patient (70/20/10, `split`); the source representation trains on the
-  70% and validates on the 20%, and a task without `test_data` is tested on the same 10%, so no test
-  patient is ever seen by the source (U-Rep 2 trains its source and its heads on the same Doppler set).
-- With cross-validation, each fold's held-out patients are that fold's validation set (early stopping); the
-  test set is `test_data`, or else the `split` test fraction of the task's data, held out before the folds.
-- Every strategy and every fold starts from a fresh copy of the trained source weights.
-- The baseline's inputs pass through the separate denoiser when `baseline.denoise_inputs` (journal 4.1.1);
-  that denoiser is the trained source CDAE (same architecture, data and seed), not a second training.
-- The denoising table adds classical references (`source.references`) on the same noisy test images.
-- The models saved for `urep explain` / `urep recommend` are fold 0's of the first configured strategy.
-- `cross_stitch` (soft sharing, Misra et al. 2016) starts from the same assembly as the other strategies:
-  each fold's hard-sharing assembly is turned into its cross-stitch twin (one copy of the trained encoder per
-  task, the same heads), which is trained and tested; its results go into the same tables.
+One code path (`UrepPipeline`) for U-Rep 1 (`source.kind: cdae`), U-Rep 2 (`dilated_cnn`) and the
+super-resolution source; every model trains through `urep.training`. Inputs are mean-normalised with the
+normalizer fitted on the source's training split (`normalizer.json`); denoising targets and metrics stay in
+[0, 1]. Splits, folds, baseline denoiser and saved models: docs/choices.md, "Experiments".
 """
 
 from __future__ import annotations

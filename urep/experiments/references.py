@@ -1,14 +1,9 @@
 """Simple references computed in the same run as U-Rep, on the same folds and the same test set.
 
-Classification: the majority class of the fold's training images, and PCA + logistic regression
-(scikit-learn) on the raw images downsampled with OpenCV. Segmentation: the mean-mask prior (the mean
-training mask thresholded at 0.5, predicted for every test image) and a standard U-Net with skip connections
-(`urep.models.unet`) trained like the baselines (`training.baseline`, the pipeline's batches and training
-entry point). Settings: `ExperimentConfig.references`.
-
-Results go to `results["tasks"][TASK]["references"][METHOD]`, with the structure of `summarise_method`
-(`metrics`, `std`, `folds`, `ensemble`, `n_test`); trained U-Nets are listed in `results["models"]` with role
-`reference`. `reference_rows` / `standing_sentences` give the report's rows and sentences.
+Classification: the majority class and PCA + logistic regression (scikit-learn) on downsampled raw images.
+Segmentation: the mean-mask prior and a standard U-Net (`urep.models.unet`) trained like the baselines.
+Settings: `ExperimentConfig.references`. Results: `results["tasks"][TASK]["references"][METHOD]` (as
+`summarise_method`); `reference_rows` / `standing_sentences` give the report's rows and sentences.
 """
 
 from __future__ import annotations

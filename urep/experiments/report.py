@@ -1,14 +1,8 @@
 """Tables of a run, laid out like the papers' tables, with the papers' numbers in adjacent columns.
 
-Everything here reads only the results dict (`results.json`) and `urep.experiments.paper_numbers`, so
-`urep report RUN_DIR` rebuilds byte-identical tables from a finished run.
-
-The results dict (written by `urep.experiments.runner`) holds, among others:
-`config` (the resolved config as plain data), `tasks[TASK]["methods"][METHOD]` with `metrics` (fold means
-when cross-validated), `std`, `folds`, `ensemble`; `models` (one entry per trained model: role, task, method,
-seconds, parameters, history); `denoising` (one entry per noise level); `super_resolution` (a super-resolution
-source's restoration, one entry per scale); `statistics` (paired tests); `data`
-(sample sizes); `recommendation`; `explain`.
+Everything here reads only the results dict (`results.json`, written by `urep.experiments.runner`; its keys:
+docs/design.md, "Module notes") and `urep.experiments.paper_numbers`, so `urep report RUN_DIR` rebuilds
+byte-identical tables from a finished run.
 """
 
 from __future__ import annotations
