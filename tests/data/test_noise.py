@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from urep.data.noise import (
-    DEFAULT_NOISES,
-    NoiseSpec,
-    add_noise,
-    add_rotating_noise,
-    parse_noise,
-    tf_add_noise,
-)
+from urep.data.noise import DEFAULT_NOISES, NoiseSpec, add_noise, parse_noise, tf_add_noise
 
 MID = np.full((128, 128), 0.5, np.float32)
 
@@ -71,21 +64,6 @@ def test_numpy_reproducible_clipped_float32():
     np.testing.assert_array_equal(a, add_noise(x, "gaussian:0.3", seed=7))
     assert not np.array_equal(a, add_noise(x, "gaussian:0.3", seed=8))
     np.testing.assert_array_equal(add_noise(x, "gaussian:0.3", np.random.default_rng(7)), a)
-
-
-def test_rotating_noise_assigns_specs_by_epoch_and_is_reproducible():
-    clean = np.full((6, 8, 8, 1), 0.5, np.float32)
-    specs = [NoiseSpec("gaussian", 0.01), NoiseSpec("gaussian", 0.3)]
-    epoch3 = add_rotating_noise(clean, specs, seed=5, epoch=3)
-    spread = epoch3.reshape(6, -1).std(axis=1)
-    # image i gets specs[(i + epoch) % 2]: odd images the small sigma at epoch 3, even ones the large
-    assert list(spread > 0.1) == [True, False, True, False, True, False]
-    # spec j's noise comes from default_rng([seed, epoch, j]) over the images it is assigned, in order
-    expected = add_noise(clean[1::2], specs[0], np.random.default_rng([5, 3, 0]))
-    np.testing.assert_array_equal(epoch3[1::2], expected)
-    np.testing.assert_array_equal(epoch3, add_rotating_noise(clean, specs, seed=5, epoch=3))
-    assert list(add_rotating_noise(clean, specs, seed=5, epoch=4).reshape(6, -1).std(axis=1) > 0.1) == [
-        False, True, False, True, False, True]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ Poisson with peak 100 (noise std 0.07 at mid-gray). See `DEFAULT_NOISES`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,23 +106,6 @@ def add_noise(x: np.ndarray, spec: NoiseSpec | str, seed: int | np.random.Genera
     else:
         noisy = clean + clean * rng.normal(0.0, spec.level, clean.shape)
     return np.clip(noisy, 0.0, 1.0).astype(np.float32)
-
-
-def add_rotating_noise(clean: np.ndarray, specs: Sequence[NoiseSpec | str], seed: int, epoch: int) -> np.ndarray:
-    """Each image corrupted by one of `specs`, the assignment rotating with `epoch` (the denoising source's
-    per-epoch inputs, shared by the experiment pipeline and the tuner).
-
-    Image `i` gets `specs[(i + epoch) % len(specs)]`; the noise of spec `j` is drawn from
-    `default_rng([seed, epoch, j])`, so the result depends on `(clean, specs, seed, epoch)` only.
-    """
-    specs = [parse_noise(spec) for spec in specs]
-    noisy = np.empty_like(clean)
-    assignment = (np.arange(len(clean)) + epoch) % len(specs)
-    for i, spec in enumerate(specs):
-        index = np.flatnonzero(assignment == i)
-        if index.size:
-            noisy[index] = add_noise(clean[index], spec, np.random.default_rng([seed, epoch, i]))
-    return noisy
 
 
 def _seed_pair(seed: Any):

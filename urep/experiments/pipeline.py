@@ -281,10 +281,16 @@ class UrepPipeline:
 
     def _noisy_epoch(self, clean: np.ndarray, seed: int) -> np.ndarray:
         """Each image corrupted by one of `source.noise`, the assignment rotating with `seed`."""
-        from urep.data.noise import NoiseSpec, add_rotating_noise
+        from urep.data.noise import NoiseSpec, add_noise
 
         specs = [NoiseSpec(n.kind, n.level) for n in self.config.source.noise]
-        return add_rotating_noise(clean, specs, self.config.seed, seed)
+        noisy = np.empty_like(clean)
+        assignment = (np.arange(len(clean)) + seed) % len(specs)
+        for i, spec in enumerate(specs):
+            index = np.flatnonzero(assignment == i)
+            if index.size:
+                noisy[index] = add_noise(clean[index], spec, np.random.default_rng([self.config.seed, seed, i]))
+        return noisy
 
     def train_source(self) -> None:
         """Train the shared representation, fit the normalizer, evaluate denoising per noise level."""
