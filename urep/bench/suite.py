@@ -231,7 +231,7 @@ def _run_one_here(name: str, out_dir: Path, quick: bool, repeats: int | None) ->
     try:
         function = _load(name)
         if function is None:
-            logger.warning("benchmark %s skipped: %s.py is not in this checkout", name,
+            logger.warning("benchmark %s skipped: %s.py is not installed", name,
                            BENCHMARKS[name][0].replace(".", "/"))
             result = {**section(name, BENCHMARKS[name][2]), "status": "missing",
                       "error": f"module {BENCHMARKS[name][0]} not found"}
