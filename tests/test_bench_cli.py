@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from urep.cli import bench as bench_cli
+from urep.bench import suite
+from urep.bench.common import format_cell, is_stat, markdown_table, stat_leaves, summarize
 from urep.cli import main
 
 OWN = ("params", "cost", "inference", "scaling", "memory")
-suite = bench_cli.load_suite()  # puts the checkout on sys.path so `benchmarks` imports
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,6 @@ def record(quick_run) -> dict:
 
 
 def _stats(result: dict) -> list[dict]:
-    from benchmarks.common import is_stat
-
     return [cell for t in result["tables"] for row in t["rows"] for cell in row if is_stat(cell)]
 
 
@@ -106,8 +104,6 @@ def test_bench_md_has_the_summary_and_a_table_per_benchmark(quick_run, record):
 
 
 def test_helpers_format_stats_and_tables():
-    from benchmarks.common import format_cell, markdown_table, stat_leaves, summarize
-
     stat = summarize([3.0, 1.0, 2.0])
     assert (stat["median"], stat["min"], stat["max"], stat["n"]) == (2.0, 1.0, 3.0, 3)
     assert format_cell(stat) == "2 (1–3)"
@@ -128,12 +124,20 @@ def test_delegated_records_are_tabulated():
     assert generic["tables"][0]["rows"] == [["cached", {"median": 5, "min": 4, "max": 6}]]
 
 
-def test_unknown_benchmark_and_missing_checkout_are_clear_errors(tmp_path):
+def test_unknown_benchmark_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="unknown benchmark.*nonsense"):
         main(["bench", "--quick", "--out", str(tmp_path / "o"), "--only", "nonsense"])
-    with pytest.raises(SystemExit, match="not found at .*source checkout"):
-        bench_cli.load_suite(tmp_path / "benchmarks")
     assert not (tmp_path / "o").exists()
+
+
+def test_the_suite_ships_inside_the_package():
+    """`urep bench` imports the suite from the installed package, not from a checkout folder."""
+    import urep
+
+    package = Path(urep.__file__).resolve().parent
+    assert Path(suite.__file__).resolve().parent == package / "bench"
+    assert suite.BENCHMARKS["memory"][0] == "urep.bench.memory"
+    assert all(suite._load(name) is not None for name in suite.BENCHMARKS)
 
 
 def test_gpu_profile_builds_the_models_in_mixed_float16_and_records_it(tmp_path, monkeypatch):

@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-#: File that marks a folder as a urep run directory (the only kind `--overwrite` deletes).
-MARKER = ".urep-run"
+from urep.run_dir import MARKER, RunDir
 
 _UMASK_LOCK = threading.Lock()
 
@@ -137,12 +136,12 @@ def load_keras_model(path: str | os.PathLike, **kwargs: Any):
 
 def is_run_dir(path: str | os.PathLike) -> bool:
     """Whether `path` is a folder carrying urep's run marker (`MARKER`)."""
-    return (Path(path) / MARKER).is_file()
+    return RunDir(path).marker.is_file()
 
 
 def mark_run_dir(path: str | os.PathLike) -> Path:
     """Write the run marker into the folder `path` (kept when it is already there)."""
-    marker = Path(path) / MARKER
+    marker = RunDir(path).marker
     if not marker.is_file():
         from urep import __version__
 

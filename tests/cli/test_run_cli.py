@@ -38,6 +38,23 @@ def test_run_writes_results_and_the_denoising_table(denoising_run, capsys):
     assert "Shared" not in capsys.readouterr().err
 
 
+def test_run_writes_where_run_dir_says(denoising_run):
+    """Every file of the run is where `RunDir` names it, and nothing lies outside the layout."""
+    from urep.run_dir import RunDir
+
+    layout = RunDir(denoising_run)
+    for path in (layout.marker, layout.config, layout.log, layout.results, layout.fingerprint, layout.report,
+                 layout.manifest, layout.normalizer, layout.model("source", "denoising"),
+                 layout.table("journal_table2", "md"), layout.checkpoint("source") / "state.json"):
+        assert path.is_file(), path
+    for folder in (layout.figures, layout.tensorboard, layout.data):
+        assert folder.is_dir() and any(folder.iterdir()), folder
+    named = {p.name for p in (layout.marker, layout.config, layout.log, layout.results, layout.fingerprint,
+                              layout.report, layout.tables, layout.figures, layout.models, layout.normalizer,
+                              layout.checkpoints, layout.tensorboard, layout.data)}
+    assert {p.name for p in denoising_run.iterdir()} <= named
+
+
 def test_run_refuses_to_overwrite(denoising_run):
     with pytest.raises(SystemExit, match="already exists and is not empty"):
         main(["run", "cxr_denoising_phantom", "--tiny", "--out", str(denoising_run)])

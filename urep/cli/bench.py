@@ -1,11 +1,4 @@
-"""`urep bench [--quick] --out DIR [--only NAME ...] [--repeats N]`: the benchmark suite.
-
-The suite lives in the checkout's `benchmarks/` folder, next to the `urep` package, and is not installed
-with it (`setup.cfg` packages only `urep`). This command finds it at
-`Path(urep.__file__).resolve().parents[1] / "benchmarks"` and imports it by putting that parent folder on
-`sys.path`; with urep installed from a wheel or sdist there is no such folder and the command stops with a
-message saying to run it from a source checkout (an editable install, `pip install -e .`, works).
-"""
+"""`urep bench [--quick] --out DIR [--only NAME ...] [--repeats N]`: the benchmark suite (`urep.bench`)."""
 
 from __future__ import annotations
 
@@ -14,52 +7,13 @@ import sys
 from pathlib import Path
 
 
-def benchmarks_dir() -> Path:
-    """Where the checkout's `benchmarks/` folder is (or would be): beside the `urep` package."""
-    import urep
-
-    return Path(urep.__file__).resolve().parents[1] / "benchmarks"
-
-
-def load_suite(folder: Path | None = None):
-    """Import `benchmarks.suite` from the checkout.
-
-    Args:
-        folder: the `benchmarks` folder (default `benchmarks_dir()`).
-
-    Returns:
-        The `benchmarks.suite` module.
-
-    Raises:
-        SystemExit: the folder (or its `suite.py`) is missing, e.g. urep was installed without the checkout.
-    """
-    folder = benchmarks_dir() if folder is None else Path(folder)
-    if not (folder / "suite.py").is_file() or not (folder / "__init__.py").is_file():
-        raise SystemExit(
-            f"urep bench: the benchmark suite was not found at {folder} (expected suite.py and __init__.py). "
-            "The benchmarks ship with the source checkout, not with the installed package: clone the "
-            "repository, `pip install -e .` in it, and run `urep bench` from that install (or "
-            "`python -m benchmarks.suite` in the checkout)."
-        )
-    root = str(folder.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    import benchmarks.suite as suite
-
-    if Path(suite.__file__).resolve().parent != folder.resolve():
-        raise SystemExit(f"urep bench: `benchmarks` imports from {Path(suite.__file__).parent}, not {folder}; "
-                         "another package named `benchmarks` shadows the checkout's")
-    return suite
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="run the benchmark suite (from a source checkout): cost claims, inference, throughput, memory",
+        help="run the benchmark suite: cost claims, inference, throughput, memory",
         description="Measure U-Rep's cost claims (shared vs separate training to the same stopping rule, "
                     "parameters, fused inference, scaling with tasks) and urep's own speed and memory. "
-                    "Writes DIR/bench.json, DIR/bench.md and DIR/scaling.png. Needs the checkout's "
-                    "benchmarks/ folder.",
+                    "Writes DIR/bench.json, DIR/bench.md and DIR/scaling.png (docs/benchmarks.md).",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder (created; files replaced)")
     parser.add_argument("--quick", action="store_true",
@@ -76,9 +30,10 @@ def register(subparsers) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from urep.bench import suite
+
     if args.repeats is not None and args.repeats < 1:
         raise SystemExit(f"urep bench: --repeats must be >= 1, got {args.repeats}")
-    suite = load_suite()
     try:
         names = suite.check_names(args.only)
     except ValueError as error:

@@ -95,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         save_overlay,
     )
     from urep.io import atomic_write_json
+    from urep.run_dir import RunDir
 
     if args.mask is not None and len(args.mask) != len(args.images):
         raise ValueError(f"--mask gives {len(args.mask)} masks for {len(args.images)} images; give one per image")
@@ -120,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
             _check_mask_sizes(args.images, args.mask)
         masks = np.stack([read_mask(path, size=entry.image_size) for path in args.mask])
 
-    out_dir = args.out if args.out is not None else run.run_dir / "explain" / task
+    out_dir = args.out if args.out is not None else RunDir(run.run_dir).explain / task
     records = []
     names = _overlay_names(list(args.images), task, args.method)
     for i, (image_path, name) in enumerate(zip(args.images, names, strict=True)):

@@ -14,9 +14,6 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-Seed = tf.Tensor
-"""A stateless seed: an int tensor of shape (2,)."""
-
 STRONG_OPS = (
     "autocontrast", "brightness", "contrast", "equalize", "identity", "posterize", "rotate", "sharpness",
     "shear_x", "shear_y", "solarize", "translate_x", "translate_y",

@@ -309,19 +309,6 @@ def load_arrays(
     )
 
 
-def image_only(fn: Callable[[Any, Any], Any]) -> Augment:
-    """Adapt an image-only augmentation ``fn(image, seed) -> image`` (e.g. `urep.data.augment.weak_augment`)
-    to the ``augment(x, y, seed)`` hook: ``y`` (a label) passes through unchanged.
-
-    Do not use it for segmentation, where the mask must follow the image.
-    """
-
-    def augment(x, y, seed):
-        return fn(x, seed), y
-
-    return augment
-
-
 def _noise_specs(noise: Any) -> list[NoiseSpec]:
     """`None`, one spec (a `NoiseSpec` or ``"gaussian:0.03"``), or a sequence of them -> a list of specs."""
     if noise is None:
@@ -445,8 +432,7 @@ def make_dataset(
         batch_size: elements per batch.
         shuffle: shuffle the order (of indices; cheap at any size) with `seed`, anew each epoch.
         seed: seed of the shuffling, augmentation and noise; the same seed gives the same stream.
-        augment: ``augment(x, y, seed) -> (x, y)`` (see `Augment`; `image_only` adapts image-only
-            functions), applied per element or per batch (`augment_on`) before noise and normalization.
+        augment: ``augment(x, y, seed) -> (x, y)`` (see `Augment`), applied per element or per batch (`augment_on`) before noise and normalization.
         repeat: repeat forever (epochs differ in order, augmentation and noise).
         drop_remainder: drop the last incomplete batch.
         noise: a `urep.data.noise.NoiseSpec` or ``"kind:level"`` string (or a sequence of them, one drawn

@@ -14,11 +14,11 @@ import dataclasses
 import logging
 import os
 import time
-from pathlib import Path
 
 from urep.experiments.config import ExperimentConfig, load_config
 from urep.experiments.scale import shrink
 from urep.io import atomic_write_json, atomic_write_text, prepare_run_dir
+from urep.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def run_demo(out_dir: str | os.PathLike = "urep_demo", profile: str = "quick", o
     seconds = time.perf_counter() - started
     summary = {"profile": profile, "seconds": seconds, "parts": list(parts)}
     atomic_write_json(root / "demo.json", summary)
-    atomic_write_text(root / "report.md", _index(parts, profile, seconds))
+    atomic_write_text(RunDir(root).report, _index(parts, profile, seconds))
     return {"profile": profile, "seconds": seconds, "parts": parts}
 
 
@@ -128,8 +128,3 @@ def _index(parts: dict[str, dict], profile: str, seconds: float) -> str:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
-
-
-def demo_report_path(out_dir: str | os.PathLike) -> Path:
-    """Where `run_demo` writes its index."""
-    return Path(out_dir) / "report.md"

@@ -20,9 +20,6 @@ __all__ = ["predict", "task_metrics", "summarise_method", "out_of_fold_metrics",
 CLASSIFICATION_KEYS = ("accuracy", "balanced_accuracy", "auc", "fraction_positive", "max_predicted_fraction",
                        "sensitivity", "specificity", "precision", "f1", "mcc")
 SEGMENTATION_KEYS = ("accuracy", "f1", "iou", "dice", "precision", "recall", "hausdorff", "avg_hausdorff")
-#: Pooled over the whole test set as the authors' public code computes them (smooth 1): soft, and with the
-#: prediction thresholded at 0.5 (`urep.metrics.pooled_overlap`); the keys above are per-image means.
-POOLED_KEYS = ("iou_pooled", "dice_pooled", "iou_pooled_05", "dice_pooled_05")
 
 
 def predict(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 
 from urep.io import atomic_save
 from urep.plotting import new_figure
+from urep.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ def write_result_figures(results: dict, run_dir: str | os.PathLike) -> list[Path
     """The figures that depend only on `results.json`: training curves and the cost chart."""
     if not results["config"].get("figures", True):
         return []
-    figures = Path(run_dir) / "figures"
+    figures = RunDir(run_dir).figures
     written = [training_curves(results, figures / "training_curves.png"),
                cost_chart(results, figures / "cost_urep_vs_baseline.png")]
     return [p for p in written if p is not None]

@@ -34,6 +34,7 @@ from urep.experiments.sources import (
     source_summary,
     task_frame,
 )
+from urep.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -384,7 +385,7 @@ class UrepPipeline:
             from urep.experiments.figures import denoising_examples
 
             path = denoising_examples(clean[:k], examples_noisy, examples_denoised,
-                                      self.run_dir / "figures" / f"denoising_examples_{label}.png",
+                                      RunDir(self.run_dir).figures / f"denoising_examples_{label}.png",
                                       title=f"{label}: {k} test images, clean / noisy / denoised "
                                             "(PSNR against the clean image)")
             self.figures.append(str(path.relative_to(self.run_dir)))
@@ -450,7 +451,7 @@ class UrepPipeline:
 
             label = f"x{scale}"
             path = denoising_examples(clean[:k], {label: low[:k]}, {label: restored[:k]},
-                                      self.run_dir / "figures" / "super_resolution_examples_source.png",
+                                      RunDir(self.run_dir).figures / "super_resolution_examples_source.png",
                                       titles=("interpolated", "restored"))
             self.figures.append(str(path.relative_to(self.run_dir)))
         return [row]
@@ -681,7 +682,7 @@ class UrepPipeline:
             for method, outs in self.outputs.get(name, {}).items():
                 path = segmentation_overlays(data.test.images[:k], data.test.masks[:k], outs.folds[0][:k],
                                              f"{name} ({method}, {fold}, first {k} test images)",
-                                             self.run_dir / "figures" / f"segmentation_{name}_{method}.png")
+                                             RunDir(self.run_dir).figures / f"segmentation_{name}_{method}.png")
                 self.figures.append(str(path.relative_to(self.run_dir)))
 
     def run_explain(self) -> None:
@@ -725,7 +726,7 @@ class UrepPipeline:
 
         for i in order:
             label = task.classes[arrays.labels[i]]
-            path = self.run_dir / "figures" / "gradcam" / f"{task_name}_{i:03d}_{label}.png"
+            path = RunDir(self.run_dir).figures / "gradcam" / f"{task_name}_{i:03d}_{label}.png"
             mask = arrays.masks[i, ..., 0] if with_masks else None
             energy_text = "" if mask is None else f"; energy inside mask {energy_inside(heatmaps[i], mask):.2f}"
             gradcam_figure(arrays.images[i, ..., 0], heatmaps[i], mask,
@@ -816,28 +817,29 @@ class UrepPipeline:
         from urep.io import atomic_save
 
         strategy = self.primary_strategy()
+        layout = RunDir(self.run_dir)
         entries, manifest_models = {}, {}
         for task in self.config.tasks:
             entries[task.name] = TaskEntry(
-                name=task.name, path=f"models/{strategy}/{task.name}.keras", kind=task.kind,
+                name=task.name, path=layout.relative(layout.model(strategy, task.name)), kind=task.kind,
                 image_size=tuple(self.config.image_size), channels=self.config.channels,
                 classes=tuple(task.classes) if task.kind == "classification" else None, strategy=strategy,
                 gradcam_layer="encoder_out")
             manifest_models[task.name] = self.saved_models[f"{strategy}/{task.name}"]
         if self.source_model is not None and self.config.source.kind == "cdae":
-            entries["denoising"] = TaskEntry(name="denoising", path="models/source/denoising.keras",
+            entries["denoising"] = TaskEntry(name="denoising", path=layout.relative(layout.model("source", "denoising")),
                                              kind="reconstruction", image_size=tuple(self.config.image_size),
                                              channels=self.config.channels, strategy="source")
             manifest_models["denoising"] = self.source_model
         save_run_models(self.run_dir, manifest_models, entries, self.normalizer, recommendation)
         if self.source_model is not None and self.config.source.kind != "cdae":
-            atomic_save(self.run_dir / "models" / "source" / "source.keras", self.source_model.save)
+            atomic_save(layout.model("source", "source"), self.source_model.save)
         for key, model in self.saved_models.items():
             method, task = key.split("/")
             if method != strategy:
-                atomic_save(self.run_dir / "models" / method / f"{task}.keras", model.save)
+                atomic_save(layout.model(method, task), model.save)
         if self.denoiser is not None:
-            atomic_save(self.run_dir / "models" / "baseline" / "denoiser.keras", self.denoiser.save)
+            atomic_save(layout.model("baseline", "denoiser"), self.denoiser.save)
 
     # -- whole pipeline ------------------------------------------------------------------------------------
     def run(self) -> dict:

@@ -13,9 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from urep.experiments.paper_numbers import PAPER_TABLES, STRATEGY_LABELS, TASK_LABELS, PaperTable, paper_value
+from urep.experiments.paper_numbers import PAPER_TABLES, STRATEGY_LABELS, PaperTable, paper_value
 from urep.experiments.tables import PValue, Table
 from urep.io import atomic_write_text
+from urep.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -699,13 +700,14 @@ def write_tables(results: dict, run_dir: str | os.PathLike) -> list[Path]:
         The written paths.
     """
     run_dir = Path(run_dir)
+    layout = RunDir(run_dir)
     written = []
     tables = build_tables(results)
     for table in tables:
-        written.append(atomic_write_text(run_dir / "tables" / f"{table.name}.md", table.to_markdown()))
-        written.append(atomic_write_text(run_dir / "tables" / f"{table.name}.csv", table.to_csv()))
-    written.append(atomic_write_text(run_dir / "report.md", _report_markdown(results, tables, run_dir)))
-    logger.info("wrote %d tables under %s", len(tables), run_dir / "tables")
+        written.append(atomic_write_text(layout.table(table.name, "md"), table.to_markdown()))
+        written.append(atomic_write_text(layout.table(table.name, "csv"), table.to_csv()))
+    written.append(atomic_write_text(layout.report, _report_markdown(results, tables, run_dir)))
+    logger.info("wrote %d tables under %s", len(tables), layout.tables)
     return written
 
 
@@ -722,17 +724,13 @@ def _report_markdown(results: dict, tables: list[Table], run_dir: Path) -> str:
         lines += [f"**{warning}**", ""]
     for table in tables:
         lines.append(table.to_markdown())
-    figures = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "figures").rglob("*.png")) \
-        if (run_dir / "figures").is_dir() else []
+    figure_dir = RunDir(run_dir).figures
+    figures = sorted(p.relative_to(run_dir).as_posix() for p in figure_dir.rglob("*.png")) \
+        if figure_dir.is_dir() else []
     if figures:  # every figure, those in sub-folders (Grad-CAM) under their own heading
         top = [f for f in figures if f.count("/") == 1]
         lines += ["### Figures", ""] + [f"![{Path(f).stem}]({f})\n" for f in top]
-        for folder in sorted({Path(f).parent.as_posix() for f in figures} - {"figures"}):
+        for folder in sorted({Path(f).parent.as_posix() for f in figures} - {figure_dir.name}):
             lines += [f"#### {Path(folder).name}", ""] + [
                 f"![{Path(f).stem}]({f})\n" for f in figures if Path(f).parent.as_posix() == folder]
     return "\n".join(lines) + "\n"
-
-
-def task_labels() -> dict[str, str]:
-    """Human names of the papers' tasks (for figures)."""
-    return dict(TASK_LABELS)

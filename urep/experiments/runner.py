@@ -31,15 +31,16 @@ from urep.experiments.config import (
 )
 from urep.experiments.schema import ConfigError
 from urep.io import atomic_write_json, atomic_write_text, check_run_dir, prepare_run_dir
+from urep.run_dir import FINGERPRINT, REPORT, RESULTS, RunDir
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["run_experiment", "run_suite", "load_results", "write_report", "preflight", "fingerprint",
            "ResumeMismatchError", "RESULTS_FILE", "FINGERPRINT_FILE", "SCHEMA_VERSION"]
 
-RESULTS_FILE = "results.json"
+RESULTS_FILE = RESULTS
 SCHEMA_VERSION = 1
-FINGERPRINT_FILE = "fingerprint.json"
+FINGERPRINT_FILE = FINGERPRINT
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Config keys that do not change any trained model or number, so `--resume` may change them.
 COSMETIC_KEYS = ("name", "description", "figures", "paper_tables", "explain.n_images")
@@ -179,14 +180,14 @@ def _check_resume(run_dir: Path, current: dict) -> None:
     """Refuse to resume `run_dir` when its stored fingerprint (or, for older runs, config.yaml) differs."""
     import yaml
 
-    stored = run_dir / FINGERPRINT_FILE
+    stored, config_file = RunDir(run_dir).fingerprint, RunDir(run_dir).config
     if stored.is_file():
         try:
             before = json.loads(stored.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise ResumeMismatchError(f"cannot resume {run_dir}: {stored} is unreadable ({err})") from err
-    elif (run_dir / "config.yaml").is_file():
-        raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    elif config_file.is_file():
+        raw = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
         flat = _flatten(json.loads(json.dumps(raw, default=str)))
         before = {"urep": current["urep"],
                   "config": {k: v for k, v in flat.items() if k in current["config"] or not any(
@@ -290,15 +291,16 @@ def _run_experiment_here(
 
 def _run_in(config: ExperimentConfig, run_dir: Path, current: dict, data_root, resume: bool,
             distribution: dict | None) -> dict:
-    if not (run_dir / FINGERPRINT_FILE).is_file():
-        atomic_write_json(run_dir / FINGERPRINT_FILE, current)
-    atomic_write_text(run_dir / "config.yaml", dump_config(config))
+    layout = RunDir(run_dir)
+    if not layout.fingerprint.is_file():
+        atomic_write_json(layout.fingerprint, current)
+    atomic_write_text(layout.config, dump_config(config))
     from urep.env import environment
     from urep.experiments.pipeline import UrepPipeline
     from urep.seed import seed_everything
 
     started, clock = _now(), time.perf_counter()
-    with _log_to(run_dir / "log.txt"):
+    with _log_to(layout.log):
         logger.info("experiment %s (%s) -> %s%s", config.name, config.path or "in memory", run_dir,
                     " (resumed)" if resume else "")
         seed_everything(config.seed, config.deterministic)
@@ -321,10 +323,10 @@ def _run_in(config: ExperimentConfig, run_dir: Path, current: dict, data_root, r
         })
         if distribution is not None:
             results["distribution"] = distribution
-        atomic_write_json(run_dir / RESULTS_FILE, _ordered(results))
+        atomic_write_json(layout.results, _ordered(results))
         write_report(results, run_dir)
         logger.info("experiment %s finished in %.1f s; report: %s", config.name, results["wall_seconds"],
-                    run_dir / "report.md")
+                    layout.report)
     return results
 
 
@@ -372,8 +374,8 @@ def run_suite(
                                             resume=resume and (root / config.name).exists())
     summary = {"name": suite.name, "description": suite.description, "parts": list(parts)}
     atomic_write_json(root / "suite.json", summary)
-    index = [f"# {suite.name}", "", suite.description, ""] + [f"- [{name}]({name}/report.md)" for name in parts]
-    atomic_write_text(root / "report.md", "\n".join(index) + "\n")
+    index = [f"# {suite.name}", "", suite.description, ""] + [f"- [{name}]({name}/{REPORT})" for name in parts]
+    atomic_write_text(RunDir(root).report, "\n".join(index) + "\n")
     return {"name": suite.name, "parts": parts}
 
 
@@ -384,7 +386,7 @@ def load_results(run_dir: str | os.PathLike) -> dict:
         FileNotFoundError: no `results.json` (names the folder).
         ValueError: the file is damaged (not JSON) or not a urep results record; the message names it.
     """
-    path = Path(run_dir) / RESULTS_FILE
+    path = RunDir(run_dir).results
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no {RESULTS_FILE}; is it a finished urep run directory?")
     try:

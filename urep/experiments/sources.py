@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from urep.experiments.config import DataSource, ExperimentConfig, TaskConfig, source_root
+from urep.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def _generate(name: str, source: DataSource, run_dir: Path) -> Path:
     from urep.data import phantoms
 
     spec = source.phantom
-    out = run_dir / "data" / name
+    out = RunDir(run_dir).data / name
     if (out / "manifest.csv").is_file():
         logger.info("phantom source %s already generated in %s", name, out)
         return out

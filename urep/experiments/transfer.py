@@ -15,6 +15,7 @@ from typing import Any
 
 from urep.experiments.evaluation import predict, summarise_method
 from urep.experiments.pipeline import UrepPipeline
+from urep.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class TransferPipeline(UrepPipeline):
         logger.info("pairwise transfer: %d of %d (task, partner) pairs lose from sharing: %s", len(negative),
                     len(names) * (len(names) - 1), negative)
         if self.config.figures:
-            path = plot_transfer_matrix(outcome.matrix, self.run_dir / "figures" / "transfer_matrix.png",
+            path = plot_transfer_matrix(outcome.matrix, RunDir(self.run_dir).figures / "transfer_matrix.png",
                                         title=f"{self.config.name}: gain from joint training with a partner")
             self.figures.append(str(path.relative_to(self.run_dir)))
         self.results["figures"] = sorted(self.figures)

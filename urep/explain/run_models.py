@@ -19,12 +19,10 @@ import numpy as np
 
 from urep.data import MeanNormalizer, read_image
 from urep.io import atomic_save, atomic_write_json
+from urep.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = Path("models") / "manifest.json"
-NORMALIZER = Path("normalizer.json")
-CONFIG = Path("config.yaml")
 KINDS = ("classification", "segmentation", "reconstruction")
 
 
@@ -157,7 +155,7 @@ class RunModels:
         if task not in self._loaded:
             path = self.run_dir / self.entry(task).path
             if not path.is_file():
-                raise FileNotFoundError(f"model file {path} of task {task!r} (listed in {self.run_dir / MANIFEST}) not found")
+                raise FileNotFoundError(f"model file {path} of task {task!r} (listed in {RunDir(self.run_dir).manifest}) not found")
             logger.info("loading %s model from %s", task, path)
             from urep.io import load_keras_model
 
@@ -210,7 +208,8 @@ def load_run_models(run_dir: str | os.PathLike) -> RunModels:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} not found")
-    manifest_path = run_dir / MANIFEST
+    layout = RunDir(run_dir)
+    manifest_path = layout.manifest
     manifest = _read_json(manifest_path)
     if not isinstance(manifest, Mapping) or not isinstance(manifest.get("tasks"), Mapping) or not manifest["tasks"]:
         raise RunLayoutError(f"{manifest_path} must hold {{'tasks': {{TASK: {{...}}}}}} with at least one task")
@@ -224,9 +223,9 @@ def load_run_models(run_dir: str | os.PathLike) -> RunModels:
     recommendation = manifest.get("recommendation")
     if recommendation is not None and not isinstance(recommendation, Mapping):
         raise RunLayoutError(f"{manifest_path} 'recommendation' must be an object, got {recommendation!r}")
-    normalizer = MeanNormalizer.load(run_dir / NORMALIZER)
+    normalizer = MeanNormalizer.load(layout.normalizer)
     return RunModels(run_dir, tasks, normalizer, dict(recommendation) if recommendation else None,
-                     _configured_recommendation_tasks(run_dir / CONFIG), _configured_standardize(run_dir / CONFIG))
+                     _configured_recommendation_tasks(layout.config), _configured_standardize(layout.config))
 
 
 def _configured_standardize(config_path: Path) -> dict[str, Any] | None:
@@ -291,8 +290,8 @@ def save_run_models(
     run_dir = Path(run_dir)
     for name, model in models.items():
         atomic_save(run_dir / entries[name].path, model.save)
-    normalizer.save(run_dir / NORMALIZER)
+    normalizer.save(RunDir(run_dir).normalizer)
     manifest: dict[str, Any] = {"tasks": {name: entries[name].to_dict() for name in entries}}
     if recommendation is not None:
         manifest["recommendation"] = dict(recommendation)
-    return atomic_write_json(run_dir / MANIFEST, manifest)
+    return atomic_write_json(RunDir(run_dir).manifest, manifest)

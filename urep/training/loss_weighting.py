@@ -29,7 +29,6 @@ class LossWeighting:
 
     def __init__(self) -> None:
         self.names: list[str] = []
-        self.built = False
 
     def build(self, names: Sequence[str], kinds: Sequence[str], weights: Sequence[float],
               strategy: tf.distribute.Strategy, shared_variables: Sequence = ()) -> None:
@@ -43,7 +42,6 @@ class LossWeighting:
             shared_variables: the last shared layer's weights (GradNorm's W).
         """
         self.names = list(names)
-        self.built = True
 
     @property
     def trainable_variables(self) -> list:

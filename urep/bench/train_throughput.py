@@ -22,7 +22,7 @@ The first round (tracing and XLA compilation) is left out; the others give the m
 of wall-clock time, and `cpu_*` the same per second of this process's CPU time (all its threads), which a
 machine shared with other jobs disturbs much less than the wall clock.
 
-Usage: `python benchmarks/train_throughput.py --out OUT_DIR [--quick]` (writes `OUT_DIR/train_throughput.json`).
+Usage: `python -m urep.bench.train_throughput --out OUT_DIR [--quick]` (writes `OUT_DIR/train_throughput.json`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from urep.training.loop import model_engine  # noqa: E402
 from urep.training.run import ProgressBar  # noqa: E402
 from urep.training.strategies import alternating_engine, joint_engine  # noqa: E402
 
-logger = logging.getLogger("benchmarks.train_throughput")
+logger = logging.getLogger("urep.bench.train_throughput")
 BATCH = 16
 
 

@@ -6,7 +6,7 @@ RMSprop (batch 16, lr reduced on plateau, early stopping on validation loss), an
 denoised and of the noisy test images at every evaluation noise level, as one JSON line.
 
 Example:
-    python -m benchmarks.denoising_diagnosis --size 64 --epochs 20 --filters 32,64,64,128 --output direct
+    python -m urep.bench.denoising_diagnosis --size 64 --epochs 20 --filters 32,64,64,128 --output direct
 """
 
 from __future__ import annotations

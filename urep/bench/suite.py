@@ -4,15 +4,15 @@
 
 | name | what | module |
 |---|---|---|
-| `params` | parameters per model and per approach vs the papers | `benchmarks.cost.run_parameters` |
-| `cost` | shared vs separate to the same stopping rule | `benchmarks.cost.run_cost` |
-| `inference` | fused multi-head model vs separate task models | `benchmarks.inference.run` |
-| `train_throughput` | training-step images/s: custom loops vs `model.fit`, XLA | `benchmarks.train_throughput.run` |
-| `multimix_throughput` | one MultiMix step (five streams, saliency pass) images/s, XLA | `benchmarks.multimix_throughput.run` |
-| `data_pipeline` | input pipeline images/s, cached and uncached | `benchmarks.data_pipeline.run` |
-| `scaling` | total training cost for 1..5 tasks (plot) | `benchmarks.scaling.run` |
-| `memory` | peak RSS of a CDAE training run | `benchmarks.memory.run` |
-| `tuner_memory` | peak RSS of a 20-trial tuner search | `benchmarks.tuner_memory.run` |
+| `params` | parameters per model and per approach vs the papers | `urep.bench.cost.run_parameters` |
+| `cost` | shared vs separate to the same stopping rule | `urep.bench.cost.run_cost` |
+| `inference` | fused multi-head model vs separate task models | `urep.bench.inference.run` |
+| `train_throughput` | training-step images/s: custom loops vs `model.fit`, XLA | `urep.bench.train_throughput.run` |
+| `multimix_throughput` | one MultiMix step (five streams, saliency pass) images/s, XLA | `urep.bench.multimix_throughput.run` |
+| `data_pipeline` | input pipeline images/s, cached and uncached | `urep.bench.data_pipeline.run` |
+| `scaling` | total training cost for 1..5 tasks (plot) | `urep.bench.scaling.run` |
+| `memory` | peak RSS of a CDAE training run | `urep.bench.memory.run` |
+| `tuner_memory` | peak RSS of a 20-trial tuner search | `urep.bench.tuner_memory.run` |
 
 `train_throughput`, `data_pipeline` and `tuner_memory` are written by other modules with the signature
 `run(out_dir, quick) -> dict`; their records (also written by them into `out_dir`) are tabulated here: every
@@ -22,8 +22,8 @@ nested dict with median/min/max becomes a row (`train_throughput`'s layout is kn
 `missing`; one that raises is recorded as `failed` with its error, and the suite goes on (the CLI then exits
 with status 1).
 
-Usage: `urep bench [--quick] --out DIR [--only NAME ...] [--repeats N]`, or from the checkout
-`python -m benchmarks.suite --out DIR ...`.
+Usage: `urep bench [--quick] --out DIR [--only NAME ...] [--repeats N]`, or
+`python -m urep.bench.suite --out DIR ...`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks.common import (
+from urep.bench.common import (
+    PACKAGE_ROOT,
     format_cell,
     is_stat,
     load_average,
@@ -55,15 +56,15 @@ logger = logging.getLogger(__name__)
 
 #: Benchmark name -> (module, function, title); the order is the order they run in.
 BENCHMARKS: dict[str, tuple[str, str, str]] = {
-    "params": ("benchmarks.cost", "run_parameters", "Parameters per model and per approach"),
-    "cost": ("benchmarks.cost", "run_cost", "Shared vs separate to the same stopping rule"),
-    "inference": ("benchmarks.inference", "run", "Inference: fused vs separate"),
-    "train_throughput": ("benchmarks.train_throughput", "run", "Training-step throughput"),
-    "data_pipeline": ("benchmarks.data_pipeline", "run", "Data pipeline throughput"),
-    "scaling": ("benchmarks.scaling", "run", "Scaling with tasks"),
-    "memory": ("benchmarks.memory", "run", "Peak memory of CDAE training"),
-    "tuner_memory": ("benchmarks.tuner_memory", "run", "Peak memory of a tuner search"),
-    "multimix_throughput": ("benchmarks.multimix_throughput", "run", "MultiMix training-step throughput"),
+    "params": ("urep.bench.cost", "run_parameters", "Parameters per model and per approach"),
+    "cost": ("urep.bench.cost", "run_cost", "Shared vs separate to the same stopping rule"),
+    "inference": ("urep.bench.inference", "run", "Inference: fused vs separate"),
+    "train_throughput": ("urep.bench.train_throughput", "run", "Training-step throughput"),
+    "data_pipeline": ("urep.bench.data_pipeline", "run", "Data pipeline throughput"),
+    "scaling": ("urep.bench.scaling", "run", "Scaling with tasks"),
+    "memory": ("urep.bench.memory", "run", "Peak memory of CDAE training"),
+    "tuner_memory": ("urep.bench.tuner_memory", "run", "Peak memory of a tuner search"),
+    "multimix_throughput": ("urep.bench.multimix_throughput", "run", "MultiMix training-step throughput"),
 }
 #: Benchmarks written elsewhere, called as `run(out_dir, quick)`; their records are tabulated here.
 DELEGATED = ("train_throughput", "data_pipeline", "tuner_memory", "multimix_throughput")
@@ -90,7 +91,7 @@ def check_names(only: Sequence[str] | None) -> list[str]:
 
 
 def _load(name: str) -> Callable | None:
-    """The benchmark's function, or None when its module is not in the checkout."""
+    """The benchmark's function, or None when its module is absent."""
     module_name, function, _ = BENCHMARKS[name]
     try:
         module = importlib.import_module(module_name)
@@ -102,7 +103,7 @@ def _load(name: str) -> Callable | None:
 
 
 def _throughput_tables(record: dict) -> list[dict]:
-    """`benchmarks.train_throughput`'s record: img/s per size, model group and row, and each row / `fit`."""
+    """`urep.bench.train_throughput`'s record: img/s per size, model group and row, and each row / `fit`."""
     rows = []
     for size, groups in record.get("sizes", {}).items():
         fit = groups.get("cdae", {}).get("fit")
@@ -125,7 +126,7 @@ def _generic_tables(name: str, record: dict) -> list[dict]:
     rows += [[" / ".join(path), stat] for path, stat in stat_leaves(record)]
     if not rows:
         return []
-    return [table(f"{BENCHMARKS[name][2]} (record of benchmarks/{name}.py)", ["measurement", "value"], rows)]
+    return [table(f"{BENCHMARKS[name][2]} (record of urep/bench/{name}.py)", ["measurement", "value"], rows)]
 
 
 def _delegated_headlines(name: str, record: dict) -> list[list]:
@@ -155,30 +156,30 @@ def adapt_delegated(name: str, record: dict) -> dict:
     if isinstance(record, dict) and "tables" in record:
         return {**section(name, BENCHMARKS[name][2]), **record}
     if not isinstance(record, dict):
-        raise TypeError(f"benchmarks/{name}.py run() returned {type(record).__name__}, expected a dict")
+        raise TypeError(f"urep/bench/{name}.py run() returned {type(record).__name__}, expected a dict")
     tables = _throughput_tables(record) if name == "train_throughput" else _generic_tables(name, record)
     settings = {k: v for k, v in record.items() if isinstance(v, (int, float, str, bool))}
     return section(name, BENCHMARKS[name][2], settings=settings, tables=tables,
                    data={k: v for k, v in record.items() if k != "environment"},
                    headlines=_delegated_headlines(name, record),
-                   notes=[f"Measured by benchmarks/{name}.py (its own record: {name}.json in the output folder, "
+                   notes=[f"Measured by urep/bench/{name}.py (its own record: {name}.json in the output folder, "
                           "when it writes one)."])
 
 
 def _run_isolated(name: str, out_dir: Path, quick: bool) -> dict:
-    """Call `benchmarks.<name>.run(out_dir, quick)` in a fresh Python process and return its record."""
+    """Call `urep.bench.<name>.run(out_dir, quick)` in a fresh Python process and return its record."""
     module_name, function, _ = BENCHMARKS[name]
     result_path = out_dir / f".{name}.record.json"
     code = (f"import sys; from urep.io import atomic_write_json; from {module_name} import {function}; "
             "atomic_write_json(sys.argv[3], " + function + "(sys.argv[1], quick=sys.argv[2] == '1'))")
-    root = Path(__file__).resolve().parents[1]
+    root = PACKAGE_ROOT
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     completed = subprocess.run([sys.executable, "-c", code, str(out_dir), str(int(quick)), str(result_path)],
                                cwd=root, env=env, capture_output=True, text=True, check=False)
     if completed.returncode != 0 or not result_path.is_file():
         tail = "\n".join(completed.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"benchmarks/{name}.py failed in its own process (exit {completed.returncode}):\n{tail}")
+        raise RuntimeError(f"urep/bench/{name}.py failed in its own process (exit {completed.returncode}):\n{tail}")
     record = json.loads(result_path.read_text(encoding="utf-8"))
     result_path.unlink()
     return record
@@ -230,7 +231,7 @@ def _run_one_here(name: str, out_dir: Path, quick: bool, repeats: int | None) ->
     try:
         function = _load(name)
         if function is None:
-            logger.warning("benchmark %s skipped: %s.py is not in this checkout", name,
+            logger.warning("benchmark %s skipped: %s.py is not installed", name,
                            BENCHMARKS[name][0].replace(".", "/"))
             result = {**section(name, BENCHMARKS[name][2]), "status": "missing",
                       "error": f"module {BENCHMARKS[name][0]} not found"}
@@ -341,7 +342,7 @@ def run_suite(out_dir: str | os.PathLike, quick: bool = False, only: Sequence[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m benchmarks.suite --out DIR [--quick] [--only ...] [--repeats N]`."""
+    """`python -m urep.bench.suite --out DIR [--quick] [--only ...] [--repeats N]`."""
     parser = argparse.ArgumentParser(description="urep benchmark suite")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 1-2 repetitions")

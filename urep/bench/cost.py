@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.common import ratio, section, summarize, table
+from urep.bench.common import ratio, section, summarize, table
 
 logger = logging.getLogger(__name__)
 
@@ -440,7 +440,7 @@ def run_cost(out_dir, quick: bool = False, repeats: int | None = None,
         settings: overrides `FULL`/`QUICK`.
 
     Returns:
-        A section (`benchmarks.common.section`) with `data = {"runs": {size: {set: [repeat records]}},
+        A section (`urep.bench.common.section`) with `data = {"runs": {size: {set: [repeat records]}},
         "totals": ..., "xla_check": ...}`.
     """
     settings = settings or (QUICK if quick else FULL)

@@ -13,7 +13,7 @@ Measures images per second of
 Each number is the median of `repeats` runs with min and max. "First pass" repeats re-decode the files (the
 operating system's page cache is warm after the first run, so this measures decoding, not the disk).
 
-Usage: ``python -m benchmarks.data_pipeline OUT_DIR [--quick]``; writes ``OUT_DIR/data_pipeline.json``.
+Usage: ``python -m urep.bench.data_pipeline OUT_DIR [--quick]``; writes ``OUT_DIR/data_pipeline.json``.
 """
 
 from __future__ import annotations

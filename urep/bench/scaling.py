@@ -3,7 +3,7 @@
 Setting: CXR phantoms, the CPU-width CDAE (16/32/32/64) as the shared source, N binary classification tasks
 (label pairs of the phantoms' normal / abnormal / bacterial / viral findings). Every model trains a fixed
 number of epochs (no early stopping), so the curves show the cost per unit of training, not differences
-in convergence (that is `benchmarks.cost`):
+in convergence (that is `urep.bench.cost`):
 
 - **shared**: the source once, then each head with the independent strategy (encoder frozen);
 - **separate**: a denoiser (the same CDAE, so the same cost as the source, counted once more) and, per
@@ -12,7 +12,7 @@ in convergence (that is `benchmarks.cost`):
 Both strategies train heads one after the other, so the cost of N tasks is the source (or denoiser) plus
 the first N heads (or models), each timed with `TrainResult.seconds` (tracing included: a user pays it).
 The joint and alternating strategies, whose cost is not a sum over heads, are measured per step by
-`benchmarks.train_throughput`. Expected: the shared line grows by a head's cost per task, the separate one
+`urep.bench.train_throughput`. Expected: the shared line grows by a head's cost per task, the separate one
 by a whole model's. The plot `scaling.png` shows the medians with their min-max band.
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import ratio, section, summarize, table
-from benchmarks.cost import CXR_FILTERS, CostSettings, cxr_arrays, train_config
+from urep.bench.common import ratio, section, summarize, table
+from urep.bench.cost import CXR_FILTERS, CostSettings, cxr_arrays, train_config
 
 logger = logging.getLogger(__name__)
 

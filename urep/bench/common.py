@@ -18,8 +18,11 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+#: The folder `urep` is imported from: put on a child process's PYTHONPATH so it imports the same urep.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 #: Keys every stat cell has (`summarize` adds "n" and "values").
 STAT_KEYS = ("median", "min", "max")
 

@@ -1,6 +1,6 @@
 """Memory: peak resident memory (VmHWM) of a CDAE training run, each in a fresh Python process.
 
-Each measurement starts `python -m benchmarks.memory --child ...` (so nothing from the parent's
+Each measurement starts `python -m urep.bench.memory --child ...` (so nothing from the parent's
 TensorFlow session counts), which trains the papers' CDAE (112 filters, 796,769 parameters) with urep's
 denoiser training (`urep.training.source.train_denoiser`, the custom loop) for one epoch of `steps` batches
 of `batch_size` images of `size` x `size`, then reports the `VmHWM` line of its own `/proc/self/status`
@@ -25,13 +25,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from benchmarks.common import section, summarize, table
+from urep.bench.common import PACKAGE_ROOT, section, summarize, table
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "UREP_BENCH_MEMORY "
 
 
@@ -127,15 +125,15 @@ def measure(size: int, batch_size: int, steps: int, filters, xla: bool, timeout:
     Raises:
         RuntimeError: the child failed, timed out, or printed no result (its stderr tail is in the message).
     """
-    command = [sys.executable, "-m", "benchmarks.memory", "--child", "--size", str(size), "--batch",
+    command = [sys.executable, "-m", "urep.bench.memory", "--child", "--size", str(size), "--batch",
                str(batch_size), "--steps", str(steps), "--xla", str(int(xla)), "--filters",
                *[str(f) for f in filters]]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
+               PYTHONPATH=os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p))
     started = time.perf_counter()
     # Output goes to files, not pipes: a pipe left unread while polling could fill and block the child.
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=err, text=True)
+        process = subprocess.Popen(command, cwd=PACKAGE_ROOT, env=env, stdout=out, stderr=err, text=True)
         polled = 0
         while process.poll() is None:
             if time.perf_counter() - started > timeout:
@@ -202,7 +200,7 @@ def run(out_dir, quick: bool = False, repeats: int | None = None, settings: Memo
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m benchmarks.memory --child ...` (used by `measure`)."""
+    """`python -m urep.bench.memory --child ...` (used by `measure`)."""
     parser = argparse.ArgumentParser(description="child process of the memory benchmark")
     parser.add_argument("--child", action="store_true", required=True)
     parser.add_argument("--size", type=int, required=True)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.common import ratio, section, summarize, table, time_calls
+from urep.bench.common import ratio, section, summarize, table, time_calls
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ TensorFlow's one-off allocations), in MiB per trial.
 
 Linux only (`/proc`); psutil is not needed.
 
-Usage: `python benchmarks/tuner_memory.py --out OUT_DIR [--quick]` (writes `OUT_DIR/tuner_memory.json`).
+Usage: `python -m urep.bench.tuner_memory --out OUT_DIR [--quick]` (writes `OUT_DIR/tuner_memory.json`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from urep.io import atomic_write_json  # noqa: E402
 from urep.training.config import TrainConfig  # noqa: E402
 from urep.tuning import CDAEHyperModel, TuningData, make_tuner, search  # noqa: E402
 
-logger = logging.getLogger("benchmarks.tuner_memory")
+logger = logging.getLogger("urep.bench.tuner_memory")
 SPACE = {"kernel_size": [3, 5, 7], "optimizer": ["sgd", "adam", "rmsprop"], "batch_size": [4, 8, 16]}
 
 

@@ -9,7 +9,7 @@ trainer's default) and `xla` (`jit_compile=True`: the same traced step compiled 
 256x256 (quick: a narrow network at 32x32). The first `warmup` steps (tracing, compilation) are left out;
 the median, min and max of `repeats` timed groups of `steps` steps are reported, with the CPU-time rate.
 
-Usage: `python -m benchmarks.multimix_throughput --out OUT_DIR [--quick]` (writes
+Usage: `python -m urep.bench.multimix_throughput --out OUT_DIR [--quick]` (writes
 `OUT_DIR/multimix_throughput.json`).
 """
 
