@@ -78,8 +78,8 @@ def _nan_after_first_epoch(x, y):
 
 def _assert_last_checkpoint_is_epoch_1(run_root):
     state = json.loads((run_root / "checkpoints" / "cls" / "state.json").read_text())
-    assert state["epoch"] == 1 and not state["finished"] and state["checkpoint"] == "epoch-0001.npz"
-    assert (run_root / "checkpoints" / "cls" / "best.npz").exists()
+    assert state["epoch"] == 1 and not state["finished"] and state["checkpoint"] == "epochs/epoch-1"
+    assert (run_root / "checkpoints" / "cls" / f"{state['best_checkpoint']}.index").exists()
 
 
 def test_non_finite_input_batch_stops_with_task_epoch_step_and_keeps_the_last_checkpoint(tmp_path):
