@@ -105,10 +105,10 @@ def match_keys(saved: Sequence[str], wanted: Sequence[str], where: str | Path) -
         groups.setdefault(_AUTO_SUFFIX.sub("", key), ([], []))[0].append(key)
     for i, key in enumerate(wanted):
         groups.setdefault(_AUTO_SUFFIX.sub("", key), ([], []))[1].append(i)
-    unmatched = sorted(name for name, (keys, indices) in groups.items() if len(keys) != len(indices))
+    unmatched = [(keys, indices) for keys, indices in groups.values() if len(keys) != len(indices)]
     if unmatched:
-        only_saved = sorted(set(saved) - set(wanted))[:5]
-        only_run = sorted(set(wanted) - set(saved))[:5]
+        only_saved = sorted(key for keys, _ in unmatched for key in keys)[:5]
+        only_run = sorted(wanted[i] for _, indices in unmatched for i in indices)[:5]
         raise ValueError(f"checkpoint {where} does not match the run's variables ({len(saved)} saved, "
                          f"{len(wanted)} in the run): only in the checkpoint {only_saved}, only in the run "
                          f"{only_run}; was it written by a different model or strategy?")
