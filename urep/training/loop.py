@@ -47,7 +47,7 @@ import tensorflow as tf
 from urep.io import atomic_save
 from urep.seed import seed_everything
 from urep.training.config import TrainConfig, make_optimizer, resolve_mode
-from urep.training.distribute import batch_is_finite, check_precision, distribute_dataset, get_strategy
+from urep.training.distribute import batch_is_finite, check_precision, distribute_dataset, get_dist_strategy
 from urep.training.run import (
     NonFiniteInputError,
     ProgressBar,
@@ -608,7 +608,7 @@ class PhaseEngine:
         return results
 
 
-def single_task_epoch(task: PhaseTask, steps: TaskSteps, config: TrainConfig, strategy: tf.distribute.Strategy
+def single_task_epoch(task: PhaseTask, steps: TaskSteps, config: TrainConfig, dist_strategy: tf.distribute.Strategy
                       ) -> Callable[[int, ProgressBar], EpochOutcome]:
     """The epoch function of a phase with one task: every batch of its data (capped), one step each."""
 
@@ -616,9 +616,9 @@ def single_task_epoch(task: PhaseTask, steps: TaskSteps, config: TrainConfig, st
         dataset = epoch_dataset(task.train, epoch)
         start = time.perf_counter()
         total, count = 0.0, 0
-        for x, y in distribute_dataset(dataset, strategy):
+        for x, y in distribute_dataset(dataset, dist_strategy):
             count += 1
-            if config.check_finite and not batch_is_finite((x, y), strategy):
+            if config.check_finite and not batch_is_finite((x, y), dist_strategy):
                 raise NonFiniteInputError(task.name, epoch + 1, count)
             loss = float(steps.train_step(x, y))
             if config.check_finite:
@@ -638,12 +638,12 @@ def single_task_epoch(task: PhaseTask, steps: TaskSteps, config: TrainConfig, st
 def model_engine(model: keras.Model, loss: str | Callable, train: DataSource, val: DataSource | None,
                 config: TrainConfig, *, name: str = "model", kind: str = "classification", metrics: Sequence = (),
                 optimizer=None, n_train: int | None = None, run: Run | None = None, phase: str | None = None,
-                strategy: tf.distribute.Strategy | None = None, strategy_name: str = "single",
+                dist_strategy: tf.distribute.Strategy | None = None, strategy_name: str = "single",
                 variables: Sequence | None = None) -> PhaseEngine:
     """The phase that trains one model, built and ready to `fit()` (see `train_model`).
 
     Args:
-        model: a Keras model, built under `strategy.scope()` when a strategy is used.
+        model: a Keras model, built under `dist_strategy.scope()` when one is given.
         loss: a loss name (see `resolve_loss`), object or function.
         train: training batches `(x, y)` (or `epoch -> dataset`).
         val: validation batches (or `epoch -> dataset`), or None (then monitor "loss").
@@ -655,22 +655,23 @@ def model_engine(model: keras.Model, loss: str | Callable, train: DataSource, va
         n_train: number of training examples (for step counts when the dataset cardinality is unknown).
         run: the run directory manager, or None.
         phase: phase name (default `name`).
-        strategy: a `tf.distribute.Strategy` (default: the current one).
+        dist_strategy: a `tf.distribute.Strategy` (default: the current one).
         strategy_name: recorded in the result.
         variables: the variables to train (default: the model's trainable variables).
 
     Returns:
         The `PhaseEngine` (its `train_epoch(epoch, bar)` runs one epoch of training).
     """
-    strategy = get_strategy(strategy)
+    dist_strategy = get_dist_strategy(dist_strategy)
     if optimizer is None or not isinstance(optimizer, keras.optimizers.Optimizer):
-        with strategy.scope():
+        with dist_strategy.scope():
             optimizer = make_optimizer(optimizer if optimizer is not None else config.optimizer,
                                        mixed_float16=config.mixed_precision == "mixed_float16")
-    steps = TaskSteps(name, model, resolve_loss(loss), optimizer, strategy, config.jit_compile, variables, metrics)
+    steps = TaskSteps(name, model, resolve_loss(loss), optimizer, dist_strategy, config.jit_compile, variables, metrics)
     task = PhaseTask(name=name, model=model, evaluator=steps, train=train, val=val, optimizer=optimizer,
                      n_train=n_train, kind=kind)
-    return PhaseEngine(phase or name, strategy_name, [task], config, single_task_epoch(task, steps, config, strategy),
+    epoch_fn = single_task_epoch(task, steps, config, dist_strategy)
+    return PhaseEngine(phase or name, strategy_name, [task], config, epoch_fn,
                        run=run, steps_hint=lambda: steps_per_epoch(epoch_dataset(train, 0), n_train,
                                                                    config.batch_size, config.max_steps_per_epoch))
 

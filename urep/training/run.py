@@ -229,8 +229,8 @@ class PhaseCheckpoint:
             raise ValueError(f"checkpoint state {self.state_path} names {state['checkpoint']}, an `.npz` "
                              "checkpoint of an older urep; start the run again with --overwrite")
         if not self._exists(state.get("checkpoint")):
-            raise ValueError(f"checkpoint state {self.state_path} names {self.directory / str(state.get('checkpoint'))}, "
-                             "which does not exist")
+            missing = self.directory / str(state.get("checkpoint"))
+            raise ValueError(f"checkpoint state {self.state_path} names {missing}, which does not exist")
         return state
 
     def save(self, epoch: int, variables: Sequence, state: dict, final: bool = False) -> None:
