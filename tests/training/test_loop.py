@@ -168,3 +168,16 @@ def test_run_writes_tensorboard_and_best_weights(tmp_path):
         Run(tmp_path / "run")
     assert Run(tmp_path / "run", overwrite=True).root.exists()
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_phase_state_round_trips_through_json_and_refuses_unknown_keys():
+    from urep.training.loop import PhaseState
+
+    state = PhaseState.fresh("joint", "joint", ["cls", "seg"], 12)
+    state.history["cls"]["loss"] = [0.5]
+    state.task_best["seg"] = [1, 0.25]
+    assert state.identity() == {"phase": "joint", "strategy": "joint", "tasks": ["cls", "seg"], "n_variables": 12}
+    assert PhaseState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    assert state.steps == {"cls": 0, "seg": 0} and state.epoch == 0 and state.stop_reason == "max_epochs"
+    with pytest.raises(ValueError, match=r"phase state of 'joint' has unknown keys \['epochs'\]"):
+        PhaseState.from_dict({**state.to_dict(), "epochs": 3})
