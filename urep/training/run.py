@@ -269,6 +269,9 @@ def progress_enabled(flag: bool | None) -> bool:
 class ProgressBar:
     """One `keras.utils.Progbar` for a whole training phase (all its epochs); does nothing when disabled.
 
+    What it adds to a bare `Progbar`: the phase label, a step count that runs on across epochs (and starts
+    after the epochs a resumed phase skips), running means shown as given, and an end on early stopping.
+
     Args:
         total: training steps of the phase, or None when unknown (Keras then shows the count only).
         label: the phase, printed once above the bar.
