@@ -1,20 +1,9 @@
 """Distribution and precision plumbing shared by every training loop.
 
-Every loop in `urep.training` runs under a `tf.distribute.Strategy` (the default, single-device strategy when
-none is given): datasets are distributed with `dist_strategy.experimental_distribute_dataset`, the replica step is
-run with `dist_strategy.run`, and the loss of each replica is scaled by the *global* batch size so that the
-gradients all-reduced (summed) by the Keras optimizer are those of the mean loss over the whole batch.
-
-Facts this module relies on (checked with TF 2.21 / Keras 3.15):
-
-- a Keras 3 Adam or RMSprop optimizer built lazily inside a distributed step fails, so
-  `build_optimizer` builds it inside `dist_strategy.scope()` before the first step;
-- XLA (`jit_compile=True`) inside `dist_strategy.run` over two logical CPU devices fails ("Trying to access
-  resource ... located in device CPU:1 from device CPU:0"), so `use_xla` turns it off for strategies with
-  several replicas.
-
-With several replicas, `synchronize_batchnorm` makes batch normalization use the global batch's statistics,
-and with one replica `prefetch_to` can copy the batches to a GPU ahead of the step.
+Every loop runs under a `tf.distribute.Strategy` (`dist_strategy`; the default single-device one when none
+is given): datasets are distributed, the replica step runs with `dist_strategy.run`, and each replica's loss
+is scaled by the *global* batch size. Optimizers are built inside the scope, XLA is off with several
+replicas, batch normalization is synchronized over replicas. Why: docs/design.md ("Distribution").
 """
 
 from __future__ import annotations

@@ -1,33 +1,10 @@
 """The training engine: the epoch loop shared by every model, strategy and baseline.
 
-`PhaseEngine` runs one *phase* (one model, or several task models trained together) epoch by epoch: it asks
-the phase's epoch function to train, evaluates every task on its validation data, keeps the history, reduces
-learning rates on plateaus, stops early, keeps the best weights, checkpoints, logs and writes TensorBoard.
-`train_model` is the single-model entry point (the source models, every baseline and each independent head go
-through it, so their times are comparable); the multi-task strategies live in `urep.training.strategies`.
-
-Semantics (Keras' callbacks, implemented here because the loops are custom):
-
-- ReduceLROnPlateau: when the monitored value has not improved by more than `min_delta` for
-  `reduce_lr_patience` epochs, the learning rate is multiplied by `reduce_lr_factor` (not below
-  `min_learning_rate`) and the wait restarts.
-- EarlyStopping: after `early_stopping_patience` epochs without such an improvement (at least one), the
-  phase stops. With `restore_best_weights` the weights of the best epoch (strictly best monitored value)
-  are put back at the end.
-
-Task-wise early stopping (`TrainConfig.taskwise_stopping`, Zhang et al. 2014): a phase given a
-`TaskwiseEarlyStopping` feeds it each active task's training loss and validation loss at the end of every
-epoch; the strategy's epoch function no longer trains a stopped task (its `loss` in the history is NaN from
-then on, its validation loss is still measured). The combined monitored value, the learning-rate plateaus
-and phase early stopping keep counting every task; when every task is stopped the phase ends
-(`stop_reason` "taskwise_stopping"). Each result's `extra["stopped_epoch"]` is its 1-based stop epoch (None:
-never stopped) and `extra["taskwise_stopping"]` the parameters and every stop epoch.
-
-Time attribution (`TrainResult.seconds`): each epoch's wall clock is split into each task's own training
-steps (measured around them; in the joint strategy one step trains every task, so its time is split
-equally), each task's own evaluation, and the engine's bookkeeping split equally, so that the tasks' seconds
-add up to `phase_seconds`, the wall clock of the whole phase (the time the shared encoder trained). Writing
-checkpoints and TensorBoard logs (I/O, not training) is left out of both.
+`PhaseEngine` runs one *phase* (one model, or several task models trained together) epoch by epoch: the
+phase's epoch function trains, the engine evaluates every task, keeps the history, reduces learning rates on
+plateaus, stops early (phase-wide or task-wise), keeps the best weights, checkpoints (`PhaseState`), logs and
+writes TensorBoard. `train_model` is the single-model entry point (source models, baselines, independent
+heads). Rule semantics and how time is attributed to tasks: docs/design.md ("The epoch engine").
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Compiled training and evaluation steps: one set per (task, model), traced once and reused every epoch.
 
-`TaskSteps` trains one model on one loss (the source models, the baselines, every independent head and each
-task of the alternating strategy). `JointStep` trains several task models sharing an encoder on one weighted
-loss, one batch of every task per step (the joint strategy).
-
-The replica step is XLA-compiled when `jit_compile` is on and the strategy has one replica (see
-`urep.training.distribute.use_xla`); it is wrapped in an outer `tf.function` running it with `dist_strategy.run`
-when there are several replicas. Retracing is limited with `reduce_retracing=True`: the only new traces
-are the smaller last batch of an epoch (once) and a new input shape.
+`TaskSteps` trains one model on one loss (source models, baselines, independent heads, each task of the
+alternating strategy); `JointStep` trains several task models sharing an encoder on one weighted loss, one
+batch of every task per step (the joint strategy). Steps are XLA-compiled with one replica and run through
+`dist_strategy.run` with several; `reduce_retracing=True` limits retracing to the last, smaller batch.
 """
 
 from __future__ import annotations
