@@ -35,21 +35,21 @@ def models(seed: int):
     return keras.Model(inputs, c), keras.Model(inputs, s)
 
 
-def run(strategy):
+def run(dist_strategy):
     x, y, m = disc_phantoms(32, seed=0)
     config = TrainConfig(epochs=2, optimizer="sgd", learning_rate=0.1, progress_bar=False, jit_compile=False)
-    scoped = strategy if strategy is not None else tf.distribute.get_strategy()
+    scoped = dist_strategy if dist_strategy is not None else tf.distribute.get_strategy()
     with scoped.scope():
         cls, _ = models(0)
     single = train_model(cls, "categorical_crossentropy", batches(x, y, seed=1), batches(x, y), config,
-                         name="cls", strategy=strategy)
+                         name="cls", dist_strategy=dist_strategy)
     with scoped.scope():
         cls2, seg2 = models(1)
     tasks = [Task("cls", "classification", cls2, "categorical_crossentropy", batches(x, y, seed=1),
                   batches(x, y), n_train=32),
              Task("seg", "segmentation", seg2, "binary_crossentropy", batches(x, m, seed=2), batches(x, m),
                   n_train=32)]
-    joint = finetune(None, tasks, "joint", config, distribution=strategy, loss_weighting="gradnorm")
+    joint = finetune(None, tasks, "joint", config, dist_strategy=dist_strategy, loss_weighting="gradnorm")
     return {"single_val_loss": single.history["val_loss"],
             "joint_val_loss": [joint["cls"].history["val_loss"], joint["seg"].history["val_loss"]],
             "gradnorm_weights": joint["cls"].extra["final_loss_weights"],

@@ -78,8 +78,8 @@ def _nan_after_first_epoch(x, y):
 
 def _assert_last_checkpoint_is_epoch_1(run_root):
     state = json.loads((run_root / "checkpoints" / "cls" / "state.json").read_text())
-    assert state["epoch"] == 1 and not state["finished"] and state["checkpoint"] == "epoch-0001.npz"
-    assert (run_root / "checkpoints" / "cls" / "best.npz").exists()
+    assert state["epoch"] == 1 and not state["finished"] and state["checkpoint"] == "epochs/epoch-1"
+    assert (run_root / "checkpoints" / "cls" / f"{state['best_checkpoint']}.index").exists()
 
 
 def test_non_finite_input_batch_stops_with_task_epoch_step_and_keeps_the_last_checkpoint(tmp_path):
@@ -168,3 +168,16 @@ def test_run_writes_tensorboard_and_best_weights(tmp_path):
         Run(tmp_path / "run")
     assert Run(tmp_path / "run", overwrite=True).root.exists()
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_phase_state_round_trips_through_json_and_refuses_unknown_keys():
+    from urep.training.loop import PhaseState
+
+    state = PhaseState.fresh("joint", "joint", ["cls", "seg"], 12)
+    state.history["cls"]["loss"] = [0.5]
+    state.task_best["seg"] = [1, 0.25]
+    assert state.identity() == {"phase": "joint", "strategy": "joint", "tasks": ["cls", "seg"], "n_variables": 12}
+    assert PhaseState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    assert state.steps == {"cls": 0, "seg": 0} and state.epoch == 0 and state.stop_reason == "max_epochs"
+    with pytest.raises(ValueError, match=r"phase state of 'joint' has unknown keys \['epochs'\]"):
+        PhaseState.from_dict({**state.to_dict(), "epochs": 3})

@@ -23,11 +23,11 @@ NAMES, KINDS = ["cls", "seg"], ["classification", "segmentation"]
 def _joint(weighting, steps=4, kinds=KINDS):
     x, y, m = disc_phantoms(8, seed=2)
     encoder, cls, seg = tiny_encoder_and_heads()
-    strategy = tf.distribute.get_strategy()
+    dist_strategy = tf.distribute.get_strategy()
     layer = last_shared_kernel([cls, seg], shared_variables(None, [cls, seg]))
-    weighting.build(NAMES, kinds, [1.0, 1.0], strategy, layer)
+    weighting.build(NAMES, kinds, [1.0, 1.0], dist_strategy, layer)
     step = JointStep(NAMES, [cls, seg], [keras.losses.CategoricalCrossentropy(), keras.losses.BinaryCrossentropy()],
-                     weighting, keras.optimizers.Adam(1e-2), strategy, jit_compile=False)
+                     weighting, keras.optimizers.Adam(1e-2), dist_strategy, jit_compile=False)
     results = [step.train_step([(x, y), (x, m)]) for _ in range(steps)]
     return layer, [(float(t), losses.numpy()) for t, losses in results]
 
@@ -64,11 +64,11 @@ def test_gradnorm_updates_weights_and_keeps_their_sum():
     weighting = GradNorm(alpha=1.5, learning_rate=0.05)
     x, y, m = disc_phantoms(8, seed=2)
     encoder, cls, seg = tiny_encoder_and_heads()
-    strategy = tf.distribute.get_strategy()
+    dist_strategy = tf.distribute.get_strategy()
     shared = last_shared_kernel([cls, seg], shared_variables(None, [cls, seg]))
-    weighting.build(NAMES, KINDS, [1.0, 1.0], strategy, shared)
+    weighting.build(NAMES, KINDS, [1.0, 1.0], dist_strategy, shared)
     step = JointStep(NAMES, [cls, seg], [keras.losses.CategoricalCrossentropy(), keras.losses.BinaryCrossentropy()],
-                     weighting, keras.optimizers.Adam(1e-2), strategy, jit_compile=False)
+                     weighting, keras.optimizers.Adam(1e-2), dist_strategy, jit_compile=False)
     for _ in range(3):
         before = weighting.task_weights.numpy().copy()
         total, losses = step.train_step([(x, y), (x, m)])

@@ -147,7 +147,7 @@ def test_alternating_ratio_errors():
 def test_joint_loss_is_the_weighted_sum_of_the_task_losses():
     import keras
 
-    from urep.training.distribute import get_strategy
+    from urep.training.distribute import get_dist_strategy
     from urep.training.loss_weighting import FixedWeights
     from urep.training.steps import JointStep
 
@@ -157,9 +157,9 @@ def test_joint_loss_is_the_weighted_sum_of_the_task_losses():
     expected_cls = float(cce(y, cls(x, training=True)))
     expected_seg = float(bce(m, seg(x[::-1], training=True)))
     weighting = FixedWeights({"cls": 0.3, "seg": 2.0})
-    strategy = get_strategy()
-    weighting.build(["cls", "seg"], ["classification", "segmentation"], [1.0, 1.0], strategy)
-    step = JointStep(["cls", "seg"], [cls, seg], [cce, bce], weighting, keras.optimizers.SGD(0.1), strategy,
+    dist_strategy = get_dist_strategy()
+    weighting.build(["cls", "seg"], ["classification", "segmentation"], [1.0, 1.0], dist_strategy)
+    step = JointStep(["cls", "seg"], [cls, seg], [cce, bce], weighting, keras.optimizers.SGD(0.1), dist_strategy,
                      jit_compile=False)
     total, losses = step.train_step([(x, y), (x[::-1], m)])
     np.testing.assert_allclose(losses.numpy(), [expected_cls, expected_seg], rtol=1e-5)

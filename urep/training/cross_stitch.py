@@ -47,7 +47,7 @@ def cross_stitch(
     self_weight: float = 0.9,
     per_channel: bool = False,
     phase: str = STRATEGY_NAME,
-    distribution: tf.distribute.Strategy | None = None,
+    dist_strategy: tf.distribute.Strategy | None = None,
     **joint_options: Any,
 ) -> dict[str, TrainResult]:
     """Train a cross-stitch network on the tasks jointly (the `STRATEGIES["cross_stitch"]` entry).
@@ -64,7 +64,7 @@ def cross_stitch(
         self_weight: initial diagonal of the mixing matrices (Misra et al.: 0.9).
         per_channel: one mixing matrix per channel.
         phase: phase name (checkpoint and TensorBoard folder).
-        distribution: a `tf.distribute.Strategy` (default: the current one).
+        dist_strategy: a `tf.distribute.Strategy` (default: the current one).
         **joint_options: passed to `urep.training.strategies.joint` (`loss_weighting`,
             `loss_weighting_options`, `optimizer`, `gradnorm_variables`).
 
@@ -99,7 +99,7 @@ def cross_stitch(
     column_tasks = [dataclasses.replace(task, model=network.task_models[task.name]) for task in tasks]
     if joint_options.get("gradnorm_variables") is None:
         joint_options["gradnorm_variables"] = _column_kernels(network)
-    results = joint(network.task_models, column_tasks, config, run, distribution=distribution, phase=phase,
+    results = joint(network.task_models, column_tasks, config, run, dist_strategy=dist_strategy, phase=phase,
                     **joint_options)
     record = {**network.settings, "mixing_matrices": network.mixing_matrices()}
     for result in results.values():

@@ -1,20 +1,9 @@
 """Distribution and precision plumbing shared by every training loop.
 
-Every loop in `urep.training` runs under a `tf.distribute.Strategy` (the default, single-device strategy when
-none is given): datasets are distributed with `strategy.experimental_distribute_dataset`, the replica step is
-run with `strategy.run`, and the loss of each replica is scaled by the *global* batch size so that the
-gradients all-reduced (summed) by the Keras optimizer are those of the mean loss over the whole batch.
-
-Facts this module relies on (checked with TF 2.21 / Keras 3.15):
-
-- a Keras 3 Adam or RMSprop optimizer built lazily inside a distributed step fails, so
-  `build_optimizer` builds it inside `strategy.scope()` before the first step;
-- XLA (`jit_compile=True`) inside `strategy.run` over two logical CPU devices fails ("Trying to access
-  resource ... located in device CPU:1 from device CPU:0"), so `use_xla` turns it off for strategies with
-  several replicas.
-
-With several replicas, `synchronize_batchnorm` makes batch normalization use the global batch's statistics,
-and with one replica `prefetch_to` can copy the batches to a GPU ahead of the step.
+Every loop runs under a `tf.distribute.Strategy` (`dist_strategy`; the default single-device one when none
+is given): datasets are distributed, the replica step runs with `dist_strategy.run`, and each replica's loss
+is scaled by the *global* batch size. Optimizers are built inside the scope, XLA is off with several
+replicas, batch normalization is synchronized over replicas. Why: docs/design.md ("Distribution").
 """
 
 from __future__ import annotations
@@ -29,32 +18,32 @@ import tensorflow as tf
 logger = logging.getLogger(__name__)
 
 
-def get_strategy(strategy: tf.distribute.Strategy | None = None) -> tf.distribute.Strategy:
-    """The strategy to run under: `strategy` if given, else the current one (the default strategy)."""
-    if strategy is None:
+def get_dist_strategy(dist_strategy: tf.distribute.Strategy | None = None) -> tf.distribute.Strategy:
+    """The strategy to run under: `dist_strategy` if given, else the current one (the default strategy)."""
+    if dist_strategy is None:
         return tf.distribute.get_strategy()
-    if not isinstance(strategy, tf.distribute.Strategy):
-        raise TypeError(f"strategy must be a tf.distribute.Strategy or None, got {type(strategy).__name__}")
-    return strategy
+    if not isinstance(dist_strategy, tf.distribute.Strategy):
+        raise TypeError(f"dist_strategy must be a tf.distribute.Strategy or None, got {type(dist_strategy).__name__}")
+    return dist_strategy
 
 
-def use_xla(strategy: tf.distribute.Strategy, requested: bool) -> bool:
+def use_xla(dist_strategy: tf.distribute.Strategy, requested: bool) -> bool:
     """Whether the replica step may be XLA-compiled: only when asked and with a single replica."""
-    if requested and strategy.num_replicas_in_sync > 1:
+    if requested and dist_strategy.num_replicas_in_sync > 1:
         logger.info("jit_compile disabled: %s has %d replicas and XLA cannot reach variables on other devices",
-                    type(strategy).__name__, strategy.num_replicas_in_sync)
+                    type(dist_strategy).__name__, dist_strategy.num_replicas_in_sync)
         return False
     return requested
 
 
 def build_optimizer(optimizer: keras.optimizers.Optimizer, variables: list,
-                    strategy: tf.distribute.Strategy) -> keras.optimizers.Optimizer:
-    """Create the optimizer's slot variables for `variables` inside `strategy.scope()`.
+                    dist_strategy: tf.distribute.Strategy) -> keras.optimizers.Optimizer:
+    """Create the optimizer's slot variables for `variables` inside `dist_strategy.scope()`.
 
     Args:
         optimizer: a Keras 3 optimizer, possibly a `LossScaleOptimizer`.
         variables: the variables it will update.
-        strategy: the strategy the training runs under.
+        dist_strategy: the strategy the training runs under.
 
     Returns:
         The same optimizer, built.
@@ -68,7 +57,7 @@ def build_optimizer(optimizer: keras.optimizers.Optimizer, variables: list,
         if missing:
             raise ValueError(f"optimizer already built for other variables; it does not cover {missing[:5]}")
         return optimizer
-    with strategy.scope():
+    with dist_strategy.scope():
         optimizer.build(variables)
     return optimizer
 
@@ -89,7 +78,7 @@ def prefetch_to(device: str | None) -> Iterator[None]:
         _PREFETCH_DEVICE = previous
 
 
-def synchronize_batchnorm(models, strategy: tf.distribute.Strategy) -> int:
+def synchronize_batchnorm(models, dist_strategy: tf.distribute.Strategy) -> int:
     """With several replicas, make every BatchNormalization layer of `models` (nested models included) compute
     its batch statistics over the global batch (`synchronized=True`, an all-reduce per layer).
 
@@ -100,7 +89,7 @@ def synchronize_batchnorm(models, strategy: tf.distribute.Strategy) -> int:
     Returns:
         The number of layers changed (0 with one replica).
     """
-    if strategy.num_replicas_in_sync == 1:
+    if dist_strategy.num_replicas_in_sync == 1:
         return 0
     changed, seen = 0, set()
 
@@ -121,20 +110,20 @@ def synchronize_batchnorm(models, strategy: tf.distribute.Strategy) -> int:
     return changed
 
 
-def distribute_dataset(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy):
+def distribute_dataset(dataset: tf.data.Dataset, dist_strategy: tf.distribute.Strategy):
     """The dataset as the strategy wants it (unchanged for a single replica; then copied to the device of
     `prefetch_to` when one is set)."""
-    if strategy.num_replicas_in_sync == 1:
+    if dist_strategy.num_replicas_in_sync == 1:
         if _PREFETCH_DEVICE is not None:
             return dataset.apply(tf.data.experimental.prefetch_to_device(_PREFETCH_DEVICE, buffer_size=2))
         return dataset
-    return strategy.experimental_distribute_dataset(dataset)
+    return dist_strategy.experimental_distribute_dataset(dataset)
 
 
-def batch_is_finite(batch, strategy: tf.distribute.Strategy) -> bool:
+def batch_is_finite(batch, dist_strategy: tf.distribute.Strategy) -> bool:
     """True when every floating-point tensor of a (possibly distributed) batch is finite."""
     for value in tf.nest.flatten(batch, expand_composites=False):
-        for part in strategy.experimental_local_results(value):
+        for part in dist_strategy.experimental_local_results(value):
             if part.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(part))):
                 return False
     return True

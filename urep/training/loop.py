@@ -1,33 +1,10 @@
 """The training engine: the epoch loop shared by every model, strategy and baseline.
 
-`PhaseEngine` runs one *phase* (one model, or several task models trained together) epoch by epoch: it asks
-the phase's epoch function to train, evaluates every task on its validation data, keeps the history, reduces
-learning rates on plateaus, stops early, keeps the best weights, checkpoints, logs and writes TensorBoard.
-`train_model` is the single-model entry point (the source models, every baseline and each independent head go
-through it, so their times are comparable); the multi-task strategies live in `urep.training.strategies`.
-
-Semantics (Keras' callbacks, implemented here because the loops are custom):
-
-- ReduceLROnPlateau: when the monitored value has not improved by more than `min_delta` for
-  `reduce_lr_patience` epochs, the learning rate is multiplied by `reduce_lr_factor` (not below
-  `min_learning_rate`) and the wait restarts.
-- EarlyStopping: after `early_stopping_patience` epochs without such an improvement (at least one), the
-  phase stops. With `restore_best_weights` the weights of the best epoch (strictly best monitored value)
-  are put back at the end.
-
-Task-wise early stopping (`TrainConfig.taskwise_stopping`, Zhang et al. 2014): a phase given a
-`TaskwiseEarlyStopping` feeds it each active task's training loss and validation loss at the end of every
-epoch; the strategy's epoch function no longer trains a stopped task (its `loss` in the history is NaN from
-then on, its validation loss is still measured). The combined monitored value, the learning-rate plateaus
-and phase early stopping keep counting every task; when every task is stopped the phase ends
-(`stop_reason` "taskwise_stopping"). Each result's `extra["stopped_epoch"]` is its 1-based stop epoch (None:
-never stopped) and `extra["taskwise_stopping"]` the parameters and every stop epoch.
-
-Time attribution (`TrainResult.seconds`): each epoch's wall clock is split into each task's own training
-steps (measured around them; in the joint strategy one step trains every task, so its time is split
-equally), each task's own evaluation, and the engine's bookkeeping split equally, so that the tasks' seconds
-add up to `phase_seconds`, the wall clock of the whole phase (the time the shared encoder trained). Writing
-checkpoints and TensorBoard logs (I/O, not training) is left out of both.
+`PhaseEngine` runs one *phase* (one model, or several task models trained together) epoch by epoch: the
+phase's epoch function trains, the engine evaluates every task, keeps the history, reduces learning rates on
+plateaus, stops early (phase-wide or task-wise), keeps the best weights, checkpoints (`PhaseState`), logs and
+writes TensorBoard. `train_model` is the single-model entry point (source models, baselines, independent
+heads). Rule semantics and how time is attributed to tasks: docs/design.md ("The epoch engine").
 """
 
 from __future__ import annotations
@@ -47,7 +24,7 @@ import tensorflow as tf
 from urep.io import atomic_save
 from urep.seed import seed_everything
 from urep.training.config import TrainConfig, make_optimizer, resolve_mode
-from urep.training.distribute import batch_is_finite, check_precision, distribute_dataset, get_strategy
+from urep.training.distribute import batch_is_finite, check_precision, distribute_dataset, get_dist_strategy
 from urep.training.run import (
     NonFiniteInputError,
     ProgressBar,
@@ -56,7 +33,6 @@ from urep.training.run import (
     format_epoch_line,
     progress_enabled,
     restore_snapshot,
-    save_variables,
     snapshot,
 )
 from urep.training.steps import Evaluator, TaskSteps, count_params, unique_variables
@@ -221,6 +197,85 @@ class EpochOutcome:
     scalars: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+@dataclass
+class PhaseState:
+    """What a phase has done so far; `state.json` holds it (`to_dict` / `from_dict`).
+
+    Attributes:
+        phase: the phase name.
+        strategy: the fine-tuning strategy recorded in the results.
+        tasks: task names, in order.
+        n_variables: variables checkpointed (a resumed phase must have as many).
+        epoch: epochs completed.
+        finished: the phase ended and `results` hold its `TrainResult`s (as dicts).
+        stop_reason: "max_epochs", "early_stopping" or "taskwise_stopping".
+        history: per task, per-epoch lists ("loss", "val_loss", "lr", "seconds", ...).
+        phase_history: per-epoch lists of the combined monitored value.
+        seconds: wall clock attributed to each task.
+        steps: optimizer steps taken on each task.
+        phase_seconds: wall clock of the phase.
+        best_epoch: 1-based epoch of the best combined monitored value (None before the first epoch).
+        best_value: that value.
+        best_checkpoint: the best epoch's checkpoint (relative to the phase folder), None without a run.
+        task_best: per task, [1-based epoch, value] of its own best monitored value, or None.
+        plateau: the learning-rate plateau controllers' states, keyed by optimizer index.
+        early: the early-stopping controller's state.
+        taskwise: the task-wise early stopping state, or None.
+        results: the results, per task, once finished.
+        checkpoint: the checkpoint this state was committed with (set by `PhaseCheckpoint.save`).
+    """
+
+    phase: str
+    strategy: str
+    tasks: list[str]
+    n_variables: int
+    epoch: int = 0
+    finished: bool = False
+    stop_reason: str = "max_epochs"
+    history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    phase_history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
+    phase_seconds: float = 0.0
+    best_epoch: int | None = None
+    best_value: float | None = None
+    best_checkpoint: str | None = None
+    task_best: dict[str, list | None] = field(default_factory=dict)
+    plateau: dict[str, dict] = field(default_factory=dict)
+    early: dict | None = None
+    taskwise: dict | None = None
+    results: dict[str, dict] = field(default_factory=dict)
+    checkpoint: str | None = None
+
+    @classmethod
+    def fresh(cls, phase: str, strategy: str, tasks: Sequence[str], n_variables: int) -> PhaseState:
+        """The state of a phase that has not trained yet."""
+        return cls(phase=phase, strategy=strategy, tasks=list(tasks), n_variables=n_variables,
+                   history={t: {} for t in tasks}, seconds={t: 0.0 for t in tasks}, steps={t: 0 for t in tasks},
+                   task_best={t: None for t in tasks})
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PhaseState:
+        """Inverse of `to_dict`.
+
+        Raises:
+            ValueError: a key that is not a field.
+        """
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"phase state of {data.get('phase')!r} has unknown keys {unknown}")
+        return cls(**data)
+
+    def identity(self) -> dict:
+        """What must match for a checkpoint to be resumed: phase, strategy, tasks, number of variables."""
+        return {"phase": self.phase, "strategy": self.strategy, "tasks": list(self.tasks),
+                "n_variables": self.n_variables}
+
+
 class _Watch:
     """Improvement tracking shared by the plateau and early-stopping rules."""
 
@@ -345,21 +400,12 @@ class PhaseEngine:
             check_precision(task.model, config.mixed_precision)
 
     # -- state -----------------------------------------------------------------------------------------------
-    def _fresh_state(self) -> dict:
-        return {
-            "phase": self.phase, "strategy": self.strategy_name, "tasks": [t.name for t in self.tasks],
-            "n_variables": len(self.all_variables), "epoch": 0, "finished": False, "stop_reason": "max_epochs",
-            "history": {t.name: {} for t in self.tasks}, "phase_history": {},
-            "seconds": {t.name: 0.0 for t in self.tasks}, "steps": {t.name: 0 for t in self.tasks},
-            "phase_seconds": 0.0, "best_epoch": None, "best_value": None,
-            "task_best": {t.name: None for t in self.tasks},
-            "plateau": {}, "early": None, "taskwise": None,
-        }
+    def _fresh_state(self) -> PhaseState:
+        return PhaseState.fresh(self.phase, self.strategy_name, [t.name for t in self.tasks], len(self.all_variables))
 
-    def _check_state(self, state: dict) -> None:
-        expected = {"phase": self.phase, "strategy": self.strategy_name, "tasks": [t.name for t in self.tasks],
-                    "n_variables": len(self.all_variables)}
-        found = {key: state.get(key) for key in expected}
+    def _check_state(self, saved: dict) -> None:
+        expected = self._fresh_state().identity()
+        found = {key: saved.get(key) for key in expected}
         if found != expected:
             raise ValueError(f"cannot resume phase {self.phase!r}: its checkpoint was written for {found}, "
                              f"this run has {expected}")
@@ -368,14 +414,14 @@ class PhaseEngine:
         plateau = {str(i): p.watch.state() for i, p in enumerate(self.plateaus.values())}
         return plateau, self.early.watch.state()
 
-    def _load_controllers(self, state: dict) -> None:
+    def _load_controllers(self, state: PhaseState) -> None:
         for i, plateau in enumerate(self.plateaus.values()):
-            if str(i) in state["plateau"]:
-                plateau.watch.load(state["plateau"][str(i)])
-        if state["early"] is not None:
-            self.early.watch.load(state["early"])
-        if self.taskwise is not None and state.get("taskwise") is not None:
-            restored = TaskwiseEarlyStopping.from_state(state["taskwise"])
+            if str(i) in state.plateau:
+                plateau.watch.load(state.plateau[str(i)])
+        if state.early is not None:
+            self.early.watch.load(state.early)
+        if self.taskwise is not None and state.taskwise is not None:
+            restored = TaskwiseEarlyStopping.from_state(state.taskwise)
             self.taskwise.train_errors, self.taskwise.val_errors = restored.train_errors, restored.val_errors
             self.taskwise.stopped_at = restored.stopped_at
 
@@ -396,34 +442,32 @@ class PhaseEngine:
             if saved is not None:
                 self._check_state(saved)
                 checkpoint.restore(saved, self.all_variables)
-                state = saved
+                state = PhaseState.from_dict(saved)
                 self._load_controllers(state)
-                if checkpoint.best_path.exists():
-                    with np.load(checkpoint.best_path) as data:
-                        best_values = [data[f"v{i:05d}"] for i in range(len(self.model_variables))]
-                if state["finished"]:
+                best_values = checkpoint.best_values(saved, self.model_variables)
+                if state.finished:
                     logger.info("phase %s already finished in %s; restored its final weights", self.phase,
                                 self.run.root)
-                    return {name: TrainResult.from_dict(result) for name, result in state["results"].items()}
-                logger.info("phase %s resumes after epoch %d", self.phase, state["epoch"])
+                    return {name: TrainResult.from_dict(result) for name, result in state.results.items()}
+                logger.info("phase %s resumes after epoch %d", self.phase, state.epoch)
         show_bar = progress_enabled(config.progress_bar)
         if callable(self.steps_hint):
             self.steps_hint = self.steps_hint()
         total = None if self.steps_hint is None else self.steps_hint * config.epochs
         bar = ProgressBar(total, f"{self.phase} ({config.epochs} epochs)", show_bar,
-                          start=0 if self.steps_hint is None else self.steps_hint * state["epoch"])
+                          start=0 if self.steps_hint is None else self.steps_hint * state.epoch)
         try:
-            for epoch in range(state["epoch"], config.epochs):
+            for epoch in range(state.epoch, config.epochs):
                 stop, best_values = self._one_epoch(epoch, state, best_values, checkpoint, bar)
                 if stop:
-                    if state["stop_reason"] == "max_epochs":
-                        state["stop_reason"] = "early_stopping"
+                    if state.stop_reason == "max_epochs":
+                        state.stop_reason = "early_stopping"
                     break
         finally:
             bar.close()
         return self._finish(state, best_values, checkpoint)
 
-    def _one_epoch(self, epoch: int, state: dict, best_values, checkpoint, bar: ProgressBar):
+    def _one_epoch(self, epoch: int, state: PhaseState, best_values, checkpoint, bar: ProgressBar):
         config, names = self.config, [t.name for t in self.tasks]
         start = time.perf_counter()
         outcome = self.train_epoch(epoch, bar)
@@ -444,17 +488,17 @@ class PhaseEngine:
             values[name] = logs[name][config.monitor]
         weights = {t.name: t.weight for t in self.tasks}
         combined = _combine(values, weights, config.monitor)
-        state["phase_history"].setdefault(config.monitor, []).append(combined)
-        if best_values is None or (combined < state["best_value"] if self.mode == "min"
-                                   else combined > state["best_value"]):
-            state["best_epoch"], state["best_value"] = epoch + 1, combined
+        state.phase_history.setdefault(config.monitor, []).append(combined)
+        if best_values is None or (combined < state.best_value if self.mode == "min"
+                                   else combined > state.best_value):
+            state.best_epoch, state.best_value = epoch + 1, combined
             best_values = snapshot(self.model_variables)
             if checkpoint is not None:
-                save_variables(checkpoint.best_path, self.model_variables)
+                state.best_checkpoint = checkpoint.save_best(epoch + 1, self.model_variables)
         for name in names:
-            previous = state["task_best"][name]
+            previous = state.task_best[name]
             if previous is None or (values[name] < previous[1] if self.mode == "min" else values[name] > previous[1]):
-                state["task_best"][name] = [epoch + 1, values[name]]
+                state.task_best[name] = [epoch + 1, values[name]]
         for key, plateau in self.plateaus.items():
             source = self._plateau_source[key]
             new_lr = plateau.step(combined if source is None else values[source])
@@ -464,7 +508,7 @@ class PhaseEngine:
         stop = self.early.step(combined)
         if self._taskwise_step(epoch, logs, state):
             stop = True
-            state["stop_reason"] = "taskwise_stopping"
+            state.stop_reason = "taskwise_stopping"
         learning_rates = {t.name: learning_rate_of(t.optimizer) for t in self.tasks}
         total = time.perf_counter() - start
         overhead = max(total - sum(outcome.seconds.values()) - sum(eval_seconds.values()), 0.0)
@@ -472,28 +516,27 @@ class PhaseEngine:
         for task in self.tasks:
             name = task.name
             seconds = outcome.seconds[name] + eval_seconds[name] + overhead / len(self.tasks)
-            state["seconds"][name] += seconds
-            state["steps"][name] += outcome.steps[name]
+            state.seconds[name] += seconds
+            state.steps[name] += outcome.steps[name]
             entries[name] = {**logs[name], "lr": learning_rates[name], "seconds": seconds,
                              **outcome.scalars.get(name, {})}
             for key, value in entries[name].items():
-                state["history"][name].setdefault(key, []).append(float(value))
-        state["phase_seconds"] += total
-        state["epoch"] = epoch + 1
+                state.history[name].setdefault(key, []).append(float(value))
+        state.phase_seconds += total
+        state.epoch = epoch + 1
         logger.info(format_epoch_line(self.phase, epoch + 1, config.epochs, total, logs, learning_rates))
         if self.run is not None and config.tensorboard:
             for name, entry in entries.items():
                 self.run.log_scalars(self.phase, name, epoch + 1, entry)
         if checkpoint is not None and config.checkpoint_every_epoch:
-            plateau, early = self._controller_state()
-            state["plateau"], state["early"] = plateau, early
-            checkpoint.save(epoch + 1, self.all_variables, state)
+            state.plateau, state.early = self._controller_state()
+            checkpoint.save(epoch + 1, self.all_variables, state.to_dict())
         if stop:
             logger.info("%s: early stopping after epoch %d (best epoch %s, %s %.4g)", self.phase, epoch + 1,
-                        state["best_epoch"], config.monitor, state["best_value"])
+                        state.best_epoch, config.monitor, state.best_value)
         return stop, best_values
 
-    def _taskwise_step(self, epoch: int, logs: dict[str, dict[str, float]], state: dict) -> bool:
+    def _taskwise_step(self, epoch: int, logs: dict[str, dict[str, float]], state: PhaseState) -> bool:
         """Feed the epoch's losses to task-wise early stopping; True when every task is now stopped."""
         if self.taskwise is None:
             return False
@@ -502,7 +545,7 @@ class PhaseEngine:
         for name in sorted(newly):
             logger.info("%s epoch %d: task-wise early stopping stops task %s (the others continue)", self.phase,
                         epoch + 1, name)
-        state["taskwise"] = self.taskwise.state()
+        state.taskwise = self.taskwise.state()
         return len(self.taskwise.stopped) == len(self.tasks)
 
     def _taskwise_info(self) -> dict:
@@ -512,7 +555,7 @@ class PhaseEngine:
         return {"taskwise_stopping": {key: record[key] for key in ("k", "epsilon", "importance", "main",
                                                                    "stopped_at")}}
 
-    def _finish(self, state: dict, best_values, checkpoint) -> dict[str, TrainResult]:
+    def _finish(self, state: PhaseState, best_values, checkpoint) -> dict[str, TrainResult]:
         config = self.config
         if config.restore_best_weights and best_values is not None:
             restore_snapshot(self.model_variables, best_values)
@@ -523,27 +566,26 @@ class PhaseEngine:
             if checkpoint is not None:
                 path = str(atomic_save(checkpoint.directory / f"{task.name}.weights.h5", task.model.save_weights))
             trainable, total = self.params[task.name]
-            task_best = state["task_best"][task.name]
+            task_best = state.task_best[task.name]
             results[task.name] = TrainResult(
                 name=task.name, phase=self.phase, strategy=self.strategy_name,
-                history=state["history"][task.name], epochs_run=state["epoch"], steps_run=state["steps"][task.name],
-                seconds=state["seconds"][task.name], phase_seconds=state["phase_seconds"],
-                best_epoch=state["best_epoch"], best_value=state["best_value"], monitor=config.monitor,
-                stop_reason=state["stop_reason"], trainable_params=trainable, total_params=total,
+                history=state.history[task.name], epochs_run=state.epoch, steps_run=state.steps[task.name],
+                seconds=state.seconds[task.name], phase_seconds=state.phase_seconds,
+                best_epoch=state.best_epoch, best_value=state.best_value, monitor=config.monitor,
+                stop_reason=state.stop_reason, trainable_params=trainable, total_params=total,
                 checkpoint=path, learning_rate=learning_rate_of(task.optimizer),
                 extra={**info, "task_best_epoch": task_best[0] if task_best else None,
-                       "phase_history": state["phase_history"],
+                       "phase_history": state.phase_history,
                        **({"stopped_epoch": self.taskwise.stopped_at.get(task.name)} if self.taskwise else {})},
             )
         if checkpoint is not None:
-            plateau, early = self._controller_state()
-            state.update(plateau=plateau, early=early, finished=True,
-                         results={name: result.to_dict() for name, result in results.items()})
-            checkpoint.save(state["epoch"], self.all_variables, state, name="final.npz")
+            state.plateau, state.early = self._controller_state()
+            state.finished, state.results = True, {name: result.to_dict() for name, result in results.items()}
+            checkpoint.save(state.epoch, self.all_variables, state.to_dict(), final=True)
         return results
 
 
-def single_task_epoch(task: PhaseTask, steps: TaskSteps, config: TrainConfig, strategy: tf.distribute.Strategy
+def single_task_epoch(task: PhaseTask, steps: TaskSteps, config: TrainConfig, dist_strategy: tf.distribute.Strategy
                       ) -> Callable[[int, ProgressBar], EpochOutcome]:
     """The epoch function of a phase with one task: every batch of its data (capped), one step each."""
 
@@ -551,9 +593,9 @@ def single_task_epoch(task: PhaseTask, steps: TaskSteps, config: TrainConfig, st
         dataset = epoch_dataset(task.train, epoch)
         start = time.perf_counter()
         total, count = 0.0, 0
-        for x, y in distribute_dataset(dataset, strategy):
+        for x, y in distribute_dataset(dataset, dist_strategy):
             count += 1
-            if config.check_finite and not batch_is_finite((x, y), strategy):
+            if config.check_finite and not batch_is_finite((x, y), dist_strategy):
                 raise NonFiniteInputError(task.name, epoch + 1, count)
             loss = float(steps.train_step(x, y))
             if config.check_finite:
@@ -573,12 +615,12 @@ def single_task_epoch(task: PhaseTask, steps: TaskSteps, config: TrainConfig, st
 def model_engine(model: keras.Model, loss: str | Callable, train: DataSource, val: DataSource | None,
                 config: TrainConfig, *, name: str = "model", kind: str = "classification", metrics: Sequence = (),
                 optimizer=None, n_train: int | None = None, run: Run | None = None, phase: str | None = None,
-                strategy: tf.distribute.Strategy | None = None, strategy_name: str = "single",
+                dist_strategy: tf.distribute.Strategy | None = None, strategy_name: str = "single",
                 variables: Sequence | None = None) -> PhaseEngine:
     """The phase that trains one model, built and ready to `fit()` (see `train_model`).
 
     Args:
-        model: a Keras model, built under `strategy.scope()` when a strategy is used.
+        model: a Keras model, built under `dist_strategy.scope()` when one is given.
         loss: a loss name (see `resolve_loss`), object or function.
         train: training batches `(x, y)` (or `epoch -> dataset`).
         val: validation batches (or `epoch -> dataset`), or None (then monitor "loss").
@@ -590,22 +632,23 @@ def model_engine(model: keras.Model, loss: str | Callable, train: DataSource, va
         n_train: number of training examples (for step counts when the dataset cardinality is unknown).
         run: the run directory manager, or None.
         phase: phase name (default `name`).
-        strategy: a `tf.distribute.Strategy` (default: the current one).
+        dist_strategy: a `tf.distribute.Strategy` (default: the current one).
         strategy_name: recorded in the result.
         variables: the variables to train (default: the model's trainable variables).
 
     Returns:
         The `PhaseEngine` (its `train_epoch(epoch, bar)` runs one epoch of training).
     """
-    strategy = get_strategy(strategy)
+    dist_strategy = get_dist_strategy(dist_strategy)
     if optimizer is None or not isinstance(optimizer, keras.optimizers.Optimizer):
-        with strategy.scope():
+        with dist_strategy.scope():
             optimizer = make_optimizer(optimizer if optimizer is not None else config.optimizer,
                                        mixed_float16=config.mixed_precision == "mixed_float16")
-    steps = TaskSteps(name, model, resolve_loss(loss), optimizer, strategy, config.jit_compile, variables, metrics)
+    steps = TaskSteps(name, model, resolve_loss(loss), optimizer, dist_strategy, config.jit_compile, variables, metrics)
     task = PhaseTask(name=name, model=model, evaluator=steps, train=train, val=val, optimizer=optimizer,
                      n_train=n_train, kind=kind)
-    return PhaseEngine(phase or name, strategy_name, [task], config, single_task_epoch(task, steps, config, strategy),
+    epoch_fn = single_task_epoch(task, steps, config, dist_strategy)
+    return PhaseEngine(phase or name, strategy_name, [task], config, epoch_fn,
                        run=run, steps_hint=lambda: steps_per_epoch(epoch_dataset(train, 0), n_train,
                                                                    config.batch_size, config.max_steps_per_epoch))
 

@@ -31,14 +31,14 @@ class LossWeighting:
         self.names: list[str] = []
 
     def build(self, names: Sequence[str], kinds: Sequence[str], weights: Sequence[float],
-              strategy: tf.distribute.Strategy, shared_variables: Sequence = ()) -> None:
-        """Create the state for these tasks, inside `strategy.scope()`.
+              dist_strategy: tf.distribute.Strategy, shared_variables: Sequence = ()) -> None:
+        """Create the state for these tasks, inside `dist_strategy.scope()`.
 
         Args:
             names: task names.
             kinds: task kinds ("classification" | "segmentation" | "reconstruction" | "regression").
             weights: the tasks' configured weights (`Task.weight`).
-            strategy: the distribution strategy.
+            dist_strategy: the distribution strategy.
             shared_variables: the last shared layer's weights (GradNorm's W).
         """
         self.names = list(names)
@@ -86,7 +86,7 @@ class FixedWeights(LossWeighting):
         self._given = dict(weights or {})
         self._weights: list[float] = []
 
-    def build(self, names, kinds, weights, strategy, shared_variables=()) -> None:
+    def build(self, names, kinds, weights, dist_strategy, shared_variables=()) -> None:
         unknown = sorted(set(self._given) - set(names))
         if unknown:
             raise ValueError(f"loss weights given for unknown tasks {unknown}; tasks are {list(names)}")
@@ -95,7 +95,7 @@ class FixedWeights(LossWeighting):
         if bad:
             raise ValueError(f"loss weights must be finite and >= 0, got {bad}")
         self._weights = resolved
-        super().build(names, kinds, weights, strategy, shared_variables)
+        super().build(names, kinds, weights, dist_strategy, shared_variables)
 
     def combine(self, losses, num_replicas):
         return tf.add_n([w * loss for w, loss in zip(self._weights, losses, strict=True)])
@@ -130,7 +130,7 @@ class UncertaintyWeighting(LossWeighting):
         self.factors: list[float] = []
         self.log_variances = None
 
-    def build(self, names, kinds, weights, strategy, shared_variables=()) -> None:
+    def build(self, names, kinds, weights, dist_strategy, shared_variables=()) -> None:
         unknown = sorted(set(self._given) - set(names))
         if unknown:
             raise ValueError(f"uncertainty factors given for unknown tasks {unknown}; tasks are {list(names)}")
@@ -144,10 +144,10 @@ class UncertaintyWeighting(LossWeighting):
                 raise ValueError(f"task {name!r} has kind {kind!r}; uncertainty weighting knows "
                                  f"{sorted(KIND_FACTORS)} (or pass factors={{{name!r}: c}})")
         self.factors = factors
-        with strategy.scope():
+        with dist_strategy.scope():
             self.log_variances = keras.Variable(np.full(len(names), self.initial_log_variance, np.float32),
                                                 trainable=True, name="uncertainty_log_variances")
-        super().build(names, kinds, weights, strategy, shared_variables)
+        super().build(names, kinds, weights, dist_strategy, shared_variables)
 
     @property
     def trainable_variables(self) -> list:
@@ -206,13 +206,13 @@ class GradNorm(LossWeighting):
         self.optimizer = None
         self.layer_variables: list = []
 
-    def build(self, names, kinds, weights, strategy, shared_variables=()) -> None:
+    def build(self, names, kinds, weights, dist_strategy, shared_variables=()) -> None:
         if not shared_variables:
             raise ValueError("GradNorm needs the last shared layer's weights (gradnorm_variables=...); "
                              "none were found")
         self.layer_variables = list(shared_variables)
         n = len(names)
-        with strategy.scope():
+        with dist_strategy.scope():
             self.task_weights = keras.Variable(np.ones(n, np.float32), trainable=True, name="gradnorm_weights",
                                                aggregation="only_first_replica")
             self.initial_losses = keras.Variable(np.ones(n, np.float32), trainable=False,
@@ -221,7 +221,7 @@ class GradNorm(LossWeighting):
                                               aggregation="only_first_replica")
             self.optimizer = keras.optimizers.Adam(self.learning_rate)
             self.optimizer.build([self.task_weights])
-        super().build(names, kinds, weights, strategy, shared_variables)
+        super().build(names, kinds, weights, dist_strategy, shared_variables)
 
     @property
     def variables(self) -> list:

@@ -1,35 +1,33 @@
-"""Run management: run directory, resumable checkpoints, TensorBoard, progress lines and bar (Keras `Progbar`), NaN stop.
+"""Run management: run directory, resumable phase checkpoints, TensorBoard, progress lines and bar, NaN stop.
 
-Layout written under a run directory (see docs/design.md)::
-
-    RUN_DIR/checkpoints/PHASE/epoch-0003.npz     every variable of the phase after epoch 3
-    RUN_DIR/checkpoints/PHASE/state.json         commit point: epoch, history, controllers, times
-    RUN_DIR/checkpoints/PHASE/best.npz           model variables of the best epoch so far
-    RUN_DIR/checkpoints/PHASE/TASK.weights.h5    best weights of each task model (Keras format, at the end)
-    RUN_DIR/tensorboard/PHASE/TASK/              per-task scalars
-
-Checkpoints hold the *values* of an ordered list of variables (models, optimizers, loss weights, the
-dropout seed-generator states), written as one `.npz` through `urep.io.atomic_write_bytes`; `state.json`
-is written (atomically) after it and names it, so an interrupted write never leaves a state pointing at a
-missing or partial checkpoint. (`tf.train.Checkpoint` was tried first: with Keras 3 objects it neither
-saved the seed-generator states nor restored the model variables, so it is not used.)
+Under `RUN_DIR/checkpoints/PHASE/`: `epochs/`, `best/` and `final/` (`tf.train.CheckpointManager` slots of
+one `tf.train.Checkpoint` over a dict {variable path: variable}, so restoring does not depend on the order
+of the variables), `state.json` (the commit point, written atomically after the checkpoint it names) and
+`TASK.weights.h5` (each task model's kept weights, Keras format); TensorBoard scalars go to
+`RUN_DIR/tensorboard/PHASE/TASK/`. Why a dict of variables and not the Keras objects: docs/design.md.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
-from urep.io import atomic_write_bytes, atomic_write_json, prepare_run_dir
+from urep.io import atomic_write_json, prepare_run_dir
 
 logger = logging.getLogger(__name__)
+
+_ROOT = "variables"  # the checkpoint's one tracked object: {key: variable}
+_VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
+_SLOTS = {"epoch": ("epochs", None), "best": ("best", 2), "final": ("final", 1)}  # folder, kept (None: keep)
+_AUTO_SUFFIX = re.compile(r"_(\d+)(?=[_/#]|$)")  # Keras' automatic name counters: dense_3, adam_1
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -74,38 +72,91 @@ def check_finite(value: float, task: str, epoch: int, step: int) -> float:
     return value
 
 
-def save_variables(path: str | Path, variables: Sequence) -> Path:
-    """Atomically write the values of `variables` (in order) to an `.npz` file.
-
-    Args:
-        path: destination file.
-        variables: Keras or TensorFlow variables.
-    """
-    arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
-    arrays["paths"] = np.asarray([getattr(v, "path", v.name) for v in variables], dtype=str)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return atomic_write_bytes(path, buffer.getvalue())
+def variable_keys(variables: Sequence) -> list[str]:
+    """The checkpoint key of each variable: its Keras path (the name of a plain TF variable), `#k` added to
+    the k-th repeat of a path."""
+    keys, seen = [], {}
+    for variable in variables:
+        path = getattr(variable, "path", None) or variable.name
+        count = seen.get(path, 0)
+        seen[path] = count + 1
+        keys.append(path if count == 0 else f"{path}#{count}")
+    return keys
 
 
-def load_variables(path: str | Path, variables: Sequence) -> None:
-    """Assign the values saved by `save_variables` back to the same ordered list of variables.
+def _auto_numbers(key: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in _AUTO_SUFFIX.findall(key))
+
+
+def match_keys(saved: Sequence[str], wanted: Sequence[str], where: str | Path) -> dict[str, int]:
+    """Pair the keys of a checkpoint with the keys of the variables to restore: {saved key: index in wanted}.
+
+    Equal key sets pair by name. Otherwise the keys are compared without Keras' automatic `_N` name
+    suffixes (global counters, so a model rebuilt in the same process gets other ones) and, within each such
+    group, paired in the order of the counters, i.e. of creation.
 
     Raises:
-        ValueError: the file holds a different number of variables or a different shape.
+        ValueError: the keys differ beyond those suffixes (names the keys found on one side only).
     """
-    with np.load(path) as data:
-        count = len(data["paths"])
-        if count != len(variables):
-            raise ValueError(f"checkpoint {path} holds {count} variables, the run has {len(variables)}; "
-                             "was it written by a different model or strategy?")
-        for i, variable in enumerate(variables):
-            value = data[f"v{i:05d}"]
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(f"checkpoint {path}: variable {i} ({data['paths'][i]}) has shape "
-                                 f"{value.shape}, the run's {getattr(variable, 'path', variable.name)} has "
-                                 f"{tuple(variable.shape)}")
-            variable.assign(value)
+    if set(saved) == set(wanted):
+        return {key: i for i, key in enumerate(wanted)}
+    groups: dict[str, tuple[list[str], list[int]]] = {}
+    for key in saved:
+        groups.setdefault(_AUTO_SUFFIX.sub("", key), ([], []))[0].append(key)
+    for i, key in enumerate(wanted):
+        groups.setdefault(_AUTO_SUFFIX.sub("", key), ([], []))[1].append(i)
+    unmatched = [(keys, indices) for keys, indices in groups.values() if len(keys) != len(indices)]
+    if unmatched:
+        only_saved = sorted(key for keys, _ in unmatched for key in keys)[:5]
+        only_run = sorted(wanted[i] for _, indices in unmatched for i in indices)[:5]
+        raise ValueError(f"checkpoint {where} does not match the run's variables ({len(saved)} saved, "
+                         f"{len(wanted)} in the run): only in the checkpoint {only_saved}, only in the run "
+                         f"{only_run}; was it written by a different model or strategy?")
+    mapping = {}
+    for keys, indices in groups.values():
+        keys = sorted(keys, key=lambda k: (_auto_numbers(k), k))
+        indices = sorted(indices, key=lambda i: (_auto_numbers(wanted[i]), wanted[i]))
+        mapping.update(zip(keys, indices, strict=True))
+    return mapping
+
+
+def saved_variables(prefix: str | Path) -> dict[str, list[int]]:
+    """The variables of a checkpoint written by `PhaseCheckpoint`: {key: shape}."""
+    found = {}
+    for name, shape in tf.train.list_variables(str(prefix)):
+        if name.startswith(_ROOT + "/") and name.endswith(_VALUE):
+            escaped = name[len(_ROOT) + 1:-len(_VALUE)]
+            found[re.sub(r"\.([S.])", lambda m: "/" if m.group(1) == "S" else ".", escaped)] = shape
+    return found
+
+
+def restore_variables(prefix: str | Path, variables: Sequence, into: Sequence | None = None) -> None:
+    """Assign the values of checkpoint `prefix` to `variables`, paired by key (see `match_keys`).
+
+    Args:
+        prefix: checkpoint prefix (without `.index`).
+        variables: the variables the checkpoint was written for (their paths give the keys).
+        into: variables of the same shapes to receive the values instead (default `variables`).
+
+    Raises:
+        ValueError: the keys do not pair up, or a shape differs.
+    """
+    saved = saved_variables(prefix)
+    mapping = match_keys(list(saved), variable_keys(variables), prefix)
+    targets = variables if into is None else into
+    for key, index in mapping.items():
+        if tuple(saved[key]) != tuple(targets[index].shape):
+            raise ValueError(f"checkpoint {prefix}: variable {key} has shape {tuple(saved[key])}, the run's "
+                             f"{variable_keys(variables)[index]} has {tuple(targets[index].shape)}")
+    status = tf.train.Checkpoint(**{_ROOT: {key: targets[i] for key, i in mapping.items()}}).read(str(prefix))
+    status.expect_partial().assert_existing_objects_matched()
+
+
+def read_values(prefix: str | Path, variables: Sequence) -> list[np.ndarray]:
+    """The values of checkpoint `prefix` for `variables` (paired as in `restore_variables`), left unassigned."""
+    fresh = [tf.Variable(tf.zeros(v.shape, dtype=v.dtype), trainable=False) for v in variables]
+    restore_variables(prefix, variables, into=fresh)
+    return [v.numpy() for v in fresh]
 
 
 def snapshot(variables: Sequence) -> list[np.ndarray]:
@@ -120,19 +171,47 @@ def restore_snapshot(variables: Sequence, values: Sequence[np.ndarray]) -> None:
 
 
 class PhaseCheckpoint:
-    """Resumable checkpoints of one training phase in `directory` (keeps the last `keep` epochs)."""
+    """Resumable checkpoints of one training phase in `directory`.
+
+    Three `tf.train.CheckpointManager` slots: `epochs/` (the last `keep` epochs, every variable), `best/`
+    (model variables of the best epoch) and `final/`; `state.json`, written after the checkpoint it names,
+    is the commit point.
+
+    Args:
+        directory: the phase's folder.
+        keep: epoch checkpoints kept (at least 2: the one `state.json` names survives the next save).
+
+    Raises:
+        ValueError: `keep` below 2.
+    """
 
     def __init__(self, directory: Path, keep: int = 2) -> None:
+        if keep < 2:
+            raise ValueError(f"keep must be at least 2 (the committed checkpoint must survive the next save), "
+                             f"got {keep}")
         self.directory = Path(directory)
         self.keep = keep
+        self._managers: dict[tuple, tf.train.CheckpointManager] = {}
 
     @property
     def state_path(self) -> Path:
         return self.directory / "state.json"
 
-    @property
-    def best_path(self) -> Path:
-        return self.directory / "best.npz"
+    def _manager(self, slot: str, variables: Sequence) -> tf.train.CheckpointManager:
+        key = (slot, *map(id, variables))
+        if key not in self._managers:
+            checkpoint = tf.train.Checkpoint(**{_ROOT: dict(zip(variable_keys(variables), variables, strict=True))})
+            self._managers[key] = tf.train.CheckpointManager(
+                checkpoint, str(self.directory / _SLOTS[slot][0]), max_to_keep=_SLOTS[slot][1] or self.keep,
+                checkpoint_name=slot)
+        return self._managers[key]
+
+    def _write(self, slot: str, epoch: int, variables: Sequence) -> str:
+        prefix = self._manager(slot, variables).save(checkpoint_number=epoch)
+        return Path(prefix).relative_to(self.directory).as_posix()
+
+    def _exists(self, name: str | None) -> bool:
+        return name is not None and (self.directory / f"{name}.index").exists()
 
     def load_state(self) -> dict | None:
         """The last committed state, or None when this phase has not checkpointed yet.
@@ -146,29 +225,38 @@ class PhaseCheckpoint:
             state = json.loads(self.state_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise ValueError(f"checkpoint state {self.state_path} is not valid JSON: {error}") from error
-        checkpoint = self.directory / state["checkpoint"]
-        if not checkpoint.exists():
-            raise ValueError(f"checkpoint state {self.state_path} names {checkpoint}, which does not exist")
+        if str(state.get("checkpoint")).endswith(".npz"):
+            raise ValueError(f"checkpoint state {self.state_path} names {state['checkpoint']}, an `.npz` "
+                             "checkpoint of an older urep; start the run again with --overwrite")
+        if not self._exists(state.get("checkpoint")):
+            missing = self.directory / str(state.get("checkpoint"))
+            raise ValueError(f"checkpoint state {self.state_path} names {missing}, which does not exist")
         return state
 
-    def save(self, epoch: int, variables: Sequence, state: dict, name: str | None = None) -> None:
+    def save(self, epoch: int, variables: Sequence, state: dict, final: bool = False) -> None:
         """Write the variables after epoch `epoch` (1-based), then commit `state` pointing at them.
 
         Args:
             epoch: epochs completed.
-            variables: the phase's variables, in a fixed order.
+            variables: every variable of the phase (models, optimizers, loss weights, seed generators).
             state: JSON-ready state (history, controllers, times).
-            name: file name; default `epoch-NNNN.npz` (the final weights of a phase use `final.npz`).
+            final: the phase's final weights (the `final/` slot) instead of an epoch checkpoint.
         """
-        name = name or f"epoch-{epoch:04d}.npz"
-        save_variables(self.directory / name, variables)
+        name = self._write("final" if final else "epoch", epoch, variables)
         atomic_write_json(self.state_path, {**state, "checkpoint": name})
-        for old in sorted(self.directory.glob("epoch-*.npz"))[:-self.keep]:
-            old.unlink()
+
+    def save_best(self, epoch: int, variables: Sequence) -> str:
+        """Write the model variables of the best epoch so far; returns the name to record in the state."""
+        return self._write("best", epoch, variables)
 
     def restore(self, state: dict, variables: Sequence) -> None:
         """Assign the variables saved with `state`."""
-        load_variables(self.directory / state["checkpoint"], variables)
+        restore_variables(self.directory / state["checkpoint"], variables)
+
+    def best_values(self, state: dict, variables: Sequence) -> list[np.ndarray] | None:
+        """The best epoch's values of `variables` recorded in `state` (not assigned), or None when absent."""
+        name = state.get("best_checkpoint")
+        return read_values(self.directory / name, variables) if self._exists(name) else None
 
 
 def progress_enabled(flag: bool | None) -> bool:
@@ -180,6 +268,9 @@ def progress_enabled(flag: bool | None) -> bool:
 
 class ProgressBar:
     """One `keras.utils.Progbar` for a whole training phase (all its epochs); does nothing when disabled.
+
+    What it adds to a bare `Progbar`: the phase label, a step count that runs on across epochs (and starts
+    after the epochs a resumed phase skips), running means shown as given, and an end on early stopping.
 
     Args:
         total: training steps of the phase, or None when unknown (Keras then shows the count only).

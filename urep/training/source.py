@@ -58,7 +58,7 @@ def denoising_data(images: np.ndarray, noise_specs, config: TrainConfig, shuffle
 
 def train_denoiser(cdae_model: keras.Model, train_images: np.ndarray, val_images: np.ndarray | None,
                    noise_specs, config: TrainConfig, *, run: Run | None = None, name: str = "cdae",
-                   normalizer=None, strategy: tf.distribute.Strategy | None = None,
+                   normalizer=None, dist_strategy: tf.distribute.Strategy | None = None,
                    metrics: Sequence = ()) -> TrainResult:
     """Train the CDAE to reconstruct clean images from noisy ones with MSE (journal Section 3.1).
 
@@ -74,7 +74,7 @@ def train_denoiser(cdae_model: keras.Model, train_images: np.ndarray, val_images
         run: run directory manager, or None.
         name: the model's name in results, checkpoints and logs.
         normalizer: a fitted `MeanNormalizer` for the network input (the target stays in [0, 1]), or None.
-        strategy: a `tf.distribute.Strategy`, or None.
+        dist_strategy: a `tf.distribute.Strategy`, or None.
         metrics: Keras metrics on the validation data.
 
     Returns:
@@ -88,13 +88,13 @@ def train_denoiser(cdae_model: keras.Model, train_images: np.ndarray, val_images
     return train_model(cdae_model, "mse", denoising_data(train_images, noise_specs, config, shuffle=True,
                                                          normalizer=normalizer),
                        val, config, name=name, kind="reconstruction", metrics=metrics, n_train=len(train_images),
-                       run=run, strategy=strategy)
+                       run=run, dist_strategy=dist_strategy)
 
 
 def train_supervised_source(model: keras.Model, train_ds: DataSource, val_ds: DataSource | None,
                             config: TrainConfig, *, loss: str | Callable = "categorical_crossentropy",
                             metrics: Sequence = (), n_train: int | None = None, run: Run | None = None,
-                            name: str = "source", strategy: tf.distribute.Strategy | None = None) -> TrainResult:
+                            name: str = "source", dist_strategy: tf.distribute.Strategy | None = None) -> TrainResult:
     """Train a supervised source model (U-Rep 2: `dilated_cnn` on Doppler flow type, CCE, Adam, 64 epochs).
 
     Args:
@@ -107,13 +107,13 @@ def train_supervised_source(model: keras.Model, train_ds: DataSource, val_ds: Da
         n_train: number of training examples (when the dataset's size is unknown).
         run: run directory manager, or None.
         name: the model's name in results, checkpoints and logs.
-        strategy: a `tf.distribute.Strategy`, or None.
+        dist_strategy: a `tf.distribute.Strategy`, or None.
 
     Returns:
         The `TrainResult` (kind "classification").
     """
     return train_model(model, loss, train_ds, val_ds, config, name=name, kind="classification", metrics=metrics,
-                       n_train=n_train, run=run, strategy=strategy)
+                       n_train=n_train, run=run, dist_strategy=dist_strategy)
 
 
 def degrade(images: tf.Tensor, scale: int, output_size: tuple[int, int], method: str = "area",
@@ -150,7 +150,7 @@ def super_resolution_data(images: np.ndarray, scale: int, input_size: tuple[int,
 
 def train_super_resolution(model: keras.Model, train_images: np.ndarray, val_images: np.ndarray | None,
                            config: TrainConfig, *, scale: int = 2, run: Run | None = None,
-                           name: str = "super_resolution", strategy: tf.distribute.Strategy | None = None,
+                           name: str = "super_resolution", dist_strategy: tf.distribute.Strategy | None = None,
                            metrics: Sequence = ()) -> TrainResult:
     """Train a super-resolution backbone on x`scale` up-scaling with MSE (the preprint's SR representation).
 
@@ -164,7 +164,7 @@ def train_super_resolution(model: keras.Model, train_images: np.ndarray, val_ima
         scale: the up-scaling factor (x2 in the preprint).
         run: run directory manager, or None.
         name: the model's name in results, checkpoints and logs.
-        strategy: a `tf.distribute.Strategy`, or None.
+        dist_strategy: a `tf.distribute.Strategy`, or None.
         metrics: Keras metrics on the validation data.
 
     Raises:
@@ -184,7 +184,7 @@ def train_super_resolution(model: keras.Model, train_images: np.ndarray, val_ima
                                     shuffle=False)
     return train_model(model, "mse", super_resolution_data(train_images, scale, input_size, config, shuffle=True),
                        val, config, name=name, kind="reconstruction", metrics=metrics, n_train=len(train_images),
-                       run=run, strategy=strategy)
+                       run=run, dist_strategy=dist_strategy)
 
 
 def evaluate_denoiser(model: keras.Model, test_images: np.ndarray, noise_specs, *, seed: int = 0,

@@ -1,13 +1,9 @@
 """Compiled training and evaluation steps: one set per (task, model), traced once and reused every epoch.
 
-`TaskSteps` trains one model on one loss (the source models, the baselines, every independent head and each
-task of the alternating strategy). `JointStep` trains several task models sharing an encoder on one weighted
-loss, one batch of every task per step (the joint strategy).
-
-The replica step is XLA-compiled when `jit_compile` is on and the strategy has one replica (see
-`urep.training.distribute.use_xla`); it is wrapped in an outer `tf.function` running it with `strategy.run`
-when there are several replicas. Retracing is limited with `reduce_retracing=True`: the only new traces
-are the smaller last batch of an epoch (once) and a new input shape.
+`TaskSteps` trains one model on one loss (source models, baselines, independent heads, each task of the
+alternating strategy); `JointStep` trains several task models sharing an encoder on one weighted loss, one
+batch of every task per step (the joint strategy). Steps are XLA-compiled with one replica and run through
+`dist_strategy.run` with several; `reduce_retracing=True` limits retracing to the last, smaller batch.
 """
 
 from __future__ import annotations
@@ -59,16 +55,16 @@ class Evaluator:
         name: the task name (used in errors).
         model: a Keras model `x -> y_pred`.
         loss_fn: a Keras loss object or function `(y_true, y_pred) -> loss`.
-        strategy: the distribution strategy.
+        dist_strategy: the distribution strategy.
         jit_compile: XLA-compile the forward pass (single replica only).
         metrics: Keras metrics, reset and updated at every `evaluate`.
     """
 
-    def __init__(self, name: str, model: keras.Model, loss_fn: Callable, strategy: tf.distribute.Strategy,
+    def __init__(self, name: str, model: keras.Model, loss_fn: Callable, dist_strategy: tf.distribute.Strategy,
                  jit_compile: bool = True, metrics: Sequence = ()) -> None:
-        self.name, self.model, self.loss_fn, self.strategy = name, model, loss_fn, strategy
+        self.name, self.model, self.loss_fn, self.dist_strategy = name, model, loss_fn, dist_strategy
         self.metrics = list(metrics)
-        self._eval = _compile(self._replica_eval, strategy, use_xla(strategy, jit_compile), None)
+        self._eval = _compile(self._replica_eval, dist_strategy, use_xla(dist_strategy, jit_compile), None)
         self._update_metrics = tf.function(self._metrics_update, reduce_retracing=True)
 
     def _replica_eval(self, x, y):
@@ -100,18 +96,18 @@ class Evaluator:
         # Several workers: every worker evaluates every whole batch (passed undistributed, so each replica
         # gets all of it; the first local replica's result is used), so the validation loss, and with it the
         # plateau, early-stopping and best-epoch decisions, is the same on every worker.
-        whole = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        for step, (x, y) in enumerate(dataset if whole else distribute_dataset(dataset, self.strategy)):
+        whole = isinstance(self.dist_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        for step, (x, y) in enumerate(dataset if whole else distribute_dataset(dataset, self.dist_strategy)):
             if max_steps is not None and step >= max_steps:
                 break
             sums, ns, preds = self._eval(x, y)
-            if self.strategy.num_replicas_in_sync == 1:
+            if self.dist_strategy.num_replicas_in_sync == 1:
                 parts = [(sums, ns, y, preds)]
             elif whole:
-                local = self.strategy.experimental_local_results
+                local = self.dist_strategy.experimental_local_results
                 parts = [(local(sums)[0], local(ns)[0], y, local(preds)[0])]
             else:
-                local = self.strategy.experimental_local_results
+                local = self.dist_strategy.experimental_local_results
                 parts = list(zip(local(sums), local(ns), local(y), local(preds), strict=True))
             for part_sum, part_n, part_y, part_pred in parts:
                 loss_sum += float(part_sum)
@@ -126,17 +122,17 @@ class Evaluator:
         return results
 
 
-def _compile(replica_fn: Callable, strategy: tf.distribute.Strategy, xla: bool, reduce_op):
-    """`replica_fn` as one traced function: XLA-compiled itself with one replica, else run by `strategy.run`
+def _compile(replica_fn: Callable, dist_strategy: tf.distribute.Strategy, xla: bool, reduce_op):
+    """`replica_fn` as one traced function: XLA-compiled itself with one replica, else run by `dist_strategy.run`
     inside an outer `tf.function` (and reduced with `reduce_op` unless None)."""
-    if strategy.num_replicas_in_sync == 1:
+    if dist_strategy.num_replicas_in_sync == 1:
         return tf.function(replica_fn, jit_compile=xla, reduce_retracing=True)
 
     def distributed(*args):
-        result = strategy.run(replica_fn, args=args)
+        result = dist_strategy.run(replica_fn, args=args)
         if reduce_op is None:
             return result
-        return tf.nest.map_structure(lambda value: strategy.reduce(reduce_op, value, axis=None), result)
+        return tf.nest.map_structure(lambda value: dist_strategy.reduce(reduce_op, value, axis=None), result)
 
     return tf.function(distributed, reduce_retracing=True)
 
@@ -149,7 +145,7 @@ class TaskSteps:
         model: a Keras model `x -> y_pred`.
         loss_fn: a Keras loss object or function `(y_true, y_pred) -> loss`.
         optimizer: a Keras 3 optimizer; built here, inside the strategy scope, for `variables`.
-        strategy: the distribution strategy.
+        dist_strategy: the distribution strategy.
         jit_compile: XLA-compile the replica step (single replica only).
         variables: the variables to train; default the model's trainable variables at construction time
             (freeze layers before building the steps).
@@ -159,23 +155,24 @@ class TaskSteps:
         ValueError: the model has no trainable variables.
     """
 
-    def __init__(self, name: str, model: keras.Model, loss_fn: Callable, optimizer, strategy: tf.distribute.Strategy,
-                 jit_compile: bool = True, variables: Sequence | None = None, metrics: Sequence = ()) -> None:
-        self.name, self.model, self.loss_fn, self.optimizer, self.strategy = name, model, loss_fn, optimizer, strategy
+    def __init__(self, name: str, model: keras.Model, loss_fn: Callable, optimizer,
+                 dist_strategy: tf.distribute.Strategy, jit_compile: bool = True, variables: Sequence | None = None, metrics: Sequence = ()) -> None:
+        self.name, self.model, self.loss_fn, self.optimizer = name, model, loss_fn, optimizer
+        self.dist_strategy = dist_strategy
         self.variables = unique_variables(model.trainable_variables if variables is None else variables)
         if not self.variables:
             raise ValueError(f"task {name!r}: model {model.name!r} has no trainable variables to train")
-        build_optimizer(optimizer, self.variables, strategy)
-        synchronize_batchnorm([model], strategy)
-        self.xla = use_xla(strategy, jit_compile)
-        self._train = _compile(self._replica_train, strategy, self.xla, SUM)
-        self.evaluator = Evaluator(name, model, loss_fn, strategy, jit_compile, metrics)
+        build_optimizer(optimizer, self.variables, dist_strategy)
+        synchronize_batchnorm([model], dist_strategy)
+        self.xla = use_xla(dist_strategy, jit_compile)
+        self._train = _compile(self._replica_train, dist_strategy, self.xla, SUM)
+        self.evaluator = Evaluator(name, model, loss_fn, dist_strategy, jit_compile, metrics)
 
     def _replica_train(self, x, y):
         with tf.GradientTape() as tape:
             y_pred = self.model(x, training=True)
             scaled, _, _ = replica_loss(self.loss_fn, y, y_pred)
-            regularization = _regularization(self.model, self.strategy.num_replicas_in_sync)
+            regularization = _regularization(self.model, self.dist_strategy.num_replicas_in_sync)
             total = scaled if regularization is None else scaled + regularization
         grads = gradients(tape, total, self.variables, self.optimizer)
         self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
@@ -199,24 +196,24 @@ class JointStep:
         loss_fns: the tasks' losses.
         weighting: a `urep.training.loss_weighting.LossWeighting`, built here for the tasks.
         optimizer: the single optimizer of the whole network (and the weighting's trainable parameters).
-        strategy: the distribution strategy.
+        dist_strategy: the distribution strategy.
         jit_compile: XLA-compile the replica step (single replica only).
     """
 
     def __init__(self, names: Sequence[str], models: Sequence[keras.Model], loss_fns: Sequence[Callable],
-                 weighting, optimizer, strategy: tf.distribute.Strategy, jit_compile: bool = True) -> None:
+                 weighting, optimizer, dist_strategy: tf.distribute.Strategy, jit_compile: bool = True) -> None:
         self.names = list(names)
         self.models = list(models)
         self.loss_fns = list(loss_fns)
         self.weighting = weighting
         self.optimizer = optimizer
-        self.strategy = strategy
-        synchronize_batchnorm(self.models, strategy)
+        self.dist_strategy = dist_strategy
+        synchronize_batchnorm(self.models, dist_strategy)
         self.network_variables = unique_variables(v for m in self.models for v in m.trainable_variables)
         self.variables = self.network_variables + list(weighting.trainable_variables)
-        build_optimizer(optimizer, self.variables, strategy)
-        self.xla = use_xla(strategy, jit_compile)
-        self._train = _compile(self._replica_train, strategy, self.xla, SUM)
+        build_optimizer(optimizer, self.variables, dist_strategy)
+        self.xla = use_xla(dist_strategy, jit_compile)
+        self._train = _compile(self._replica_train, dist_strategy, self.xla, SUM)
 
     def _active_variables(self, active: tuple[bool, ...] | None) -> list:
         """The variables one step updates: every task's, or only those of the active tasks' models."""
@@ -227,7 +224,7 @@ class JointStep:
             self.weighting.trainable_variables)
 
     def _replica_train(self, batches, active=None):
-        num_replicas = self.strategy.num_replicas_in_sync
+        num_replicas = self.dist_strategy.num_replicas_in_sync
         with tf.GradientTape(persistent=self.weighting.needs_task_gradients) as tape:
             losses = []
             regularization = []

@@ -48,7 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 from urep.training.config import OptimizerConfig, TrainConfig, make_optimizer
-from urep.training.distribute import batch_is_finite, distribute_dataset, get_strategy
+from urep.training.distribute import batch_is_finite, distribute_dataset, get_dist_strategy
 from urep.training.features import DEFAULT_MAX_BYTES, head_on_features
 from urep.training.loop import (
     DataSource,
@@ -200,8 +200,8 @@ def last_shared_kernel(models: Sequence[keras.Model], shared: Sequence) -> list:
     return kernels[-1:]
 
 
-def _make_optimizer(spec, config: TrainConfig, strategy: tf.distribute.Strategy):
-    with strategy.scope():
+def _make_optimizer(spec, config: TrainConfig, dist_strategy: tf.distribute.Strategy):
+    with dist_strategy.scope():
         return make_optimizer(spec if spec is not None else config.optimizer,
                               mixed_float16=config.mixed_precision == "mixed_float16")
 
@@ -209,15 +209,15 @@ def _make_optimizer(spec, config: TrainConfig, strategy: tf.distribute.Strategy)
 class _Batches:
     """Endless batches of one task within an epoch: its data again from the start when it runs out."""
 
-    def __init__(self, name: str, dataset: tf.data.Dataset, strategy: tf.distribute.Strategy) -> None:
-        self.name, self.dataset, self.strategy = name, dataset, strategy
-        self._iterator = iter(distribute_dataset(dataset, strategy))
+    def __init__(self, name: str, dataset: tf.data.Dataset, dist_strategy: tf.distribute.Strategy) -> None:
+        self.name, self.dataset, self.dist_strategy = name, dataset, dist_strategy
+        self._iterator = iter(distribute_dataset(dataset, dist_strategy))
 
     def next(self):
         try:
             return next(self._iterator)
         except StopIteration:
-            self._iterator = iter(distribute_dataset(self.dataset, self.strategy))
+            self._iterator = iter(distribute_dataset(self.dataset, self.dist_strategy))
             try:
                 return next(self._iterator)
             except StopIteration:
@@ -270,7 +270,7 @@ def _active(tasks: Sequence[Task], stopper: TaskwiseEarlyStopping | None) -> lis
 
 # -- independent ---------------------------------------------------------------------------------------------
 def independent(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None = None, *,
-                distribution: tf.distribute.Strategy | None = None, phase: str = "independent",
+                dist_strategy: tf.distribute.Strategy | None = None, phase: str = "independent",
                 shared: Sequence | None = None, precompute_features: bool = True,
                 feature_max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, TrainResult]:
     """Frozen shared encoder; each head trained alone with its own loss, optimizer and data.
@@ -284,7 +284,7 @@ def independent(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run |
         tasks: the tasks.
         config: training configuration (each task's `optimizer` overrides `config.optimizer`).
         run: run directory manager, or None.
-        distribution: a `tf.distribute.Strategy` (default: the current one).
+        dist_strategy: a `tf.distribute.Strategy` (default: the current one).
         phase: phase-name prefix (`<phase>/<task>` per task).
         shared: the shared variables (default: from the assembly, or the variables in several task models).
         precompute_features: train heads on precomputed encoder features where that is exact.
@@ -293,7 +293,7 @@ def independent(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run |
     Returns:
         Task name -> `TrainResult` (`trainable_params` counts the head only).
     """
-    strategy = get_strategy(distribution)
+    dist_strategy = get_dist_strategy(dist_strategy)
     models = resolve_models(assembly, tasks)
     shared_vars = shared_variables(assembly, models, shared)
     if not shared_vars:
@@ -308,7 +308,7 @@ def independent(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run |
             result = train_model(
                 trained, task.loss, train, val, config, name=task.name, kind=task.kind,
                 metrics=task.metrics, optimizer=task.optimizer, n_train=task.n_train, run=run,
-                phase=f"{phase}/{task.name}", strategy=strategy, strategy_name="independent")
+                phase=f"{phase}/{task.name}", dist_strategy=dist_strategy, strategy_name="independent")
             if on_features is not None:
                 result = dataclasses.replace(
                     result, seconds=result.seconds + on_features.seconds,
@@ -366,7 +366,7 @@ def alternating(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run |
 
 
 def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None = None, *,
-                       distribution: tf.distribute.Strategy | None = None, phase: str = "alternating",
+                       dist_strategy: tf.distribute.Strategy | None = None, phase: str = "alternating",
                        batches_per_task: Mapping[str, int] | None = None, batches_per_switch: int = 1
                        ) -> PhaseEngine:
     """The alternating strategy's phase, built and ready to `fit()` (its `train_epoch` runs one epoch).
@@ -376,7 +376,7 @@ def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run
         tasks: the tasks, visited in this order.
         config: training configuration (each task's `optimizer` overrides `config.optimizer`).
         run: run directory manager, or None.
-        distribution: a `tf.distribute.Strategy` (default: the current one).
+        dist_strategy: a `tf.distribute.Strategy` (default: the current one).
         phase: phase name.
         batches_per_task: explicit n_i per task.
         batches_per_switch: multiplier of the size-proportional default.
@@ -384,14 +384,14 @@ def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run
     Returns:
         The `PhaseEngine`.
     """
-    strategy = get_strategy(distribution)
+    dist_strategy = get_dist_strategy(dist_strategy)
     models = resolve_models(assembly, tasks)
     ratio = alternating_ratio(tasks, batches_per_task, batches_per_switch)
     units: list[tuple[Task, TaskSteps]] = []
     phase_tasks = []
     for task, model in zip(tasks, models, strict=True):
-        optimizer = _make_optimizer(task.optimizer, config, strategy)
-        steps = TaskSteps(task.name, model, resolve_loss(task.loss), optimizer, strategy, config.jit_compile,
+        optimizer = _make_optimizer(task.optimizer, config, dist_strategy)
+        steps = TaskSteps(task.name, model, resolve_loss(task.loss), optimizer, dist_strategy, config.jit_compile,
                           metrics=task.metrics)
         units.append((task, steps))
         phase_tasks.append(PhaseTask(task.name, model, steps, task.train, task.val, optimizer, task.n_train,
@@ -405,7 +405,7 @@ def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run
         datasets = {task.name: epoch_dataset(task.train, epoch) for task in active}
         needed = {task.name: _epoch_steps(task, datasets[task.name], config) for task in active}
         rounds = max((math.ceil(needed[name] / ratio[name]) for name in needed), default=0)
-        batches = {name: _Batches(name, datasets[name], strategy) for name in datasets}
+        batches = {name: _Batches(name, datasets[name], dist_strategy) for name in datasets}
         names = [task.name for task in tasks]
         sums = dict.fromkeys(names, 0.0)
         counts = dict.fromkeys(names, 0)
@@ -421,7 +421,7 @@ def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run
                     x, y = batches[task.name].next()
                     counts[task.name] += 1
                     step += 1
-                    if config.check_finite and not batch_is_finite((x, y), strategy):
+                    if config.check_finite and not batch_is_finite((x, y), dist_strategy):
                         raise NonFiniteInputError(task.name, epoch + 1, step)
                     loss = float(steps.train_step(x, y))
                     if config.check_finite:
@@ -457,7 +457,7 @@ def joint(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None 
 
 
 def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run | None = None, *,
-                 distribution: tf.distribute.Strategy | None = None, phase: str = "joint",
+                 dist_strategy: tf.distribute.Strategy | None = None, phase: str = "joint",
                  loss_weighting: str | LossWeighting | Mapping[str, float] | None = None,
                  loss_weighting_options: Mapping | None = None,
                  optimizer: OptimizerConfig | dict | str | None = None, shared: Sequence | None = None,
@@ -469,7 +469,7 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
         tasks: the tasks.
         config: training configuration.
         run: run directory manager, or None.
-        distribution: a `tf.distribute.Strategy` (default: the current one).
+        dist_strategy: a `tf.distribute.Strategy` (default: the current one).
         phase: phase name.
         loss_weighting: None or "fixed" (the tasks' `weight`), a mapping task -> weight, "uncertainty",
             "gradnorm", or a `LossWeighting`.
@@ -482,7 +482,7 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
     Returns:
         The `PhaseEngine`.
     """
-    strategy = get_strategy(distribution)
+    dist_strategy = get_dist_strategy(dist_strategy)
     models = resolve_models(assembly, tasks)
     names = [task.name for task in tasks]
     weighting = make_loss_weighting(loss_weighting, **dict(loss_weighting_options or {}))
@@ -492,11 +492,11 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
                          f"{weighting.name!r}")
     layer_vars = list(gradnorm_variables) if gradnorm_variables is not None else last_shared_kernel(
         models, shared_variables(assembly, models, shared))
-    weighting.build(names, [t.kind for t in tasks], [t.weight for t in tasks], strategy, layer_vars)
-    network_optimizer = _make_optimizer(optimizer, config, strategy)
+    weighting.build(names, [t.kind for t in tasks], [t.weight for t in tasks], dist_strategy, layer_vars)
+    network_optimizer = _make_optimizer(optimizer, config, dist_strategy)
     losses = [resolve_loss(task.loss) for task in tasks]
-    step_fn = JointStep(names, models, losses, weighting, network_optimizer, strategy, config.jit_compile)
-    phase_tasks = [PhaseTask(task.name, model, Evaluator(task.name, model, loss, strategy, config.jit_compile,
+    step_fn = JointStep(names, models, losses, weighting, network_optimizer, dist_strategy, config.jit_compile)
+    phase_tasks = [PhaseTask(task.name, model, Evaluator(task.name, model, loss, dist_strategy, config.jit_compile,
                                                          task.metrics),
                              task.train, task.val, network_optimizer, task.n_train, task.weight, task.kind)
                    for task, model, loss in zip(tasks, models, losses, strict=True)]
@@ -507,7 +507,7 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
         datasets = {task.name: epoch_dataset(task.train, epoch) for task in tasks if task.name in trained}
         n_steps = max((_epoch_steps(task, datasets[task.name], config) for task in tasks if task.name in trained),
                       default=0)
-        batches = [_Batches(name, datasets[name], strategy) if name in trained else None for name in names]
+        batches = [_Batches(name, datasets[name], dist_strategy) if name in trained else None for name in names]
         sums = np.zeros(len(names))
         total_sum = 0.0
         start = time.perf_counter()
@@ -515,7 +515,7 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
             step_batches = [b.next() if b is not None else None for b in batches]
             if config.check_finite:
                 for name, batch in zip(names, step_batches, strict=True):
-                    if batch is not None and not batch_is_finite(batch, strategy):
+                    if batch is not None and not batch_is_finite(batch, dist_strategy):
                         raise NonFiniteInputError(name, epoch + 1, step)
             total, task_losses = step_fn.train_step(step_batches, None if all(active) else active)
             task_losses = task_losses.numpy()
@@ -594,7 +594,7 @@ def finetune(assembly_or_models, tasks: Sequence[Task], strategy: str, config: T
         config: the training configuration.
         run: the run directory manager (checkpoints, TensorBoard, resume), or None.
         **options: the strategy's options (e.g. `loss_weighting="uncertainty"` for joint,
-            `batches_per_task={...}` for alternating, `distribution=tf.distribute.MirroredStrategy()`).
+            `batches_per_task={...}` for alternating, `dist_strategy=tf.distribute.MirroredStrategy()`).
 
     Returns:
         Task name -> `TrainResult`.
