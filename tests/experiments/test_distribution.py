@@ -232,7 +232,7 @@ def start_workers(config: Path, out: Path, scratch: Path, ports: list[int], *ext
     for index in range(len(ports)):
         log = open(out.parent / f"worker{index}.log", "a", encoding="utf-8")  # noqa: SIM115 (closed by the OS)
         procs.append(subprocess.Popen(
-            urep_command("run", str(config), "--out", str(out), "--distribution", "multi_worker",
+            urep_command("-v", "run", str(config), "--out", str(out), "--distribution", "multi_worker",
                          "--set", f"distribution.scratch={scratch}", *extra),
             stdout=log, stderr=subprocess.STDOUT, env=env(TF_CONFIG=tf_config(ports, index)), cwd=out.parent))
     return procs
@@ -259,7 +259,7 @@ def test_two_workers_on_loopback_train_together_and_only_the_chief_writes(tmp_pa
     assert codes == [0, 0], "\n\n".join(log[-3000:] for log in logs)
     # (a) both trained: each logged its three epochs, with the same (all-reduced) losses
     for log in logs:
-        assert log.count("source epoch ") == 3
+        assert log.count("source epoch ") == 3  # per-epoch lines reach the console with -v
     assert "worker 1 finished; the chief wrote the results" in logs[1]
     # (b) only the chief wrote results; the worker's scratch is gone
     results, history = training_history(out)
