@@ -21,6 +21,7 @@ import yaml
 
 from urep.experiments.config import dump_config, find_config, parse_config, read_yaml
 from urep.experiments.schema import ConfigError, build, to_plain
+from urep.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -305,13 +306,14 @@ def _head_hypermodel(job: TuningJob, data_dir: Path, data_root: str | None):
     config, settings = job.experiment, job.settings
     task = config.task(settings.target)
     run = Path(settings.source_run)
-    model_path = run / "models" / "source" / ("denoising.keras" if config.source.kind == "cdae" else "source.keras")
-    for needed in (model_path, run / "normalizer.json"):
+    layout = RunDir(run)
+    model_path = layout.model("source", "denoising" if config.source.kind == "cdae" else "source")
+    for needed in (model_path, layout.normalizer):
         if not needed.is_file():
             raise ConfigError(f"{needed} not found: expected a `urep run` directory of this experiment",
                               "tuning.source_run", job.file)
     source = load_keras_model(model_path)  # names the file when it is damaged
-    normalizer = MeanNormalizer.from_dict(json.loads((run / "normalizer.json").read_text(encoding="utf-8")))
+    normalizer = MeanNormalizer.from_dict(json.loads(layout.normalizer.read_text(encoding="utf-8")))
     frames = load_sources(config, data_dir, data_root)
     classification = task.kind == "classification"
     pool = read_arrays(task_frame(frames[task.data], task, task.data), config.image_size, config.channels,

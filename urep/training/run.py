@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from urep.io import atomic_write_json, prepare_run_dir
+from urep.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -337,7 +338,7 @@ class Run:
 
     def checkpoint(self, phase: str) -> PhaseCheckpoint:
         """Checkpoints of `phase` (e.g. "source", "independent/seg", "joint")."""
-        return PhaseCheckpoint(self.root / "checkpoints" / phase)
+        return PhaseCheckpoint(RunDir(self.root).checkpoint(phase))
 
     def writer(self, phase: str, task: str):
         """The TensorBoard file writer of one task in one phase (created once)."""
@@ -345,7 +346,7 @@ class Run:
 
         key = (phase, task)
         if key not in self._writers:
-            self._writers[key] = tf.summary.create_file_writer(str(self.root / "tensorboard" / phase / task))
+            self._writers[key] = tf.summary.create_file_writer(str(RunDir(self.root).tensorboard / phase / task))
         return self._writers[key]
 
     def log_scalars(self, phase: str, task: str, step: int, values: dict[str, float]) -> None:
