@@ -7,13 +7,13 @@ tests it in-domain (the held-out patients of the segmentation and classification
 `urep_vs_multimix` also trains U-Rep on the *same* splits and label budgets: the source representation once
 (on the training patients of `source.data`, no labels), then its heads with every configured strategy on the
 budget's labelled images only; both are scored with the same functions
-(`urep.training.multimix.classification_scores` / `segmentation_scores`) and compared with McNemar's test on
+(`urep.metrics.classification_scores` / `segmentation_scores`) and compared with McNemar's test on
 per-image correctness (classification) and the Wilcoxon signed-rank test on per-image Dice (segmentation).
 
 Choices where the paper is silent (documented here and in the configs):
 - One patient-level split per data source (`split`, through `UrepPipeline.load_data`), shared by both
   methods; the validation patients select MultiMix's best epoch and stop the U-Rep heads early.
-- A budget draws its labelled images from the training patients with `urep.training.multimix.label_budget`
+- A budget draws its labelled images from the training patients with `urep.data.splits.label_budget`
   (classification stratified by class, seed = the experiment seed); the other training images are MultiMix's
   unlabelled pool. With `all` nothing is left unlabelled, so the labelled images also serve as the unlabelled
   pool (FixMatch and the KL term then act as consistency regularisers on the labelled images).
@@ -161,7 +161,7 @@ class MultiMixExperiment:
 
     def _budget_split(self, task: TaskConfig, n: int | str, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(labelled, unlabelled) rows of the task's training patients; `all` -> (every row, every row)."""
-        from urep.training.multimix import label_budget
+        from urep.data.splits import label_budget
 
         data = self.pipeline.task_data[task.name]
         train = self.train_rows[task.name]
@@ -213,7 +213,7 @@ class MultiMixExperiment:
     # -- scoring -------------------------------------------------------------------------------------------
     def _score(self, seg_probs: dict[str, np.ndarray], cls_probs: dict[str, np.ndarray]) -> dict[str, dict]:
         """Per domain: table metrics and the per-image scores of the paired tests."""
-        from urep.training.multimix import classification_scores, segmentation_scores
+        from urep.metrics import classification_scores, segmentation_scores
 
         sets = self._test_sets()
         seg_sets, cls_sets = sets[self.seg_task.name], sets[self.cls_task.name]
