@@ -1,18 +1,9 @@
 """The `cross_stitch` fine-tuning strategy: soft parameter sharing trained like the joint strategy.
 
-Registered in `urep.training.strategies.STRATEGIES` as `"cross_stitch"` when this module is imported, so
-`finetune(assembly, tasks, "cross_stitch", config, run)` runs it beside independent/alternating/joint and
-returns the same `TrainResult`s (with `strategy="cross_stitch"`).
-
-How it trains (Misra et al. 2016 train all columns and the cross-stitch units together on the sum of the
-task losses): the hard-sharing assembly is turned into its soft-sharing counterpart
-(`urep.models.cross_stitch.cross_stitch_from_assembly`: one copy of the shared encoder per task, linked by
-cross-stitch units, the same heads with the same starting weights), then `urep.training.strategies.joint`
-trains it: one loss `sum_i w_i L_i`, one batch of every task per step, one optimizer for columns, heads and
-mixing matrices, the same loss weighting options (fixed, uncertainty, GradNorm), checkpoints, early stopping
-and learning-rate schedule. Each task's batch runs through every column, because every column feeds every
-head through the units. The assembly given is not modified; pass a `CrossStitchAssembly` instead to keep a
-handle on the trained network.
+`finetune(assembly, tasks, "cross_stitch", config, run)` turns the hard-sharing assembly into its cross-stitch
+twin (`urep.models.cross_stitch.cross_stitch_from_assembly`) and trains it with `urep.training.strategies.joint`
+(Misra et al. 2016), returning `TrainResult`s with `strategy="cross_stitch"`. The assembly given is not
+modified; pass a `CrossStitchAssembly` to keep a handle on the trained network. Details: docs/design.md.
 """
 
 from __future__ import annotations
@@ -28,7 +19,7 @@ from urep.models.cross_stitch import CrossStitchAssembly, cross_stitch_from_asse
 from urep.training.config import TrainConfig
 from urep.training.loop import TrainResult
 from urep.training.run import Run
-from urep.training.strategies import STRATEGIES, Task, joint
+from urep.training.strategies import Task, joint
 
 logger = logging.getLogger(__name__)
 
@@ -115,5 +106,3 @@ def cross_stitch(
         result.extra["cross_stitch"] = record
     return results
 
-
-STRATEGIES.setdefault(STRATEGY_NAME, cross_stitch)
