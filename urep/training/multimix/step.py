@@ -167,7 +167,7 @@ def evaluate_multimix(
 
     Returns:
         ``{"classification": {"accuracy", "balanced_accuracy", "auc", "positive_fraction" (see
-        ``balanced_scores``), "f1_per_class": {name: f1}, "metrics": full
+        ``urep.metrics.balanced_scores``), "f1_per_class": {name: f1}, "metrics": full
         urep.metrics.classification_metrics dict, "predicted": (M,) int, "correct": (M,) bool},
         "segmentation": {"dice", "avg_hausdorff", "ssim", "metrics": full segmentation_metrics dict,
         "per_image": {"dice", "avg_hausdorff", "ssim": (N,) arrays}}}`` — only the tasks given. The per-sample
