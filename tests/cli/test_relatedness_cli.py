@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from urep.cli import main
-from urep.cli.relatedness import load_relatedness_config
 from urep.data.phantoms import make_cxr_phantoms, make_doppler_phantoms
+from urep.experiments.relatedness import load_relatedness_config
 from urep.relatedness import TABLE_COLUMNS
 
 

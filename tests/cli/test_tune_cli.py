@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from urep.cli import main
-from urep.cli.tune import load_tuning
 from urep.data import MeanNormalizer
 from urep.data.phantoms import make_cxr_phantoms, make_doppler_phantoms
 from urep.experiments.config import load_config
 from urep.experiments.schema import ConfigError
+from urep.experiments.tuning import load_tuning
 from urep.models import dilated_cnn
 
 SPACE = {"kernel_size": [3, 5], "optimizer": ["sgd", "adam"]}

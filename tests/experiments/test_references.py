@@ -130,3 +130,19 @@ def test_multimix_experiment_gets_the_cheap_references_on_both_domains(tmp_path)
                             "references": experiment.results["multimix"]["references"]}}
     rows = label_budget_table(results).rows
     assert [row[1] for row in rows].count("Reference: Mean mask") == 2  # in-domain and cross-domain
+
+
+def test_out_of_fold_metrics_pool_the_folds_by_index():
+    from urep.experiments.evaluation import out_of_fold_metrics
+
+    truth = np.array([0, 1, 0, 1, 1, 0])
+    # two folds; the second fold's model is wrong on image 5 only
+    probs = np.eye(2, dtype=np.float32)[truth]
+    probs[5] = [0.2, 0.8]
+    result = out_of_fold_metrics("classification", truth, [(np.array([0, 1, 2]), probs[[0, 1, 2]]),
+                                                            (np.array([3, 4, 5]), probs[[3, 4, 5]])], ("a", "b"))
+    assert result["n"] == 6 and result["folds"] == 2
+    assert result["metrics"]["accuracy"] == pytest.approx(5 / 6)
+    assert out_of_fold_metrics("classification", truth, [], ("a", "b")) is None
+    with pytest.raises(ValueError, match="3 validation indices but 2 outputs"):
+        out_of_fold_metrics("classification", truth, [(np.array([0, 1, 2]), probs[:2])], ("a", "b"))

@@ -72,3 +72,18 @@ def test_same_config_and_seed_give_the_same_metrics(two_runs):
     assert len(first) > 20 and first.keys() == second.keys()
     differ = {k: (first[k], second[k]) for k in first if abs(first[k] - second[k]) >= 5e-4}
     assert not differ, f"metrics differ between two runs of the same config and seed: {differ}"
+
+
+def test_in_domain_metrics_score_each_validation_patient_once(two_runs):
+    out, results = two_runs[0]
+    for task, entry in results["tasks"].items():
+        summaries = {**entry["methods"], **entry["references"]}
+        counts = {name: (s["in_domain"]["n"], s["in_domain"]["folds"]) for name, s in summaries.items()}
+        # one split (folds=0): every method and reference scored on the same validation patients
+        assert len(set(counts.values())) == 1, counts
+        n, folds = next(iter(counts.values()))
+        assert folds == 1 and n == results["data"]["tasks"][task]["val"] > 0
+    majority = results["tasks"]["abnormality_classification"]["references"]["majority"]["in_domain"]["metrics"]
+    assert majority["max_predicted_fraction"] == pytest.approx(1.0)  # one class for every validation patient
+    table = (out / "tables" / "in_domain.md").read_text()
+    assert "Reference: Majority class" in table and "optimistic" in table

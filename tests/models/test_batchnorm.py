@@ -28,5 +28,5 @@ def test_pipeline_and_tuner_share_one_function():
     from urep import tuning
     from urep.experiments import pipeline
 
-    assert tuning.set_batchnorm_momentum is set_batchnorm_momentum
+    assert tuning.hypermodels.set_batchnorm_momentum is set_batchnorm_momentum
     assert not hasattr(pipeline, "set_batchnorm_momentum")

@@ -3,12 +3,9 @@
     urep data check NAME ROOT [--masks-root DIR] [--manifest CSV] [--require-masks] [--sizes N] [--headers-only]
     urep data samples --out DIR [--size N] [--seed S]
 
-`check` runs the adapter with `on_error="skip"` so that it sees every problem at once, then prints the
-counts per label, masks found and missing, a summary of image sizes (from a random sample of `--sizes`
-images, or all of them with `--sizes 0`; the output says which) and every problem. Every image and mask is
-decoded in full (a PNG damaged in the middle, a truncated DICOM or one without pixel data is a problem);
-`--headers-only` checks headers only (faster). Exit status: 0 when the layout is clean, 1 when any row had a
-problem or the layout is wrong (a `DatasetError`).
+`check` runs the adapter with `on_error="skip"`, decodes every image and mask in full (headers only with
+`--headers-only`) and prints counts per label, masks, image sizes and every problem. Exit status 0 when clean,
+1 when any row had a problem or the layout is wrong.
 """
 
 from __future__ import annotations

@@ -1,268 +1,24 @@
 """`urep relatedness CONFIG`: is each target's data related to the source modality? Prints a table.
 
-CONFIG is either an experiment config (`urep run`'s YAML: the source set is the union of `source.data`, the
-targets are the data sets named by the tasks' `data` and `test_data`) or this minimal standalone YAML::
-
-    # relatedness.yaml -- roots are relative to --data-root, else $UREP_DATA_ROOT, else the current folder
-    source: {dataset: shenzhen, root: shenzhen}          # dataset: a urep.data.datasets adapter name
-    targets:
-      montgomery: {dataset: montgomery, root: montgomery}
-      doppler: {dataset: folder, root: doppler_tte47, options: {}, limit: 100}
-    image_size: [64, 64]          # optional: default the encoder's input size, else 64x64
-    encoder: models/source.keras  # optional, relative to this file: features at its `encoder_out`
-    threshold: 4.0                # optional: see urep.relatedness.DEFAULT_THRESHOLD
-    alpha: 0.05                   # optional: level of the MMD permutation test
-    n_permutations: 200           # optional
-    max_images: 400               # optional: seeded sample per set (the MMD kernel is n^2 in memory)
-    seed: 0                       # optional
-
-Each set: `dataset` and `root` (required), `options` (keyword arguments of the adapter) and `limit` (at most
-this many images, a seeded sample; the smaller of `limit` and `max_images` applies). Errors name the key and
-the file. Command-line flags override the file. Exit status 0, or 3 with `--fail-unrelated` when a target
-looks unrelated.
+Parses the command line, reads the images with `urep.experiments.relatedness.relatedness_inputs` and scores
+them with `urep.relatedness.relatedness_table`; flags override the config. Exit status 0, or 3 with
+`--fail-unrelated` when a target looks unrelated. The config forms: `urep relatedness --help`.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import tempfile
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-logger = logging.getLogger(__name__)
-
-DEFAULT_IMAGE_SIZE = (64, 64)
-DEFAULT_MAX_IMAGES = 400
-
-
-@dataclass(frozen=True)
-class ImageSetSpec:
-    """One image set of the standalone config.
-
-    Attributes:
-        dataset: adapter name for `urep.data.datasets.load` (`shenzhen`, `montgomery`, `folder`, ...).
-        root: the data set's folder, relative to the data root unless absolute.
-        options: keyword arguments for the adapter.
-        limit: at most this many images (seeded sample); None: all (still capped by `max_images`).
-    """
-
-    dataset: str
-    root: str
-    options: dict[str, Any] = field(default_factory=dict)
-    limit: int | None = None
-
-
-@dataclass(frozen=True)
-class RelatednessConfig:
-    """The standalone `urep relatedness` config (see the module docstring).
-
-    Attributes:
-        source: the source modality's images.
-        targets: target name -> its images.
-        image_size: `(height, width)`, or None for the encoder's input size (64x64 without an encoder).
-        encoder: path of a saved Keras model (`.keras`), relative to the config file; None: thumbnails.
-        threshold: normalized Fréchet threshold; None: `urep.relatedness.DEFAULT_THRESHOLD`.
-        alpha: level of the MMD permutation test.
-        n_permutations: MMD permutations.
-        max_images: per-set cap (seeded sample).
-        seed: seed of the samples, splits and permutations.
-    """
-
-    source: ImageSetSpec
-    targets: dict[str, ImageSetSpec]
-    image_size: tuple[int, int] | int | None = None
-    encoder: str | None = None
-    threshold: float | None = None
-    alpha: float = 0.05
-    n_permutations: int = 200
-    max_images: int = DEFAULT_MAX_IMAGES
-    seed: int = 0
-    path: str | None = field(default=None, compare=False)
-
-
-def is_standalone(raw: Any) -> bool:
-    """Whether parsed YAML looks like the standalone format (a `targets` key, or `source.dataset`)."""
-    if not isinstance(raw, dict):
-        return False
-    source = raw.get("source")
-    return "targets" in raw or (isinstance(source, dict) and "dataset" in source)
-
-
-def parse_relatedness_config(raw: Any, file: str | os.PathLike | None = None) -> RelatednessConfig:
-    """Validate parsed YAML into a `RelatednessConfig`.
-
-    Raises:
-        urep.experiments.schema.ConfigError: naming the key path and `file` (unknown or missing key, wrong
-            type, unknown dataset adapter, empty targets, bad numbers).
-    """
-    from urep.data.datasets import ADAPTERS
-    from urep.experiments.schema import ConfigError, build
-
-    file = str(file) if file is not None else None
-    if isinstance(raw, dict) and "path" in raw:
-        raise ConfigError("unknown key 'path'", "path", file)
-    config = build(RelatednessConfig, raw, "", file)
-    if not config.targets:
-        raise ConfigError("expected at least one target", "targets", file)
-    for key, spec in [("source", config.source), *((f"targets.{n}", s) for n, s in config.targets.items())]:
-        if spec.dataset not in ADAPTERS:
-            raise ConfigError(f"unknown dataset {spec.dataset!r}; expected one of {sorted(ADAPTERS)}",
-                              f"{key}.dataset", file)
-        if spec.limit is not None and spec.limit < 2:
-            raise ConfigError(f"expected an integer >= 2, got {spec.limit!r}", f"{key}.limit", file)
-    size = config.image_size
-    if size is not None:
-        size = (size, size) if isinstance(size, int) else size
-        if min(size) < 8:
-            raise ConfigError(f"expected sizes >= 8, got {config.image_size!r}", "image_size", file)
-    if config.threshold is not None and not config.threshold > 0:
-        raise ConfigError(f"expected a number > 0, got {config.threshold!r}", "threshold", file)
-    if not 0 < config.alpha < 1:
-        raise ConfigError(f"expected a number in (0, 1), got {config.alpha!r}", "alpha", file)
-    for key in ("n_permutations", "max_images"):
-        if getattr(config, key) < (1 if key == "n_permutations" else 4):
-            raise ConfigError(f"too small: {getattr(config, key)!r}", key, file)
-    if config.seed < 0:
-        raise ConfigError(f"expected a non-negative integer, got {config.seed!r}", "seed", file)
-    encoder = config.encoder
-    if encoder is not None and file is not None and not Path(encoder).is_absolute():
-        encoder = str(Path(file).parent / encoder)
-    return RelatednessConfig(
-        source=config.source, targets=config.targets, image_size=size, encoder=encoder,
-        threshold=config.threshold, alpha=config.alpha, n_permutations=config.n_permutations,
-        max_images=config.max_images, seed=config.seed, path=file,
-    )
-
-
-def _read_yaml(path: Path) -> Any:
-    import yaml
-
-    from urep.experiments.schema import ConfigError
-
-    if not path.is_file():
-        raise ConfigError("config file not found", "", path)
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"not valid YAML: {err}", "", path) from err
-
-
-def load_relatedness_config(path: str | os.PathLike) -> RelatednessConfig:
-    """Read and validate a standalone relatedness YAML (see the module docstring)."""
-    path = Path(path)
-    return parse_relatedness_config(_read_yaml(path), path)
-
-
-def _sample(df, limit: int | None, max_images: int, seed: int):
-    cap = max_images if limit is None else min(limit, max_images)
-    if len(df) <= cap:
-        return df
-    logger.info("using a seeded sample of %d of %d images", cap, len(df))
-    return df.sample(n=cap, random_state=seed).sort_index()
-
-
-def _read_images(df, size: tuple[int, int]):
-    import numpy as np
-
-    from urep.data import read_image
-
-    return np.stack([read_image(path, size=size) for path in df["image"]]).astype("float32")
-
-
-def _set_frame(spec: ImageSetSpec, key: str, config: RelatednessConfig, data_root: str | None):
-    from urep.data import datasets
-    from urep.experiments.config import resolve_data_root
-    from urep.experiments.schema import ConfigError
-
-    root = Path(spec.root).expanduser()
-    root = root if root.is_absolute() else resolve_data_root(data_root) / root
-    if not root.is_dir():
-        raise ConfigError(
-            f"data folder {str(root)!r} does not exist (pass --data-root or set $UREP_DATA_ROOT)",
-            f"{key}.root", config.path,
-        )
-    df = datasets.load(spec.dataset, root, **spec.options)
-    return _sample(df, spec.limit, config.max_images, config.seed)
-
-
-def _load_encoder(path: str | None):
-    if path is None:
-        return None
-    import urep.models  # noqa: F401  (registers urep's serializable layers before loading)
-    from urep.models import cross_stitch  # noqa: F401
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"encoder model {path!r} not found")
-    from urep.io import load_keras_model
-
-    return load_keras_model(path)
-
-
-def _image_size(configured, encoder) -> tuple[int, int]:
-    if configured is not None:
-        return tuple(int(v) for v in configured)
-    if encoder is not None:
-        height, width = encoder.inputs[0].shape[1:3]
-        if height is not None and width is not None:
-            return int(height), int(width)
-    return DEFAULT_IMAGE_SIZE
-
-
-def standalone_inputs(config: RelatednessConfig, data_root: str | None = None, encoder_path: str | None = None):
-    """Source images, target images and the encoder of a standalone config.
-
-    Returns:
-        `(source_images (n, H, W), {target: (m, H, W)}, encoder or None)`.
-    """
-    encoder = _load_encoder(encoder_path or config.encoder)
-    size = _image_size(config.image_size, encoder)
-    source = _read_images(_set_frame(config.source, "source", config, data_root), size)
-    targets = {
-        name: _read_images(_set_frame(spec, f"targets.{name}", config, data_root), size)
-        for name, spec in config.targets.items()
-    }
-    return source, targets, encoder
-
-
-def experiment_inputs(path: Path, data_root: str | None, encoder_path: str | None, max_images: int, seed: int):
-    """Source and target images of an experiment config: `source.data` vs the tasks' data sets.
-
-    Phantom sources are generated into a temporary folder that is removed afterwards.
-    """
-    import pandas as pd
-
-    from urep.experiments.config import load_config
-    from urep.experiments.schema import ConfigError
-    from urep.experiments.sources import load_sources
-
-    config = load_config(path, data_root=data_root, check_data=True)
-    if not config.source.data:
-        raise ConfigError("the experiment has no source data to compare with", "source.data", path)
-    target_names: list[str] = []
-    for task in config.tasks:
-        for name in (task.data, task.test_data):
-            if name is not None and name not in target_names:
-                target_names.append(name)
-    if not target_names:
-        raise ConfigError("the experiment has no task data to compare with the source", "tasks", path)
-    encoder = _load_encoder(encoder_path)
-    size = _image_size(config.image_size, encoder)
-    with tempfile.TemporaryDirectory(prefix="urep-relatedness-") as run_dir:
-        frames = load_sources(config, run_dir, data_root)
-        source_df = pd.concat([frames[name] for name in config.source.data], ignore_index=True)
-        source = _read_images(_sample(source_df, None, max_images, seed), size)
-        targets = {name: _read_images(_sample(frames[name], None, max_images, seed), size) for name in target_names}
-    return source, targets, encoder
 
 
 def register(subparsers) -> None:
+    from urep.experiments.relatedness import CONFIG_HELP, DEFAULT_MAX_IMAGES
+
     parser = subparsers.add_parser(
         "relatedness",
         help="distribution relatedness of each target's data to the source modality (table + warnings)",
-        description=__doc__,
+        description=__doc__.splitlines()[0],
+        epilog=CONFIG_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", help="experiment config or standalone relatedness YAML")
@@ -283,55 +39,31 @@ def run(args: argparse.Namespace) -> int:
     """Handler of `urep relatedness`."""
     from urep import relatedness
     from urep.data import DatasetError, ImageReadError
+    from urep.experiments.relatedness import relatedness_inputs, write_table
     from urep.experiments.schema import ConfigError
 
     if args.output and Path(args.output).suffix not in (".csv", ".json"):
         raise SystemExit(f"urep relatedness: --output must end in .csv or .json, got {args.output!r}")
-    path = Path(args.config)
     try:
-        raw = _read_yaml(path)
-        if is_standalone(raw):
-            config = parse_relatedness_config(raw, path)
-            if args.max_images is not None:
-                config = replace(config, max_images=args.max_images)
-            source, targets, encoder = standalone_inputs(config, args.data_root, args.encoder)
-            source_name = config.source.dataset
-        else:
-            config = RelatednessConfig(
-                source=ImageSetSpec("", ""), targets={}, path=str(path),
-                max_images=args.max_images or DEFAULT_MAX_IMAGES,
-            )
-            source, targets, encoder = experiment_inputs(
-                path, args.data_root, args.encoder, config.max_images, config.seed
-            )
-            source_name = "the source data"
+        inputs = relatedness_inputs(Path(args.config), args.data_root, args.encoder, args.max_images)
     except (ConfigError, DatasetError, ImageReadError, FileNotFoundError) as err:
         raise SystemExit(f"urep relatedness: {err}") from err
+    config = inputs.config
     threshold = args.threshold if args.threshold is not None else config.threshold
     try:
         table = relatedness.relatedness_table(
-            source, targets, encoder=encoder,
+            inputs.source, inputs.targets, encoder=inputs.encoder,
             threshold=relatedness.DEFAULT_THRESHOLD if threshold is None else threshold,
             alpha=config.alpha if args.alpha is None else args.alpha,
             n_permutations=config.n_permutations if args.n_permutations is None else args.n_permutations,
-            seed=config.seed, source_name=source_name,
+            seed=config.seed, source_name=inputs.source_name,
         )
     except ValueError as err:
         raise SystemExit(f"urep relatedness: {err}") from err
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     if args.output:
-        _write_table(table, Path(args.output))
+        write_table(table, Path(args.output))
     unrelated = [name for name, related in table["related"].items() if not related]
     if unrelated:
         print(f"unrelated to the source: {', '.join(unrelated)}")
     return 3 if unrelated and args.fail_unrelated else 0
-
-
-def _write_table(table, path: Path) -> None:
-    from urep.io import atomic_write_json, atomic_write_text
-
-    if path.suffix == ".json":
-        atomic_write_json(path, {"table": table.reset_index().to_dict(orient="records")})
-    else:
-        atomic_write_text(path, table.to_csv())
-    logger.info("wrote %s", path)

@@ -1,26 +1,10 @@
 """Weak and strong (RandAugment-style) augmentation in pure TensorFlow, for `tf.data` CPU workers.
 
-MultiMix's semi-supervised classification (FixMatch, Sohn et al. 2020) needs two views of the *same* unlabelled
-image: a weak one (flip + small translation) that yields the pseudo-label, and a strong one (the weak
-transform, then ``n`` random distortions) that is trained to match it. ``weak_strong_pairs`` makes both views
-of one element inside one ``map`` call, so the pairing holds by construction, whatever the shuffling.
-
-All functions take one image ``(H, W, C)`` float32 in [0, 1] and return the same shape and range. Randomness
-is stateless: every function takes a ``seed`` of shape ``(2,)`` (int32/int64), so a given seed always gives the
-same result and ``tf.data`` parallelism cannot change it.
-
-Choices (the paper is silent; each is a parameter):
-- Weak: random horizontal flip, then reflect-pad by ``pad_fraction`` of the size (0.125 -> 32 px at 256, as
-  the public code's weak transform) and random-crop back to the original size.
-- Strong: the same flip + pad/crop with the same ``pad_fraction`` (32 px at 256). **Fix:** the public code padded
-  the strong view by ``int(32 * 0.125) = 4`` px, a typo for ``int(256 * 0.125)``; here the padding scales with
-  the image size. Then ``n_ops`` (2) operations drawn uniformly with replacement from ``STRONG_OPS``, each
-  applied with probability ``apply_probability`` (0.5, as the public ``RandAugmentMC``) at a magnitude drawn
-  uniformly from its whole range (the ranges of FixMatch's RandAugment table, which the public code uses):
-  brightness/contrast/sharpness factor in [0.05, 0.95], posterize to 4..8 bits, rotate within +-30 degrees,
-  shear within +-0.3, solarize threshold in [0, 1], translate within +-0.3 of the size.
-- Geometric operations fill uncovered pixels with 0 (black, as PIL does); shear and rotation are about the
-  image centre.
+MultiMix's FixMatch branch (Sohn et al. 2020) needs a weak view (flip + small translation) and a strong view
+(the weak transform, then random distortions from `STRONG_OPS`) of the same image; `weak_strong_pairs` makes
+both inside one `map` call. Every function takes one image `(H, W, C)` float32 in [0, 1] and a stateless seed
+of shape `(2,)`, and returns the same shape and range. Magnitudes and padding: docs/choices.md, "Weak and
+strong augmentation".
 """
 
 from __future__ import annotations
@@ -194,7 +178,7 @@ _OPS: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
 
 
 def apply_op(image: tf.Tensor, name: str, magnitude: float | tf.Tensor) -> tf.Tensor:
-    """Apply one strong operation at a magnitude in [0, 1] mapped onto its range (see the module docstring).
+    """Apply one strong operation at a magnitude in [0, 1] mapped onto its range (docs/choices.md).
 
     Args:
         image: ``(H, W, C)`` float32 in [0, 1].

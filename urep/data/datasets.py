@@ -1,26 +1,11 @@
 """Dataset adapters: turn a public dataset's folder layout into one standard table.
 
-Every adapter returns a `pandas.DataFrame` with one row per image and the standard columns
-
-- `image`: absolute path of the image file;
-- `mask`: path of the mask, `""` when there is none; a mask made of several files (left and right lung) is
-  the paths joined with `";"`, which `urep.data.read_mask` reads as their union;
-- `label`: the class name (strings, lower case except Doppler flow types);
-- `patient`: patient identifier (the unit of every split);
-- `dataset`: the adapter's name;
-- `has_mask`: whether `mask` is set;
-
-followed by task-specific columns. `df.attrs` carries `"root"`, `"skipped"` (a list of `(path, reason)`
-for rows left out with `on_error="skip"`), and `"ignored"` (files in the image folders that do not match the
-layout's naming pattern, reported but not rows).
-
-Every adapter validates what it is given and raises `urep.data.DatasetError` saying what it expected and
-what it found: wrong root, empty folder, labels outside the known set (all listed), and row problems —
-an image or mask file that is missing or unreadable (checked from headers, see `readers.image_shape`), an
-image without its mask when `require_masks=True`, an image and mask of different sizes (both named, when
-`check_sizes=True`). With `on_error="raise"` (default) all row problems are collected first and reported in
-one error (`DatasetError.problems` holds them all); with `on_error="skip"` those rows are left out, listed in
-`df.attrs["skipped"]` and logged as a warning. Nothing is dropped silently.
+Every adapter returns a `pandas.DataFrame`, one row per image, with the columns `image` (absolute path),
+`mask` (`""` when none; several files joined with `";"` are read as their union), `label`, `patient` (the
+unit of every split), `dataset`, `has_mask`, then task-specific columns; `df.attrs` holds `root`, `skipped`
+and `ignored`. Bad input raises `urep.data.DatasetError` listing every problem (`on_error="raise"`), or the
+rows are left out, listed and logged (`on_error="skip"`); nothing is dropped silently (docs/design.md, "Module
+notes").
 """
 
 from __future__ import annotations

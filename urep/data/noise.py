@@ -1,18 +1,9 @@
 """Noise for the denoising pre-processing task: Gaussian, Poisson (shot) and speckle.
 
-All functions take images in `[0, 1]` and return noisy images clipped to `[0, 1]`:
-
-- `gaussian` (level = sigma): `x + N(0, sigma^2)`;
-- `poisson` (level = peak): `Poisson(x * peak) / peak`, so a pixel of value 1 receives `peak` photons on
-  average and the noise standard deviation is `sqrt(x / peak)` (lower peak, more noise);
-- `speckle` (level = sigma): multiplicative, `x + x * N(0, sigma^2)`.
-
-`add_noise` (NumPy) and `tf_add_noise` (TensorFlow stateless ops, for `tf.data`) add the same kinds of noise
-with the same statistics, but from different random generators, so their values differ for the same seed.
-
-Default levels (a choice: the journal's sigma values were lost from its text, the preprint used sigma 0.03):
-Gaussian sigma 0.01, 0.03, 0.05, 0.07, 0.10 (five levels, like the journal's five-column noise table) and
-Poisson with peak 100 (noise std 0.07 at mid-gray). See `DEFAULT_NOISES`.
+Images in `[0, 1]` in, noisy images clipped to `[0, 1]` out: `gaussian` (level = sigma) `x + N(0, sigma^2)`;
+`poisson` (level = peak) `Poisson(x * peak) / peak`, noise std `sqrt(x / peak)`; `speckle` (level = sigma)
+`x + x * N(0, sigma^2)`. `add_noise` (NumPy) and `tf_add_noise` (stateless TensorFlow, for `tf.data`) have the
+same statistics but different generators. `DEFAULT_NOISES`: docs/choices.md, "Noise levels".
 """
 
 from __future__ import annotations

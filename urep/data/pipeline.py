@@ -1,23 +1,10 @@
 """From a dataset table to arrays and batched `tf.data` pipelines, for every task (image, mask, label, noise).
 
-Two routes, one contract (batches of ``(x, y)``, x ``(batch, H, W, C)`` float32):
-
-- **In memory** (`load_arrays` then `make_dataset`): files are decoded and resized in parallel threads (OpenCV
-  releases the GIL) into an `ArraySet`; the preprocessed arrays are cached on disk, keyed by the file list
-  (paths, sizes, modification times) and the preprocessing settings, so the second call is a cache hit.
-  `make_dataset` shuffles *indices* (not images, so the shuffle buffer costs nothing) and gathers elements.
-- **Streaming** (`file_dataset`): for data that does not fit in memory, `tf.data` reads the files with
-  `tf.numpy_function(read_image)` in parallel and can `cache` the decoded images to a file.
-
-Both end in the same tail: per-element augmentation and noise (stateless seeds folded from ``seed`` and the
-element's position in the stream, so each epoch draws anew yet the stream is reproducible), batching,
-per-batch augmentation, normalization of the network input with a fitted `MeanNormalizer`, and prefetch.
-
-Choices made where the papers are silent (each a parameter):
-- The cache holds grayscale ``float32`` images in [0, 1] before normalization (the normalizer is fitted on the
-  training split only, after loading); channels are replicated on load, so one cache serves 1 and 3 channels.
-- Denoising pairs are ``(normalize(noisy), clean)``: the target stays in [0, 1] (see `urep.data.normalization`).
-- Labels are integer class indices (sparse); pass ``num_classes`` for one-hot vectors.
+Two routes, one contract (batches of ``(x, y)``, x ``(batch, H, W, C)`` float32): in memory (`load_arrays` ->
+`ArraySet`, cached on disk, then `make_dataset`) and streaming (`file_dataset`). Both end in per-element
+augmentation and noise with stateless seeds (reproducible, new each epoch), batching, normalization with a
+fitted `MeanNormalizer`, and prefetch. Denoising pairs are ``(normalize(noisy), clean)``; labels are sparse
+unless ``num_classes`` is given. Details: docs/design.md ("Module notes") and docs/choices.md.
 """
 
 from __future__ import annotations

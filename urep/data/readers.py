@@ -1,35 +1,10 @@
 """Read medical images and masks into the arrays every other layer expects.
 
-`read_image` returns a `float32 (H, W)` array in `[0, 1]`, grayscale, from PNG, JPEG, BMP, GIF, TIFF (8 or
-16 bit, one page unless a page is chosen), DICOM (through pydicom) and headerless raw files such as the JSRT
-`.IMG` radiographs. `read_mask` returns a `uint8 (H, W)` array in `{0, 1}`.
-
-Choices made where the papers are silent (each is a parameter or documented below):
-
-- Integer PNG/JPEG/BMP/TIFF pixels are divided by the maximum of their storage type (255 or 65535). A 16-bit
-  file that holds 12-bit data therefore looks dark; convert such files to DICOM or scale them yourself.
-  Floating-point TIFFs are kept when already inside `[0, 1]` and min-max scaled otherwise.
-- Colour files (BGR, BGRA, RGB DICOM, YBR DICOM, palette colour DICOM) become gray with the ITU-R BT.601
-  luma weights (OpenCV `COLOR_RGB2GRAY`); an alpha channel is dropped.
-- DICOM grayscale: the Modality LUT (Rescale Slope/Intercept or a Modality LUT Sequence) is applied, then the
-  VOI LUT or window (Window Center/Width, first view) when present, through `pydicom.pixels`. The result is
-  scaled to `[0, 1]` by the range the standard defines for that output: the window's output range (the full
-  range of the stored bit depth, `BitsStored`, after the rescale) when a window is applied, the LUT's bit
-  depth for a VOI LUT Sequence, and the stored bit depth after the rescale when there is no VOI at all. So a
-  15-bit image is divided by 32767, a 12-bit one by 4095, whatever its `BitsAllocated`. MONOCHROME1 images
-  are inverted last so that air is dark as in MONOCHROME2.
-- Multi-frame DICOM and multi-page TIFF files are refused unless `frame` picks one (0-based).
-- Raw files (`.img`/`.raw`) follow `RawFormat`; the default is the JSRT layout: 2048x2048, 12-bit values in
-  big-endian unsigned 16-bit words, no header, and high values dark (so the reader inverts them). The file
-  size must match exactly, which also catches truncated files.
-- Resizing uses OpenCV bicubic interpolation for images (then clipped back to `[0, 1]`, since bicubic
-  overshoots) and nearest-neighbour for masks. `size` is an int (square) or `(height, width)`.
-- An image larger than `max_pixels()` pixels (default 100 million, environment variable `UREP_MAX_PIXELS`)
-  is refused before its pixels are decoded where the header gives the size (PNG, JPEG, DICOM, raw), so a small
-  "decompression bomb" file cannot exhaust memory; pixels are converted to float32, never float64.
-- A mask is binarized at half its maximum: a pixel is foreground when its value is strictly greater than
-  `max / 2` (so `{0, 255}`, `{0, 1}` and anti-aliased masks all work); an all-zero mask stays all zero.
-  Colour masks use the maximum over channels.
+`read_image` returns a `float32 (H, W)` array in `[0, 1]`, grayscale, from PNG, JPEG, BMP, GIF, TIFF,
+DICOM (through pydicom) and headerless raw files such as the JSRT `.IMG` radiographs (`RawFormat`);
+`read_mask` returns a `uint8 (H, W)` array in `{0, 1}`. `size` is an int (square) or `(height, width)`.
+Multi-frame files need `frame`; images over `max_pixels()` (`UREP_MAX_PIXELS`) are refused before decoding.
+Scaling, colour, DICOM LUTs, resizing and mask binarization: docs/choices.md, "Data".
 """
 
 from __future__ import annotations
@@ -426,8 +401,8 @@ def read_image(
 ) -> np.ndarray:
     """Read one image as grayscale `float32` in `[0, 1]`.
 
-    See the module docstring for how each format is scaled (DICOM rescale, VOI/window, MONOCHROME1
-    inversion, bit depth, colour to gray, raw JSRT files).
+    How each format is scaled (DICOM rescale, VOI/window, MONOCHROME1 inversion, bit depth, colour to gray,
+    raw JSRT files): docs/choices.md, "Data".
 
     Args:
         path: image file (PNG, JPEG, BMP, GIF, TIFF, DICOM, or raw `.img`/`.raw`).

@@ -1,18 +1,9 @@
 """Per-image intensity standardisation across sites (OpenCV), applied before the mean normalization.
 
-Images from different hospitals differ in exposure and contrast; a model trained on one site's histogram
-transfers poorly to another's. `standardize_image` maps one image in [0, 1] to [0, 1] with one of:
-
-- `none`: unchanged (the papers' reading: mean normalization only).
-- `zscore`: per-image z-score `z = (x - mean) / std`, clipped to `[-zscore_clip, zscore_clip]` and mapped
-  affinely to [0, 1] (`z / (2 * zscore_clip) + 0.5`), so that denoising targets, noise models and intensity
-  augmentation keep their [0, 1] contract. Before clipping the mapped image has mean 0.5 and standard
-  deviation `1 / (2 * zscore_clip)`.
-- `histeq`: global histogram equalization on 256 levels (`cv2.equalizeHist`).
-- `clahe`: contrast-limited adaptive histogram equalization (`cv2.createCLAHE`, `clip_limit`,
-  `tile_grid` x `tile_grid` tiles).
-
-Each channel is processed alone. A constant image (std < 1e-6) is returned unchanged by `zscore`.
+`standardize_image` maps one image in [0, 1] to [0, 1], each channel alone: `none` (the papers' reading),
+`zscore` (per-image z-score clipped to `[-zscore_clip, zscore_clip]`, mapped by `z / (2 * zscore_clip) + 0.5`;
+a constant image is returned unchanged), `histeq` (`cv2.equalizeHist`, 256 levels) or `clahe`
+(`cv2.createCLAHE`, `clip_limit`, `tile_grid` x `tile_grid` tiles). Measurements: docs/real_data.md.
 """
 
 from __future__ import annotations

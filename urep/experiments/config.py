@@ -846,6 +846,18 @@ def find_config(name_or_path: str | os.PathLike) -> Path:
     )
 
 
+def read_yaml(file: str | os.PathLike) -> Any:
+    """The parsed YAML of `file` (every urep config reader uses this one).
+
+    Raises:
+        ConfigError: not valid YAML, naming the file.
+    """
+    try:
+        return yaml.safe_load(Path(file).read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"not valid YAML: {err}", "", file) from err
+
+
 def list_configs() -> list[str]:
     """Names of the configs shipped with urep (`urep/experiments/configs/*.yaml`)."""
     folder = resources.files(CONFIG_PACKAGE)
@@ -875,10 +887,7 @@ def load_config(
             data folder; the message names the key path and the file.
     """
     file = find_config(path)
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"not valid YAML: {err}", "", file) from err
+    raw = read_yaml(file)
     if overrides:
         raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides, str(file))
     config = parse_config(raw, file)
@@ -901,10 +910,7 @@ def load_any(
         FileNotFoundError, ConfigError: as `load_config`.
     """
     file = find_config(path)
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"not valid YAML: {err}", "", file) from err
+    raw = read_yaml(file)
     if isinstance(raw, dict) and "parts" in raw:
         suite = build(SuiteConfig, raw, "", file)
         object.__setattr__(suite, "path", str(file))

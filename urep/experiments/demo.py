@@ -1,20 +1,11 @@
 """`urep demo`: both papers' pipelines on freshly generated phantoms, on a CPU, in minutes.
 
-1. CXR U-Rep 1 (`cxr_heterogeneous_phantom`): a denoising CDAE source on CXR phantoms, lung segmentation and
-   abnormality classification heads fine-tuned with the independent, alternating and joint strategies, the
-   baseline (separate denoiser + separate models), McNemar/Wilcoxon tests, Grad-CAM with the energy inside
-   the lung masks, and journal Tables 3-4 with the paper's numbers beside ours.
-2. Doppler U-Rep 2 (`doppler_heterogeneous_phantom`): a dilated CNN supervised on flow type, envelope
-   segmentation, quality and flow heads, the recommendation merging flow and quality, Grad-CAM, and journal
-   Tables 7-8.
+1. CXR U-Rep 1 (`cxr_heterogeneous_phantom`): a CDAE source, lung segmentation and abnormality heads with every
+   strategy, the baseline, paired tests, Grad-CAM energy inside the lungs, journal Tables 3-4 beside ours.
+2. Doppler U-Rep 2 (`doppler_heterogeneous_phantom`): a dilated CNN source, envelope segmentation, quality
+   and flow heads, the recommendation, Grad-CAM, journal Tables 7-8.
 
-Profiles (wall times measured on an otherwise idle 2-core CPU, TF 2.21; the README has the details):
-- `quick`: CXR 48x48 (32 patients per phantom set), Doppler 32x32 (24 patients x 4 images), up to 25 epochs
-  of batches of 8, no cross-validation; the Doppler part uses the independent strategy only and no baseline.
-  93 s (target: under 3 minutes).
-- `full`: CXR and Doppler 48x48 on the phantom configs' data, up to 30 epochs of batches of 8, 2-fold
-  cross-validation, every strategy and the baselines in both parts. 8.9 min (target: under 15 minutes).
-- `tiny`: the smallest run that exercises every stage (tests).
+Profiles `quick`, `full` and `tiny` (tests): docs/design.md ("Module notes"); times: docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
-"""Test-set evaluation of trained task models: predictions, metrics under urep's metric names, fold summaries,
-fold ensembles and the paired tests between methods.
+"""Test-set evaluation of trained task models: predictions, metrics, fold summaries, fold ensembles, paired tests.
 
-Metric names of the tables (`urep.experiments.paper_numbers`): classification `accuracy, balanced_accuracy,
-auc, fraction_positive, max_predicted_fraction, sensitivity, specificity, precision, f1, mcc` (from
-`urep.metrics.classification_metrics`); segmentation `accuracy`
-(= pixel accuracy), `f1` (= Dice, the F-score of the pixels), `iou`, `dice`, `precision`, `recall`,
-`hausdorff`, `avg_hausdorff` (from `urep.metrics.segmentation_metrics`, per-image means), and `iou_pooled`,
-`dice_pooled` (soft) and `iou_pooled_05`, `dice_pooled_05` (thresholded at 0.5), pooled over the test set as
-the authors' public code computes them (`urep.metrics.pooled_overlap`).
-
-Paired tests (the journal: McNemar, p < 0.05): classification methods are compared with McNemar's test on
-per-image correctness; segmentation methods (where per-image correctness is not defined) with Wilcoxon's
-signed-rank test on per-image IoU. Both use the fold ensemble's predictions when cross-validated (the paper
-does not say which of its fold models it tested).
+Metrics use urep's names (classification from `urep.metrics.classification_metrics`, segmentation per-image
+means from `urep.metrics.segmentation_metrics` plus pooled overlaps from `urep.metrics.pooled_overlap`; the
+list: docs/design.md, "Module notes"). Paired tests: McNemar on per-image correctness (classification),
+Wilcoxon signed-rank on per-image IoU (segmentation), on the fold ensemble's predictions when
+cross-validated (docs/choices.md, "Paired tests").
 """
 
 from __future__ import annotations
@@ -23,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["predict", "task_metrics", "summarise_method", "paired_tests"]
+__all__ = ["predict", "task_metrics", "summarise_method", "out_of_fold_metrics", "paired_tests"]
 
 CLASSIFICATION_KEYS = ("accuracy", "balanced_accuracy", "auc", "fraction_positive", "max_predicted_fraction",
                        "sensitivity", "specificity", "precision", "f1", "mcc")
@@ -117,6 +109,33 @@ def summarise_method(kind: str, truth: np.ndarray, fold_outputs: list[np.ndarray
     ensemble = task_metrics(kind, truth, np.mean(fold_outputs, axis=0), classes)
     return {"metrics": means, "std": stds, "folds": folds, "ensemble": ensemble, "n_test": int(len(truth)),
             "constant_predictions": constant}
+
+
+def out_of_fold_metrics(kind: str, truth: np.ndarray, validation: list[tuple[np.ndarray, np.ndarray]],
+                        classes: tuple[str, ...] = ()) -> dict | None:
+    """In-domain metrics: every fold model on its own validation patients, pooled over the folds.
+
+    With k-fold cross-validation every training-pool image is scored once, by the model that did not train on
+    it (out-of-fold); without folds it is the single validation split. The validation images also chose the
+    epoch (early stopping), so these numbers are slightly optimistic.
+
+    Args:
+        kind: task kind.
+        truth: targets of the whole training pool (`(N,)` labels or `(N, H, W, 1)` masks).
+        validation: per fold, `(pool indices, outputs on those images)`.
+        classes: class names.
+
+    Returns:
+        `{"metrics": {m: v}, "n": images scored, "folds": number of folds}`, or None without validation outputs.
+    """
+    if not validation:
+        return None
+    index = np.concatenate([np.asarray(i, dtype=np.int64) for i, _ in validation])
+    outputs = np.concatenate([o for _, o in validation])
+    if len(index) != len(outputs):
+        raise ValueError(f"out-of-fold metrics: {len(index)} validation indices but {len(outputs)} outputs")
+    return {"metrics": task_metrics(kind, truth[index], outputs, classes), "n": int(len(index)),
+            "folds": len(validation)}
 
 
 def ensemble_outputs(fold_outputs: list[np.ndarray]) -> np.ndarray:

@@ -1,31 +1,10 @@
 """MultiMix experiments: `experiment: multimix` and `experiment: urep_vs_multimix`.
 
-`multimix` trains each configured MultiMix variant (the paper's Table 2 ablations) at each label budget and
-tests it in-domain (the held-out patients of the segmentation and classification sources) and cross-domain
-(`multimix.cross_domain_segmentation` / `cross_domain_classification`, every image of those sources).
-
-`urep_vs_multimix` also trains U-Rep on the *same* splits and label budgets: the source representation once
-(on the training patients of `source.data`, no labels), then its heads with every configured strategy on the
-budget's labelled images only; both are scored with the same functions
-(`urep.metrics.classification_scores` / `segmentation_scores`) and compared with McNemar's test on
-per-image correctness (classification) and the Wilcoxon signed-rank test on per-image Dice (segmentation).
-
-Choices where the paper is silent (documented here and in the configs):
-- One patient-level split per data source (`split`, through `UrepPipeline.load_data`), shared by both
-  methods; the validation patients select MultiMix's best epoch and stop the U-Rep heads early.
-- A budget draws its labelled images from the training patients with `urep.data.splits.label_budget`
-  (classification stratified by class, seed = the experiment seed); the other training images are MultiMix's
-  unlabelled pool. With `all` nothing is left unlabelled, so the labelled images also serve as the unlabelled
-  pool (FixMatch and the KL term then act as consistency regularisers on the labelled images).
-- SSIM compares the binarised predicted mask with the reference mask (as `evaluate_multimix`), for both
-  methods; the U-Rep source's own reconstruction SSIM is in the denoising table.
-- On `--resume`, U-Rep's finished phases are restored from their checkpoints; MultiMix variants are trained
-  again (`train_multimix` has no mid-training resume).
-
-Results (`results.json`): `data` (sample sizes, labelled/unlabelled counts per budget), `multimix.runs` (one
-entry per model x budget: `model`, `method`, `setting` such as `cls=100,seg=10`, `in_domain`/`cross_domain`
-metrics with their sample sizes), `statistics` (paired tests), `models` (times, parameters, histories),
-`denoising` (U-Rep source). `urep.experiments.report` rebuilds every table from these.
+`multimix` trains each configured MultiMix variant (Haque et al. 2021, Table 2 ablations) at each label budget
+and tests it in-domain and cross-domain. `urep_vs_multimix` also trains U-Rep on the same splits and budgets
+(source once, heads per budget) and compares both with the same scores, McNemar (classification) and Wilcoxon
+on per-image Dice (segmentation). Results go to `results.json` (`data`, `multimix.runs`, `statistics`,
+`models`, `denoising`; docs/design.md, "Module notes"); choices: docs/choices.md, "MultiMix against U-Rep".
 """
 
 from __future__ import annotations

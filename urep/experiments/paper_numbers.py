@@ -1,19 +1,9 @@
 """Every number the papers report, as data, so reports can print them beside the measured ones.
 
-Sources (full texts in the project's shared `papers/` folder):
-- `journal`: Zamzmi, Rajaraman, Antani, "UMS-Rep: Unified modality-specific representation for efficient
-  medical image analysis" (journal version), Tables 1-10.
-- `preprint`: Zamzmi, Rajaraman, Antani, "Unified representation (U-Rep) ..." preprint, Tables 1-5.
-- `multimix`: Haque et al., "MultiMix: Sparingly-supervised, extreme multitask learning from medical images",
-  ISBI 2021, Table 2 (only the rows whose model can be told from the garbled text extraction: U-Net, Enc,
-  EncSSL and MultiMix; the MultiMix `cls=full, seg=full` row is missing from the text).
-
-Naming: `method` is a fine-tuning strategy (`independent`, `alternating`, `joint`), `baseline` (the
-journal's separate models), `urep` / `traditional` (the preprint's two approaches), `proposed` (cost tables)
-or a model name (MultiMix table). `task` is the task's id (`lung_segmentation`, `bacterial_vs_normal`, ...;
-`source`, `denoiser` and `total` in cost tables). Metric names are urep's: `accuracy`, `f1`, `iou`, `mcc`,
-`auc`, `sensitivity`, `precision`, `psnr`, `ssim`, `ms_ssim`, `minutes`, `seconds`, `params`, `val_loss`,
-`val_accuracy`, `dice`, `hausdorff`, `f1_normal`, `f1_pneumonia`.
+Sources: `journal` (Zamzmi, Rajaraman, Antani, "UMS-Rep: Unified modality-specific representation for
+efficient medical image analysis", Tables 1-10), `preprint` ("Unified representation (U-Rep) ...", Tables 1-5)
+and `multimix` (Haque et al., ISBI 2021, Table 2, the rows readable from its text). Rows are keyed by
+`method`, `task` and urep's metric names (docs/design.md, "Module notes").
 """
 
 from __future__ import annotations

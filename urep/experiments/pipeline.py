@@ -1,28 +1,10 @@
 """The U-Rep pipeline of one experiment: source representation -> heads with each strategy -> baselines ->
 statistics -> derivable tasks (Grad-CAM, recommendation) -> saved models.
 
-One code path serves both papers' pipelines: U-Rep 1 (CXR, `source.kind: cdae`, unsupervised denoising
-source) and U-Rep 2 (Doppler, `source.kind: dilated_cnn`, supervised on the task with most labels); the
-preprint's third option, a residual super-resolution source (`source.kind: super_resolution`, see
-`SourceConfig.scale`), runs through the same path with reconstruction metrics in place of denoising. Every
-model, baselines included, trains through `urep.training` (`train_model` / `finetune`) so times and
-parameter counts are comparable. Inputs are mean-normalised with the normalizer fitted on the source's
-training split (`normalizer.json`); denoising targets and metrics stay in [0, 1].
-
-Choices where the papers are silent (each is a config parameter or documented here):
-- Each data source is split once by patient (70/20/10, `split`); the source representation trains on the
-  70% and validates on the 20%, and a task without `test_data` is tested on the same 10%, so no test
-  patient is ever seen by the source (U-Rep 2 trains its source and its heads on the same Doppler set).
-- With cross-validation, each fold's held-out patients are that fold's validation set (early stopping); the
-  test set is `test_data`, or else the `split` test fraction of the task's data, held out before the folds.
-- Every strategy and every fold starts from a fresh copy of the trained source weights.
-- The baseline's inputs pass through the separate denoiser when `baseline.denoise_inputs` (journal 4.1.1);
-  that denoiser is the trained source CDAE (same architecture, data and seed), not a second training.
-- The denoising table adds classical references (`source.references`) on the same noisy test images.
-- The models saved for `urep explain` / `urep recommend` are fold 0's of the first configured strategy.
-- `cross_stitch` (soft sharing, Misra et al. 2016) starts from the same assembly as the other strategies:
-  each fold's hard-sharing assembly is turned into its cross-stitch twin (one copy of the trained encoder per
-  task, the same heads), which is trained and tested; its results go into the same tables.
+One code path (`UrepPipeline`) for U-Rep 1 (`source.kind: cdae`), U-Rep 2 (`dilated_cnn`) and the
+super-resolution source; every model trains through `urep.training`. Inputs are mean-normalised with the
+normalizer fitted on the source's training split (`normalizer.json`); denoising targets and metrics stay in
+[0, 1]. Splits, folds, baseline denoiser and saved models: docs/choices.md, "Experiments".
 """
 
 from __future__ import annotations
@@ -36,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from urep.experiments.config import ExperimentConfig, TaskConfig, TrainSettings
-from urep.experiments.evaluation import ensemble_outputs, paired_tests, predict, summarise_method
+from urep.experiments.evaluation import (
+    ensemble_outputs,
+    out_of_fold_metrics,
+    paired_tests,
+    predict,
+    summarise_method,
+)
 from urep.experiments.sources import (
     TaskArrays,
     load_sources,
@@ -89,12 +77,17 @@ class TaskData:
     def truth(self) -> np.ndarray:
         return self.test.labels if self.config.kind == "classification" else self.test.masks
 
+    def pool_truth(self) -> np.ndarray:
+        return self.pool.labels if self.config.kind == "classification" else self.pool.masks
+
 
 @dataclass
 class MethodOutputs:
-    """Test outputs of one method on one task, per fold."""
+    """Outputs of one method on one task, per fold: on the test set, and on the fold's validation patients
+    (`(pool indices, outputs)`, for the in-domain out-of-fold metrics)."""
 
     folds: list[np.ndarray] = field(default_factory=list)
+    validation: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
 class UrepPipeline:
@@ -553,7 +546,10 @@ class UrepPipeline:
             for name, data in self.task_data.items():
                 model = assembly.task_model(name)
                 out = predict(model, self._norm(data.test.images))
-                self.outputs.setdefault(name, {}).setdefault(strategy, MethodOutputs()).folds.append(out)
+                outputs = self.outputs.setdefault(name, {}).setdefault(strategy, MethodOutputs())
+                outputs.folds.append(out)
+                val_index = data.folds[fold][1]
+                outputs.validation.append((val_index, predict(model, self._norm(data.pool.images[val_index]))))
                 if fold == 0:
                     self.saved_models[f"{strategy}/{name}"] = model
         for name in self.task_data:
@@ -564,8 +560,12 @@ class UrepPipeline:
         entry = self.results["tasks"].setdefault(task, {
             "kind": data.config.kind, "paper_task": data.config.paper_task, "classes": list(data.config.classes),
             "methods": {}})
-        entry["methods"][method] = summarise_method(data.config.kind, data.truth(), self.outputs[task][method].folds,
+        outputs = self.outputs[task][method]
+        entry["methods"][method] = summarise_method(data.config.kind, data.truth(), outputs.folds,
                                                     data.config.classes)
+        in_domain = out_of_fold_metrics(data.config.kind, data.pool_truth(), outputs.validation, data.config.classes)
+        if in_domain is not None:
+            entry["methods"][method]["in_domain"] = in_domain
         for flag in entry["methods"][method].get("constant_predictions", []):
             message = (f"WARNING: {task} / {method} fold {flag['fold']} predicts '{flag['class']}' for "
                        f"{flag['predicted_fraction']:.0%} of the {flag['n']} test images (true share "
@@ -608,7 +608,9 @@ class UrepPipeline:
                     strategy_name="baseline", metrics=accuracy_metric(data.config.kind))
                 self._record(result, "baseline", "baseline", name, fold)
                 out = predict(model, self._norm(tests[name].images))
-                self.outputs.setdefault(name, {}).setdefault("baseline", MethodOutputs()).folds.append(out)
+                outputs = self.outputs.setdefault(name, {}).setdefault("baseline", MethodOutputs())
+                outputs.folds.append(out)
+                outputs.validation.append((val_index, predict(model, x[val_index])))
                 if fold == 0:
                     self.saved_models[f"baseline/{name}"] = model
             self._summarise(name, "baseline")

@@ -1,14 +1,9 @@
 """Simple references computed in the same run as U-Rep, on the same folds and the same test set.
 
-Classification: the majority class of the fold's training images, and PCA + logistic regression
-(scikit-learn) on the raw images downsampled with OpenCV. Segmentation: the mean-mask prior (the mean
-training mask thresholded at 0.5, predicted for every test image) and a standard U-Net with skip connections
-(`urep.models.unet`) trained like the baselines (`training.baseline`, the pipeline's batches and training
-entry point). Settings: `ExperimentConfig.references`.
-
-Results go to `results["tasks"][TASK]["references"][METHOD]`, with the structure of `summarise_method`
-(`metrics`, `std`, `folds`, `ensemble`, `n_test`); trained U-Nets are listed in `results["models"]` with role
-`reference`. `reference_rows` / `standing_sentences` give the report's rows and sentences.
+Classification: the majority class and PCA + logistic regression (scikit-learn) on downsampled raw images.
+Segmentation: the mean-mask prior and a standard U-Net (`urep.models.unet`) trained like the baselines.
+Settings: `ExperimentConfig.references`. Results: `results["tasks"][TASK]["references"][METHOD]` (as
+`summarise_method`); `reference_rows` / `standing_sentences` give the report's rows and sentences.
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from urep.experiments.evaluation import predict, summarise_method
+from urep.experiments.evaluation import out_of_fold_metrics, predict, summarise_method
 
 if TYPE_CHECKING:
     from urep.experiments.config import ExperimentConfig
@@ -114,8 +109,8 @@ def unet_enabled(config: ExperimentConfig) -> bool:
 
 
 def _unet(pipeline: UrepPipeline, task_name: str, fold: int, train_index: np.ndarray,
-          val_index: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Train one U-Net like the segmentation baseline and return its test outputs."""
+          val_index: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Train one U-Net like the segmentation baseline; return its outputs on the test and validation images."""
     from urep import models
     from urep.experiments.pipeline import LOSSES, accuracy_metric
     from urep.training.loop import train_model
@@ -136,7 +131,7 @@ def _unet(pipeline: UrepPipeline, task_name: str, fold: int, train_index: np.nda
         n_train=int(len(train_index)), run=pipeline.manager, phase=f"reference_unet/fold{fold}/{task_name}",
         strategy_name="reference_unet", metrics=accuracy_metric("segmentation"))
     pipeline._record(result, "reference", "unet", task_name, fold)
-    return predict(model, pipeline._norm(data.test.images))
+    return predict(model, pipeline._norm(data.test.images)), predict(model, x[val_index])
 
 
 def run_references(pipeline: UrepPipeline) -> None:
@@ -149,32 +144,44 @@ def run_references(pipeline: UrepPipeline) -> None:
     for name, data in pipeline.task_data.items():
         kind = data.config.kind
         methods: dict[str, list[np.ndarray]] = {}
+        validation: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         x = y = None
         for fold, (train_index, val_index) in enumerate(data.folds):
-            pool, n_test = data.pool, len(data.test)
+            pool, n_test, n_val = data.pool, len(data.test), len(val_index)
+            found: list[tuple[str, np.ndarray, np.ndarray]] = []  # (method, test outputs, validation outputs)
             if kind == "classification":
                 n_classes = len(data.config.classes)
                 if refs.majority:
-                    methods.setdefault("majority", []).append(
-                        majority_probabilities(pool.labels[train_index], n_classes, n_test))
+                    both = majority_probabilities(pool.labels[train_index], n_classes, n_test + n_val)
+                    found.append(("majority", both[:n_test], both[n_test:]))
                 if refs.pca_logistic:
-                    methods.setdefault("pca_logistic", []).append(pca_logistic_probabilities(
-                        pool.images[train_index], pool.labels[train_index], data.test.images, n_classes,
-                        refs.pca_components, refs.pca_size, pipeline.config.seed))
+                    both = pca_logistic_probabilities(
+                        pool.images[train_index], pool.labels[train_index],
+                        np.concatenate([data.test.images, pool.images[val_index]]), n_classes,
+                        refs.pca_components, refs.pca_size, pipeline.config.seed)
+                    found.append(("pca_logistic", both[:n_test], both[n_test:]))
             elif kind == "segmentation":
                 if refs.mean_mask:
-                    methods.setdefault("mean_mask", []).append(mean_mask_prediction(pool.masks[train_index], n_test))
+                    both = mean_mask_prediction(pool.masks[train_index], n_test + n_val)
+                    found.append(("mean_mask", both[:n_test], both[n_test:]))
                 if train_unet:
                     if x is None:
                         x, y = pipeline._norm(pool.images), data.targets(pool)
-                    methods.setdefault("unet", []).append(_unet(pipeline, name, fold, train_index, val_index, x, y))
+                    found.append(("unet", *_unet(pipeline, name, fold, train_index, val_index, x, y)))
+            for method, test_out, val_out in found:
+                methods.setdefault(method, []).append(test_out)
+                validation.setdefault(method, []).append((val_index, val_out))
         if not methods:
             continue
         entry = pipeline.results["tasks"].setdefault(name, {
             "kind": kind, "paper_task": data.config.paper_task, "classes": list(data.config.classes),
             "methods": {}})
-        entry["references"] = {method: summarise_method(kind, data.truth(), outputs, data.config.classes)
-                               for method, outputs in methods.items()}
+        entry["references"] = {}
+        for method, outputs in methods.items():
+            summary = summarise_method(kind, data.truth(), outputs, data.config.classes)
+            summary["in_domain"] = out_of_fold_metrics(kind, data.pool_truth(), validation[method],
+                                                       data.config.classes)
+            entry["references"][method] = summary
         logger.info("task %s: references %s", name, ", ".join(methods))
 
 

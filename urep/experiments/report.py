@@ -1,14 +1,8 @@
 """Tables of a run, laid out like the papers' tables, with the papers' numbers in adjacent columns.
 
-Everything here reads only the results dict (`results.json`) and `urep.experiments.paper_numbers`, so
-`urep report RUN_DIR` rebuilds byte-identical tables from a finished run.
-
-The results dict (written by `urep.experiments.runner`) holds, among others:
-`config` (the resolved config as plain data), `tasks[TASK]["methods"][METHOD]` with `metrics` (fold means
-when cross-validated), `std`, `folds`, `ensemble`; `models` (one entry per trained model: role, task, method,
-seconds, parameters, history); `denoising` (one entry per noise level); `super_resolution` (a super-resolution
-source's restoration, one entry per scale); `statistics` (paired tests); `data`
-(sample sizes); `recommendation`; `explain`.
+Everything here reads only the results dict (`results.json`, written by `urep.experiments.runner`; its keys:
+docs/design.md, "Module notes") and `urep.experiments.paper_numbers`, so `urep report RUN_DIR` rebuilds
+byte-identical tables from a finished run.
 """
 
 from __future__ import annotations
@@ -601,6 +595,30 @@ def references_table(results: dict) -> Table | None:
     return out
 
 
+def in_domain_table(results: dict) -> Table | None:
+    """Every method and reference on the training pool's validation patients (in-domain, out-of-fold)."""
+    out = Table("in_domain", "In-domain validation: each fold model on its own held-out training patients",
+                ["Task", "Method", "Acc", "BalAcc", "AUC", "IoU", "Dice", "N", "Folds"])
+    for task in results["config"]["tasks"]:
+        entry = results.get("tasks", {}).get(task["name"], {})
+        rows = [(STRATEGY_LABELS.get(m, m), e) for m, e in entry.get("methods", {}).items()]
+        rows += [(_reference_label(m), e) for m, e in (entry.get("references") or {}).items()]
+        for label, method_entry in rows:
+            in_domain = method_entry.get("in_domain")
+            if not in_domain:
+                continue
+            metrics = in_domain["metrics"]
+            out.add(task["name"], label, *[metrics.get(k) for k in ("accuracy", "balanced_accuracy", "auc", "iou",
+                                                                     "dice")], in_domain["n"], in_domain["folds"])
+    if not out.rows:
+        return None
+    out.notes.append("Out-of-fold: with k folds every training-pool image is scored once, by the fold model that "
+                     "did not train on it (one fold: the single validation split). These images also chose each "
+                     "model's epoch (early stopping on the validation loss), so the numbers are slightly "
+                     "optimistic; the test-set tables above are the unbiased ones.")
+    return out
+
+
 _BUILDERS = {
     "performance": performance_table, "cost": cost_table, "training": training_table,
     "comparison": comparison_table, "denoising": denoising_table, "multimix": multimix_table,
@@ -637,7 +655,8 @@ def build_tables(results: dict) -> list[Table]:
         builder = _BUILDERS.get(paper.kind)
         if builder is not None:
             tables.append(builder(paper, results))
-    tables += [t for t in (references_table(results), segmentation_overlap_table(results)) if t is not None]
+    tables += [t for t in (references_table(results), segmentation_overlap_table(results), in_domain_table(results))
+               if t is not None]
     if results["config"]["tasks"] and results.get("tasks"):
         tables.append(metrics_table(results))
     for extra in (super_resolution_table, transfer_table, label_budget_table, seed_summary_table, ensemble_table,

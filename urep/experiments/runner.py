@@ -1,13 +1,9 @@
-"""Run an experiment config into a run directory: `config.yaml`, `log.txt`, `results.json`, `tables/`,
-`figures/`, `models/`, `normalizer.json` (layout: docs/design.md, "Run directory layout").
+"""Run an experiment config into a run directory (layout: docs/design.md, "Run directory layout").
 
-`run_experiment` validates everything it can before creating the run directory (`preflight`: data folders,
-adapters and manifests, task rows, that the source model can be built at `image_size`), so a user error
-leaves no folder behind. It refuses a non-empty run directory unless `overwrite` (start again; only a folder
-carrying urep's run marker is deleted) or `resume` (phases already trained are restored from their
-checkpoints and skipped; interrupted ones continue). `resume` is refused when the run's fingerprint
-(`fingerprint.json`: resolved config minus cosmetic keys, data manifests' hashes, urep version) differs from
-the one stored. Every file is written atomically (`urep.io`).
+`run_experiment` validates everything it can (`preflight`) before creating the run directory, so a user error
+leaves no folder behind. It refuses a non-empty run directory unless `overwrite` (start again; only a urep run
+folder is deleted) or `resume` (finished phases restored from checkpoints; refused when the run's
+`fingerprint.json` differs). Every file is written atomically (`urep.io`).
 """
 
 from __future__ import annotations

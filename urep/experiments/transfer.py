@@ -1,22 +1,10 @@
 """The empirical pairing experiment (`experiment: pairwise_transfer`): is sharing good for each pair of tasks?
 
-U-Rep shares its representation only between related tasks, and joint training of unrelated tasks can hurt
-them (negative transfer). This experiment measures it instead of assuming it: the source representation is
-trained once (as in a `urep` experiment), then every task is fine-tuned alone and every unordered pair of
-tasks jointly (`urep.training.strategies.joint`: whole network, one loss, fixed `loss_weight`s), each time
-from the same trained source weights and on the same patient-level split, and each task is scored on its test
-set. `urep.relatedness.run_pairwise_transfer` turns the scores into a transfer matrix (gain of the row task
-from the column partner; positive = positive transfer), written to `results.json` (`transfer`),
-`tables/transfer_matrix.md|csv` (by the report) and `figures/transfer_matrix.png`.
-
-Choices (documented here, the papers give no protocol):
-
-- Training alone uses the joint strategy with one task (encoder and head fine-tuned), so alone and paired
-  runs differ only in the partner.
-- The score is the test metric of the task kind: accuracy for classification, IoU for segmentation
-  (`TRANSFER_METRICS`; both higher is better).
-- Cross-validation folds are not used: every run trains on fold 0's training part and stops on its
-  validation part (with `cross_validation.folds: 0`, the `split` train/val fractions).
+The source is trained once; then every task is fine-tuned alone and every unordered pair jointly
+(`urep.training.strategies.joint`), each from the same source weights and split, and scored on its test set.
+`urep.relatedness.run_pairwise_transfer` turns the scores into a transfer matrix (gain of the row task from
+the column partner), written to `results.json` (`transfer`), `tables/transfer_matrix.md|csv` and
+`figures/transfer_matrix.png`. Protocol choices: docs/choices.md, "Pairwise transfer".
 """
 
 from __future__ import annotations

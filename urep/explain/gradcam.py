@@ -1,22 +1,9 @@
 """Visual explanation of classification heads: Grad-CAM, Grad-CAM++ and Score-CAM through tf-keras-vis.
 
-The papers' derivable task 1 (preprint Fig. 6; journal Fig. 8): class activation maps of a classification head
-computed on the last layer of the shared encoder, found **by name** (`encoder_out` in every urep backbone),
-never by index.
-
-Nested and multi-output models. Heads may be Functional models that call the encoder as a sub-model, and a
-fused multi-task model has dict outputs. tf-keras-vis looks the layer up recursively but then asks for the
-inner layer's output tensor, which lives in the sub-model's own graph ("graph disconnected"). So the model is
-first reduced to the chosen output (`task`) and **flattened**: `keras.models.clone_model` re-runs the graph
-with the *same* layer objects (`clone_function=lambda layer: layer`, so the same weights) and a
-`call_function` that inlines every nested Functional or Sequential model, giving one flat graph in which
-`layer_name` is a top-level layer. tf-keras-vis then clones that flat model (`clone=True`), replaces the
-output activation by a linear one (`ReplaceToLinear`, so scores are logits) and computes the map — the
-caller's model is never modified. When the named layer is called several times in the chosen output's graph,
-the last call is used.
-
-The named layer itself is used (`seek_penultimate_conv_layer=False`): in urep backbones `encoder_out` is the
-ReLU after the last convolution, i.e. the rectified feature maps Grad-CAM is defined on.
+The papers' derivable task 1 (preprint Fig. 6; journal Fig. 8): class activation maps computed on the last
+layer of the shared encoder, found by name (`encoder_out` in every urep backbone), never by index. Nested and
+multi-output models are first reduced to the chosen output and flattened with the same layers (same weights);
+the caller's model is never modified (docs/design.md, "Module notes").
 """
 
 from __future__ import annotations

@@ -1,18 +1,8 @@
 """Doppler recommendation: merge the flow-type and quality heads into "usable" / "exclude" per image.
 
-The papers' derivable task 2 (preprint, U-Rep 2 results and Fig. 7; journal Fig. 9): "a recommendation
-generated based on combining the outputs of the flow classification and quality assessment tasks ... used to
-decide if the image is suitable for further analysis. For example, the echocardiographer manually excludes
-low-quality TR flow images with unclear envelopes from further analysis."
-
-The papers give that one rule and no thresholds, so the decision is a **rule table** (data, not code):
-
-* rules are checked in order and the first whose `flow` and `quality` both match decides; each names class
-  names (a string, a list of them, or `"*"` for any) and a `decision` with a `reason`;
-* when no rule matches, `default` decides (reason "no rule matched");
-* optional `threshold`: when the top probability of either head is below it, the image is excluded with
-  reason "uncertain ..." before any rule is consulted (the papers do not use one; default off).
-
+The papers' derivable task 2 (preprint Fig. 7; journal Fig. 9) gives one rule and no thresholds, so the
+decision is a rule table (`RecommendationRules`): rules are checked in order, the first whose `flow` and
+`quality` both match decides, else `default`; an optional `threshold` excludes uncertain images first.
 `DEFAULT_RULES` is the papers' rule: exclude low-quality TR, everything else usable.
 """
 

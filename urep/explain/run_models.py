@@ -1,15 +1,7 @@
 """Read (and write) the trained task models of a run directory, as `urep explain` / `urep recommend` need them.
 
-Layout (docs/design.md, "Run directory layout"):
-
-```
-RUN_DIR/normalizer.json        MeanNormalizer.to_dict() of the training split
-RUN_DIR/models/manifest.json   {"tasks": {TASK: {"path": "models/STRATEGY/TASK.keras", "kind": ...,
-                                "classes": [...], "image_size": [H, W], "channels": C, "strategy": ...,
-                                "gradcam_layer": "encoder_out"}}, "recommendation": {...rule table...}}
-```
-
-Task paths are relative to RUN_DIR. Models are loaded lazily (`RunModels.model(task)`) with
+`RUN_DIR/normalizer.json` and `RUN_DIR/models/manifest.json` (layout: docs/design.md, "Run directory
+layout"); task paths are relative to RUN_DIR. Models are loaded lazily (`RunModels.model(task)`) with
 `keras.saving.load_model(compile=False)`.
 """
 

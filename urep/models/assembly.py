@@ -1,13 +1,9 @@
 """The multi-task assembly: one shared encoder (UMS-Rep) and any number of named task heads.
 
-Heads are built on the encoder's output tensor, so every task model shares the encoder's layers and
-variables, and a head can be added at any time with one call (the journal's "on-the-fly" heads, section
-3.2). `fused_model()` gathers all heads in one inference model: the encoder runs once per batch.
-
-Freezing (`freeze_shared`) sets `trainable = False` on every encoder layer. In Keras 3 that also makes a
-frozen `BatchNormalization` layer run in inference mode (moving statistics used and left unchanged, even
-when the model is called with `training=True`), which is what the independent strategy wants: the shared
-representation does not move at all. Heads stay trainable.
+Every task model shares the encoder's layers and variables; a head can be added at any time with one call
+(journal, section 3.2). `fused_model()` gathers all heads in one inference model (the encoder runs once per
+batch). `freeze_shared()` makes the encoder untrainable, batch-normalization statistics included; heads stay
+trainable. Notes: docs/design.md, "Module notes".
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """U-Rep 1: the convolutional denoising autoencoder (CDAE) trained once on a modality's unlabeled images.
 
-Journal (UMS-Rep) section 4.1.1 and Fig. 6; preprint "U-Rep 1": an encoder of four 3x3 convolutions with
-stride 2 (no pooling), batch normalization and ReLU; a symmetric decoder with upsampling layers; MSE
-loss; RMSprop. The papers report 800,067 parameters (journal Table 4) but not the filter counts.
-
-How the default widths were chosen (reproducible with `cdae_parameter_count` / `closest_constant_width`):
-the count of this layout (every convolution with a bias, batch normalization counted with its four
-per-channel weights as `model.count_params()` does, decoder = mirror image of the encoder, final 3x3
-convolution to one channel) was computed for every constant width 1-512 and for doubling widths
-`(b, 2b, 4b, 8b)`. Constant width 112 gives **796,769** parameters (trainable 794,977), 0.41% below the
-paper; the exact real-valued solution is 112.2, so no integer width matches. Doubling widths bracket the
-target badly (b=16: 343,681; b=24: 771,265; b=32: 1,369,345). Unequal widths such as (64, 80, 128, 144)
-come within 126 parameters but follow no rule, so the clean constant-width design is the default.
-
-`output="residual"` (the input plus a learned correction) and `skips="add"|"concat"` (RED-Net-style
-encoder->decoder skip connections) are variants not in the papers; the papers' layout (direct output, no
-skips) is the default. Measurements on real chest X-rays: docs/denoising.md.
+Journal section 4.1.1 and Fig. 6: four 3x3 stride-2 convolutions with batch normalization and ReLU, a
+symmetric up-sampling decoder, MSE loss, RMSprop. The papers give 800,067 parameters but no widths; the default
+constant width 112 gives 796,769 (`cdae_parameter_count`, `closest_constant_width`; docs/choices.md, "CDAE
+filter widths"). `output="residual"` and `skips=` are variants not in the papers (docs/denoising.md).
 """
 
 from __future__ import annotations

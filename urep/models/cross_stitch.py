@@ -1,28 +1,9 @@
 """Soft parameter sharing with cross-stitch units (Misra et al., CVPR 2016), the comparison for hard sharing.
 
-Hard sharing (U-Rep) gives every task the same encoder. Soft sharing gives each task its own column of the
-same architecture and lets the columns exchange activations through *cross-stitch units*: after a chosen
-layer, the activations `x_1 .. x_n` of the n columns at each location are replaced by learned linear
-combinations (lecture `mtl_lecture_huo.txt`, "Cross-stitch Networks"):
-
-    x~_i = sum_j alpha_ij x_j
-
-With `alpha = I` the columns are independent networks; with all entries equal they are one shared network;
-training learns where in between each layer should sit. The heads and losses are the same as with hard
-sharing, one head per column.
-
-Choices made where the paper leaves room (all parameters):
-
-- Initialization (`self_weight`): `alpha_ii = 0.9`, `alpha_ij = 0.1 / (n - 1)`, the paper's convex
-  initialization `(alpha_S, alpha_D) = (0.9, 0.1)` for two tasks, generalised to n rows that sum to 1.
-- One mixing matrix per unit by default (the lecture's equation, shared by all channels); `per_channel=True`
-  learns one matrix per channel, as the paper's "channel-wise" variant allows. The paper also scales the
-  learning rate of alpha up by 10^2-10^3; that is not done here (one optimizer for all weights).
-- Each column starts from the column builder's weights (`copy_weights=True`): pass a builder that returns the
-  truncated UMS-Rep encoder and both columns start from the shared representation, as the paper starts its
-  columns from pretrained single-task networks.
-- Stitch points default to after every non-linearity of the column (every ReLU/activation layer and every
-  convolution or dense layer with a built-in non-linear activation), the paper's "after every pooling/block".
+Each task gets its own column of the same architecture; after chosen layers a `CrossStitch` unit replaces the
+columns' activations by learned linear combinations `x~_i = sum_j alpha_ij x_j`. `cross_stitch_network`
+builds the columns, `cross_stitch_from_assembly` turns a `MultiTaskModel` into its soft-sharing twin.
+Initialization, stitch points and per-channel mixing: docs/choices.md, "Cross-stitch units".
 """
 
 from __future__ import annotations

@@ -1,21 +1,10 @@
 """The symmetric segmentation decoder appended at an encoder's truncation point.
 
-Journal section 4.2.2 and Fig. 8: U-Rep 2 is truncated at its deepest convolution and "a symmetrical
-decoder" is appended (convolutions 128/64/32/16/8, then a 1x1 sigmoid convolution), fine-tuned with Adam
-and BCE + Dice. Every segmentation model of the journal has 786,497 parameters (Tables 4 and 8), and that
-fixes the decoder exactly: with the 1-channel U-Rep 2 encoder (393,408 parameters) the decoder must hold
-393,089, which is what plain 3x3 convolutions with biases and no batch normalization give:
-
-    256->128: 295,040   128->64: 73,792   64->32: 18,464   32->16: 4,624   16->8: 1,160   8->1 (1x1): 9
-
-Up-sampling layers have no weights, so the count cannot tell whether the decoder up-samples; since the
-dilated CNN has no pooling there is nothing to undo, and the decoder up-samples only when the encoder's
-features are smaller than the image (`segmentation_head_from_encoder` works that out; e.g. a CDAE encoder).
-(A stride-1 transposed convolution would have the same count; a plain convolution is used.)
-
-Where the papers are silent: ReLU after every decoder convolution, and dilation that mirrors the encoder.
-The decoder's first three convolutions (128, 64, 32 filters) undo encoder layers 6, 5 and 4, which are
-dilated, so they are dilated too (`dilation_rates=(2, 2, 2, 1, 1)`); pass all ones for plain convolutions.
+Journal section 4.2.2 and Fig. 8: 3x3 convolutions 128/64/32/16/8 with biases, then a 1x1 sigmoid convolution,
+which gives exactly the papers' 786,497 parameters with U-Rep 2's encoder (docs/design.md, "Parameter counts
+against the papers"). ReLU after every convolution and dilation mirroring the encoder
+(`dilation_rates=(2, 2, 2, 1, 1)`) are urep's choices (docs/choices.md); the decoder up-samples only when the
+encoder's features are smaller than the image.
 """
 
 from __future__ import annotations

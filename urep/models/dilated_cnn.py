@@ -1,15 +1,9 @@
 """U-Rep 2: the supervised Doppler backbone, a plain CNN with dilated deeper layers.
 
-Journal (UMS-Rep) section 4.2.1 and Fig. 8; preprint "U-Rep 2": six 3x3 convolutions with same padding and
-ReLU, dilation 2 in the fourth to sixth (Talos chose kernel 3 and dilation 2 from [3, 5, 7] x [2, 3]), then
-GAP, a fully connected layer, dropout 0.5 and a three-way softmax (flow type: MV / MA / TR), trained with
-Adam and categorical cross-entropy. With filters 8/16/32/64/128/256, a 256x256x3 input and 256 dense units
-the count is exactly the paper's 460,115 (journal Tables 8 and 10):
-
-    convolutions 224 + 1,168 + 4,640 + 18,496 + 73,856 + 295,168 = 393,552
-    fc 256 * 256 + 256 = 65,792; predictions 256 * 3 + 3 = 771;  total 460,115
-
-There is no pooling: every feature map keeps the input's height and width.
+Journal section 4.2.1 and Fig. 8: six 3x3 convolutions (filters 8-256, dilation 2 in the fourth to sixth, no
+pooling), GAP, a fully connected layer, dropout 0.5 and a three-way softmax (flow type MV / MA / TR), Adam and
+categorical cross-entropy; 460,115 parameters at 256x256x3, the papers' count (docs/design.md, "Parameter
+counts against the papers").
 """
 
 from __future__ import annotations

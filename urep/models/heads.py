@@ -1,22 +1,10 @@
 """Task heads appended to a shared (truncated) encoder.
 
-Every head is a Functional model from the encoder's input to the head's output, built directly on the
-encoder's output tensor: the encoder's layers (and variables) are shared, never copied, so the head
-inherits the trained weights and several heads can live in one graph. Head-specific layers are named
-`{head name}_{layer}` so heads never clash; the head name must therefore be an identifier.
-
-Heads (journal section 3.2 and Figs. 6 and 8):
-- `classification_head`: GAP, fully connected, dropout, softmax (CCE);
-- `segmentation_head_from_encoder`: encoder + the symmetric decoder of `urep.models.decoders` (U-Rep 2);
-- `segmentation_head_from_autoencoder`: the whole CDAE with its final convolution replaced by a 1-filter
-  sigmoid convolution (U-Rep 1);
-- `reconstruction_head_from_autoencoder`: the CDAE's own decoder as a head (the denoising task in a
-  multi-task assembly).
-
-Choice for the autoencoder-based heads (the papers are silent): the encoder layers are shared; the
-decoder layers are COPIES carrying the autoencoder's trained weights (inherited, bit for bit). Sharing
-the decoder too would make fine-tuning the segmentation head silently change the denoiser that produced
-it, and two heads built from one autoencoder would fight over one decoder.
+Every head is a Functional model from the encoder's input to the head's output, built on the encoder's output
+tensor: encoder layers are shared, never copied; head layers are named `{head name}_{layer}`.
+`classification_head`, `segmentation_head_from_encoder` (U-Rep 2), `segmentation_head_from_autoencoder`
+(U-Rep 1) and `reconstruction_head_from_autoencoder` (journal section 3.2, Figs. 6 and 8). Autoencoder-based
+heads copy the decoder with its trained weights (docs/choices.md, "Heads built from an autoencoder").
 """
 
 from __future__ import annotations

@@ -1,47 +1,10 @@
 """MultiMix (Haque et al., ISBI 2021): a U-Net with a classification branch and a saliency bridge.
 
-The network jointly segments (lungs) and classifies (pneumonia) a chest radiograph:
-
-```
-image ─ input_normalization ─ enc1 ─pool─ enc2 ─pool─ enc3 ─pool─ enc4 ─pool─ enc5 (= encoder_out)
-                                │           │           │           │           ├─ pool ─ GAP ─ class_logits
-                                │           │           │           │           └─ up ┐
- [image, saliency] ─ saliency_bridge_pool ──┼───────────┼───────────┴─────────────────┴─ dec4 ─ up ─ dec3 ...
-                                            ...                                      ... dec1 ─ segmentation_logits
-```
-
-Every block is a double convolution: (3x3 conv, instance normalization, LeakyReLU 0.2) twice, then dropout
-0.25 (Haque et al., ISBI 2021, Section 3.1). The classification branch is "two pooling layers and an FC
-layer" (max-pool of the bottleneck, global average pool, Dense), as in the public PyTorch code.
-
-**Saliency bridge.** The saliency map is the absolute gradient of the highest class score (the *logit* of the
-predicted class, as in Simonyan et al. and the public code) with respect to the input image,
-``|d max_c z_c(x) / d x|``, taken with the network in inference mode (dropout off) and treated as a constant
-input (no gradient flows through it, as the public code's ``.grad.data`` detaches it). It is concatenated with
-the normalized image, downsampled to the resolution of the first decoder stage (1/8 of the input for the
-default 5 levels) and concatenated there with the upsampled bottleneck and the skip connection.
-
-**At test time** the saliency is computed the same way: ``MultiMix.call`` runs the classification path under an
-inner ``tf.GradientTape``, takes the gradient of the *predicted* class's logit (no label needed, no optimizer
-involved, no weights changed), and feeds it to the decoder. Training and inference therefore see the same
-kind of bridge input.
-
-Choices where the paper is silent (each a parameter):
-- ``saliency_normalization="max"``: each map is divided by its own maximum (so it lies in [0, 1] whatever the
-  gradient scale, which drifts during training); ``"none"`` keeps the raw gradients like the public code.
-- Multi-channel inputs: the saliency is the maximum of ``|grad|`` over the input channels (one map per image).
-- The bridge is downsampled by average pooling (area interpolation); the public code used bilinear
-  interpolation at scale 1/8, which samples single pixels and aliases. No parameters are involved either way.
-- ``norm_affine=False``: instance normalization without learned scale/offset, the PyTorch
-  ``InstanceNorm2d`` default the public code used; ``True`` adds ``2 * channels`` parameters per norm layer.
-- Upsampling is bilinear (Keras half-pixel centres; PyTorch's ``align_corners=True`` has no Keras equivalent).
-- ``input_mean`` / ``input_std``: the model normalizes its own input ``(x - mean) / std`` in its first layer
-  (default 0.5 / 0.5, the public code's ``Normalize((0.5), (0.5))``), so training, validation and test can never
-  be normalized differently (a defect of the public code, whose classification loaders skipped it).
-
-Parameter count at 256x256x1 with the defaults: 1,965,155. The public PyTorch model has 1,965,173: the
-difference, 18, is its ``conv_last_saliency`` (a 17 -> 1 1x1 convolution that is defined but never used).
-Every other layer matches one to one (its instance norms have no parameters either).
+`multimix(...)` builds a `MultiMix` model that segments (lungs) and classifies (pneumonia) a chest radiograph.
+The saliency map (`|d max_c z_c / d x|` of the predicted class's logit, a constant input) is concatenated with
+the image, downsampled and fed to the first decoder stage, in training and at test time alike. 1,965,155
+parameters at 256x256x1. Diagram and details: docs/design.md, "Module notes"; choices where the paper is
+silent (each a parameter): docs/multimix.md and docs/choices.md.
 """
 
 from __future__ import annotations

@@ -1,23 +1,9 @@
 """The parameter counts the papers report, next to the counts of the models built here.
 
-Journal (UMS-Rep) Tables 4, 6, 8 and 10 list "training parameters" per model. Ours are `count_params()`
-(batch-normalization statistics included). Findings:
-
-- U-Rep 2 (460,115), every segmentation model (786,497) and the baseline classifier (1,573,506) are
-  matched exactly by the papers' stated architectures.
-- The CDAE (800,067) has no published filter counts; see `urep.models.cdae` for the closest clean design.
-- The classification heads (295,715, identical for 2- and 3-class heads on both U-Rep 1 and U-Rep 2) could
-  not be matched. GAP + Dense + Dropout + Dense adds 66,306 (2 classes) or 66,563 (3 classes) to U-Rep 2's
-  393,552-parameter encoder. A search over every contiguous run of U-Rep 2's convolutions (1 or 3 input
-  channels) plus a Dense layer of 0-2,048 units and 1-3 classes, and over an extra convolution of up to 1,024
-  filters before GAP, found only irregular hits (conv1-conv2 with a 1,132-unit Dense; a 736-filter 1x1
-  convolution with a 144-unit Dense) and nothing natural (295,715 - 295,168 for `conv6` alone leaves 547,
-  a prime). On a CDAE-style encoder (four convolutions of 16-512 filters in steps of 16,
-  non-decreasing, batch norm counted 0, 2 or 4 per channel, 1 or 3 input channels, Dense 0-1,024 units)
-  the only exact hit is the irregular (16, 64, 80, 304). The head count is therefore reported, not
-  reproduced.
-- The segmentation head on U-Rep 1 is listed with the same 786,497 as U-Rep 2's; with the CDAE it is the
-  CDAE's own count, since only the final convolution is replaced.
+Journal Tables 4, 6, 8 and 10 ("training parameters"); urep's counts are `count_params()` (batch-normalization
+statistics included). U-Rep 2, every segmentation model and the baseline classifier match exactly; the CDAE's
+widths are unpublished and the classification heads' 295,715 could not be reproduced (the searches: docs/design.md,
+"Parameter counts against the papers").
 """
 
 from __future__ import annotations

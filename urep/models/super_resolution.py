@@ -1,13 +1,9 @@
 """A residual-learning super-resolution network: the third kind of shared representation the preprint names.
 
-The U-Rep preprint (contributions list) proposes "a super-resolution (SR) convolutional neural network as a
-shared representation", built "using residual learning", and the journal notes residual learning as
-another way to build UMS-Rep; neither gives an architecture. This one is deliberately small and VDSR-like:
-the low-resolution image is up-sampled by interpolation inside the model (`upsample`), a stack of 3x3
-convolutions predicts the missing detail (`residual`), and the output is interpolation + residual
-(`reconstruction`). The pre-processing task it learns is x2 up-scaling; heads attach to `encoder_out`, the
-last feature layer, which works at the high resolution. Choices (all parameters): 64 filters, 6 feature
-convolutions, bicubic interpolation, linear residual output. Default: 185,857 parameters.
+The papers give no architecture; this one is small and VDSR-like: interpolation inside the model
+(`upsample`), a stack of 3x3 convolutions predicting the missing detail (`residual`), output = interpolation +
+residual (`reconstruction`); heads attach to `encoder_out` at the high resolution. Defaults (64 filters,
+6 convolutions, bicubic, x2): 185,857 parameters; docs/choices.md, "Super-resolution source".
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The `cross_stitch` fine-tuning strategy: soft parameter sharing trained like the joint strategy.
 
-`finetune(assembly, tasks, "cross_stitch", config, run)` turns the hard-sharing assembly into its cross-stitch
-twin (`urep.models.cross_stitch.cross_stitch_from_assembly`) and trains it with `urep.training.strategies.joint`
-(Misra et al. 2016), returning `TrainResult`s with `strategy="cross_stitch"`. The assembly given is not
-modified; pass a `CrossStitchAssembly` to keep a handle on the trained network. Details: docs/design.md.
+Listed in `urep.training.strategies.STRATEGIES` as `"cross_stitch"`, so `finetune(assembly, tasks,
+"cross_stitch", config, run)` returns the same `TrainResult`s as the other strategies. The hard-sharing
+assembly is turned into its cross-stitch twin (`urep.models.cross_stitch.cross_stitch_from_assembly`) and
+trained by `urep.training.strategies.joint` on the sum of the task losses (Misra et al. 2016); the assembly
+given is not modified (docs/design.md, "Fine-tuning strategies").
 """
 
 from __future__ import annotations

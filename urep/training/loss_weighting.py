@@ -1,14 +1,10 @@
 """How the joint strategy weighs the task losses: fixed weights, uncertainty weighting, GradNorm.
 
-The papers sum the task losses with weights "learned through empirical experiments" (UMS-Rep journal,
-Section 2.3 and 3.3) and cite homoscedastic uncertainty weighting as the principled alternative; GradNorm is
-the other standard method (MTL lecture). All three are here, behind one small interface used by
-`urep.training.steps.JointStep`:
-
-- `combine(losses, num_replicas)` turns this replica's scaled task losses into the one loss to minimise;
-- `trainable_variables` are trained with the network's optimizer (the uncertainty log-variances);
-- `update(tape, losses)` runs after the network's gradients are taken (GradNorm's own weight update);
-- `weights()` gives the effective weight of each task for logs and TensorBoard.
+Fixed weights (the papers' empirical weights, journal sections 2.3 and 3.3), uncertainty weighting (Kendall et
+al. 2018) and GradNorm (Chen et al. 2018) behind one interface used by `urep.training.steps.JointStep`:
+`combine(losses, num_replicas)` gives the loss to minimise, `trainable_variables` are trained with the
+network's optimizer, `update(tape, losses)` runs after the network's gradients, `weights()` reports each task's
+effective weight.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """Building the shared representation (UMS-Rep): the source models and their evaluation.
 
-- `train_denoiser`: the CDAE learns noisy -> clean (U-Rep 1; journal Section 3.1), the noise drawn per image
-  and per epoch from `noise_specs` by `urep.data.pipeline.make_dataset` (`urep.data.noise.tf_add_noise`).
-- `train_supervised_source`: a supervised backbone (U-Rep 2: `dilated_cnn` on Doppler flow type).
-- `train_super_resolution`: the residual super-resolution backbone on x2 up-scaling (preprint).
-- `evaluate_denoiser`: PSNR, SSIM and MS-SSIM of the reconstructions per noise level (journal Table 2).
-
-Every one of them goes through `urep.training.loop.train_model`, the same loop as the heads and baselines.
-The data order (and the noise) of epoch e is a function of (config.seed, e), so an interrupted run resumes
-with the same batches.
+`train_denoiser` (U-Rep 1 CDAE, noisy -> clean, noise drawn per image and epoch; journal section 3.1),
+`train_supervised_source` (U-Rep 2: `dilated_cnn` on Doppler flow type), `train_super_resolution` (the
+preprint's residual super-resolution backbone, x2), `evaluate_denoiser` (PSNR, SSIM, MS-SSIM per noise level;
+journal Table 2). All train through `urep.training.loop.train_model`; the batches and noise of epoch e depend
+on `(config.seed, e)` only, so an interrupted run resumes with the same batches.
 """
 
 from __future__ import annotations

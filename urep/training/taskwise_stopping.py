@@ -1,33 +1,9 @@
 """Task-wise early stopping (Zhang, Luo, Loy and Tang, ECCV 2014): stop an auxiliary task that stops helping.
 
-In multi-task training an auxiliary task can start to overfit, or stop improving, while the main task still
-learns; from then on it only disturbs the shared representation. Zhang et al. stop such a task when its
-validation error stops improving relative to its training trend (lecture `mtl_lecture_huo.txt`):
-
-    stop task a at epoch t if   T_a(t) * G_a(t) > epsilon
-
-    T_a(t) = k * med_{j=t-k..t} E_tr(j) / ( sum_{j=t-k..t} E_tr(j) - k * med_{j=t-k..t} E_tr(j) )
-    G_a(t) = ( E_val(t) - min_{j=1..t} E_tr(j) ) / ( lambda_a * min_{j=1..t} E_tr(j) )
-
-`T` is the *training trend* over a strip of the last k + 1 epochs: writing the denominator as
-`med + sum_j (E_tr(j) - med)`, T is small while the training error falls fast (a strip skewed by large early
-values, mean above median) and about k on a plateau or a steady linear decline. `G` is the *generalization
-gap*: how far the current validation error is above the best training error, relative to it, scaled by the
-task's importance `lambda_a` (its loss weight; a more important task is stopped later).
-
-This module is pure Python/NumPy: a training loop calls `update` once per epoch per task and skips the tasks
-in `stopped` (alternating: no more batches of that task; joint: its loss leaves the sum).
-
-Choices made where the paper is silent (all parameters):
-
-- `k = 5` epochs; `epsilon = 1.0`: on a plateau (T = k = 5) with `lambda = 1` a task stops once its
-  validation error is more than 20% above its best training error.
-- The criterion is not evaluated before k + 1 epochs are recorded (the strip must be full).
-- A strip whose denominator is not positive (a sudden drop at the end: mean well below median) means the
-  training error is still falling sharply; the criterion is not met there.
-- `min E_tr` is floored at `min_error` (1e-12) so a zero training error does not divide by zero.
-- Main tasks are never stopped (the paper stops auxiliary tasks only), and a stopped task stays stopped.
-- Errors are any non-negative per-epoch quantity where lower is better: losses, or 1 - accuracy.
+A task stops at epoch t when `T_a(t) * G_a(t) > epsilon` (training trend over the last k + 1 epochs times the
+generalization gap scaled by the task's importance; formula: docs/design.md, "Task-wise early stopping").
+Pure Python/NumPy: a loop calls `update` once per epoch per task and skips the tasks in `stopped`; main tasks
+are never stopped. Defaults (`k = 5`, `epsilon = 1.0`, ...): docs/choices.md, "Task-wise early stopping".
 """
 
 from __future__ import annotations

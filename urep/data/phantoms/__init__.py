@@ -1,31 +1,10 @@
 """The embedded synthetic default: chest X-ray and spectral Doppler phantoms written in the `folder` layout.
 
-The papers' data cannot be downloaded, so urep ships generators that write a small, realistic data set:
-
-```
-OUT_DIR/
-  images/NAME.png     8-bit grayscale
-  masks/NAME.png      {0, 255}: lung fields (CXR) or the spectral envelope (Doppler); same name as the image
-  lesions/NAME.png    {0, 255}: where the finding is drawn (CXR only; all zero for normal)
-  manifest.csv        file, mask, label, patient, ... (one row per image; written last)
-```
-
-`file`, `mask` and `lesion` hold file names inside `images/`, `masks/` and `lesions/` (the mask has the
-same name as its image, as in the flat folder layout). The manifest is written last and atomically, so a folder
-with a manifest is complete. Output is a pure function of the arguments: the same seed gives the same bytes.
-
-Each patient draws its anatomy (or physiology) from its own random stream, derived from `(seed, patient)`,
-and each view from `(seed, patient, view)`; labels are assigned to patients (CXR) or images (Doppler) in
-exactly balanced proportions, then shuffled by the seed.
-
-How hard the tasks are (`urep.data.phantoms.learnability`: a small 4-convolution CNN, 64x64, patient split
-70/30, 30 epochs, test accuracy as the mean of the last five epochs, best epoch in brackets; measured on a
-2-core CPU): CXR 4-class (normal/TB/bacterial/viral) 0.55 (0.67) on 150 test images, chance 0.25;
-CXR normal-vs-TB 0.85 (0.88) on 120, chance 0.5; Doppler flow MV/MA/TR 0.94 (0.98) on 144, chance 0.33;
-Doppler quality good/low 0.87 (0.90) on 144, chance 0.5. Training accuracy reaches 0.96-1.0, so the CXR
-tasks are limited by the anatomy's variation against a few hundred images, as on real data.
-
-Sample grids for a person to judge: ``python -m urep.data.phantoms OUT_DIR`` (see `write_sample_grids`).
+`make_cxr_phantoms` / `make_doppler_phantoms` write `OUT_DIR/images/NAME.png` (8-bit grayscale),
+`masks/NAME.png` ({0, 255}: lung fields or the spectral envelope), `lesions/NAME.png` (CXR only) and
+`manifest.csv` (`file, mask, label, patient, ...`, written last and atomically: a folder with a manifest is
+complete). Output is a pure function of the arguments. Sample grids: ``python -m urep.data.phantoms OUT_DIR``.
+What is drawn and how hard the tasks are: docs/design.md ("Module notes") and docs/results.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """Chest X-ray phantoms: a PA radiograph drawn from a handful of anatomical parameters.
 
-A patient is a `CXRAnatomy` (lung shapes, heart, ribs, clavicles, soft-tissue texture and, for the abnormal
-labels, a lesion); a view is that anatomy rendered with a small pose and exposure change. Everything is
-drawn in normalized coordinates (x to the right of the image, y down, both in [0, 1]) and rasterized at
-the requested size, so one patient looks the same at 32 and at 512 pixels.
-
-Labels and what is drawn (the image-level findings of the papers' CXR data sets):
-- ``normal``: no finding.
-- ``abnormal`` (tuberculosis, Shenzhen/Montgomery style): nodules and cavities in the upper zones.
-- ``bacterial`` (Kermany): dense lobar consolidation of one lobe, bounded by a fissure, with air bronchograms.
-- ``viral`` (Kermany): bilateral, perihilar, diffuse interstitial haze with a reticular pattern.
-
-Lesion densities are drawn from ranges that reach down to subtle findings, so that the classification
-tasks are learnable but not trivial (the README reports the accuracy a small CNN reaches). The lesion mask
-marks where the finding is, for Grad-CAM checks; it is empty for ``normal``.
-
-Intensities follow the radiographic convention of MONOCHROME2: air is dark, bone and soft tissue bright.
+A patient is a `CXRAnatomy` (lungs, heart, ribs, clavicles, soft-tissue texture and, for abnormal labels, a
+lesion); a view is that anatomy rendered with a small pose and exposure change, in normalized coordinates, so
+one patient looks the same at any size. Labels `normal`, `abnormal` (TB), `bacterial`, `viral`; the lesion mask
+marks the finding (empty for `normal`). MONOCHROME2 convention: air dark. Details: docs/design.md, "Module notes".
 """
 
 from __future__ import annotations

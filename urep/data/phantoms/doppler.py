@@ -1,21 +1,9 @@
 """Spectral Doppler phantoms: an echo machine's time-velocity display with the spectral envelope mask.
 
-What is drawn, in normalized coordinates (x right, y down, both in [0, 1]):
-- an optional 2-D sector thumbnail at the top (as on echo machine screenshots) and an ECG trace;
-- the spectral display: a horizontal baseline (zero velocity), scale ticks on the right, velocity upward
-  for flow toward the transducer, time to the right over 2 to 4 heart beats, speckle and background noise;
-- the flow, one of ``MV`` (pulsed-wave mitral inflow: E and A waves above the baseline in diastole),
-  ``MA`` (tissue Doppler of the mitral annulus: low-velocity s' above the baseline in systole, e' and a'
-  below it in diastole, a thin bright trace) or ``TR`` (continuous-wave tricuspid regurgitation: a dense,
-  high-velocity, rounded systolic jet below the baseline, with faint diastolic inflow above it).
-
-The envelope mask is the region between the baseline and the spectral envelope of the measured flow (for
-``TR`` the jet only), clipped to the display, as an expert traces it.
-
-Quality ``good``: dense spectrum, proper gain, little noise, a sharp envelope. Quality ``low``: one to three
-of low gain, high gain with snowy noise, sparse or dropped-out spectrum, a blurred envelope, a clipped
-(aliased) envelope, missing beats. Severities are drawn from ranges so that the quality task is learnable
-but not trivial.
+Flows `MV` (mitral inflow), `MA` (mitral annulus tissue Doppler) and `TR` (tricuspid regurgitation jet) on a
+display with baseline, scale ticks, ECG trace and noise; the envelope mask is the region between the baseline
+and the measured flow's envelope. Quality `good` or `low` (one to three degradations). Details: docs/design.md,
+"Module notes".
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """How hard are the phantom tasks? Train a small CNN on each and report held-out accuracy.
 
-The phantoms must be learnable but not trivial. This check generates each task's phantoms at 64x64, splits
-them by patient (70 % train, 30 % test), trains a small CNN (four 3x3 convolutions 16/32/64/64 with batch
-normalization, ReLU and max pooling, global average pooling, dropout 0.3, softmax; Adam 5e-4, batch 16) and
-records the test accuracy after every epoch. Because a small test set makes the last epoch noisy, the
-summary is the mean over the last five epochs, with the best and final epochs beside it.
-
-Run it with ``python -m urep.data.phantoms.learnability OUT_DIR`` (about 6 minutes on 2 CPU cores).
+Each task's phantoms at 64x64, a patient split (70 % train, 30 % test), a small four-convolution CNN; the
+summary is the test accuracy averaged over the last five epochs, with the best and final epochs beside it.
+Run it with ``python -m urep.data.phantoms.learnability OUT_DIR``; results: docs/results.md.
 """
 
 from __future__ import annotations
