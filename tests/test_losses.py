@@ -7,15 +7,19 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from urep.losses import (
+    KL_MODES,
     BCEDiceLoss,
     CategoricalCrossentropy,
     DiceLoss,
     MeanSquaredError,
     WeightedSumLoss,
     dice_coefficient,
+    fixmatch_loss,
     get_loss,
+    segmentation_kl,
     weighted_sum,
 )
 
@@ -148,3 +152,72 @@ def test_config_round_trip():
 def test_bad_options_raise(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+# -- semi-supervised terms (MultiMix) --------------------------------------------------------------------
+def test_pseudo_label_mask_respects_the_threshold():
+    # Two classes: max softmax probability = sigmoid(|logit difference|).
+    max_probs = np.array([0.69, 0.71, 0.9, 0.5, 0.7001])
+    diffs = np.log(max_probs / (1 - max_probs))
+    weak = tf.constant(np.stack([np.zeros(5), diffs], axis=1) * np.array([[1.0], [-1], [1], [1], [-1]]),
+                       tf.float32)
+    strong = tf.constant(np.random.default_rng(0).standard_normal((5, 2)), tf.float32)
+    loss, mask = fixmatch_loss(weak, strong, threshold=0.7)
+    np.testing.assert_array_equal(mask.numpy(), [0, 1, 1, 0, 1])
+    pseudo = weak.numpy().argmax(axis=1)
+    log_probs = strong.numpy() - np.log(np.exp(strong.numpy()).sum(axis=1, keepdims=True))
+    ce = -log_probs[np.arange(5), pseudo]
+    assert float(loss) == pytest.approx(float(np.mean(ce * mask.numpy())), rel=1e-5)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([weak, strong])
+        loss, _ = fixmatch_loss(weak, strong, 0.7)
+    assert tape.gradient(loss, weak) is None  # pseudo-labels are constants
+    assert np.abs(tape.gradient(loss, strong).numpy()).sum() > 0
+    nothing_kept, mask = fixmatch_loss(weak, strong, threshold=0.95)
+    assert float(nothing_kept) == 0.0 and mask.numpy().sum() == 0
+
+
+@pytest.mark.parametrize("mode", ["pixelwise", "batch_mean"])
+def test_kl_is_zero_for_identical_and_positive_for_different_predictions(mode):
+    rng = np.random.default_rng(1)
+    p = tf.constant(rng.uniform(0.05, 0.95, (3, 8, 8, 1)), tf.float32)
+    assert float(segmentation_kl(p, p, mode)) == pytest.approx(0.0, abs=1e-7)
+    q = tf.constant(rng.uniform(0.05, 0.95, (3, 8, 8, 1)), tf.float32)
+    assert float(segmentation_kl(p, q, mode)) > 1e-3
+    with tf.GradientTape() as tape:
+        tape.watch(q)
+        value = segmentation_kl(p, q, mode)
+    assert np.abs(tape.gradient(value, q).numpy()).sum() > 0
+
+
+def test_kl_matches_the_bernoulli_formula_on_batch_means():
+    p = tf.constant([[[[0.9]]], [[[0.7]]]])  # labelled batch mean 0.8
+    q = tf.constant([[[[0.2]]]])  # unlabelled (a different batch size is fine)
+    expected = 0.8 * np.log(0.8 / 0.2) + 0.2 * np.log(0.2 / 0.8)
+    assert float(segmentation_kl(p, q, "batch_mean")) == pytest.approx(expected, rel=1e-5)
+
+
+def test_public_code_single_channel_softmax_kl_is_always_zero():
+    """The defect being fixed: softmax over one channel is 1, so its KL carries no signal."""
+    labelled = tf.constant(np.random.default_rng(2).standard_normal((2, 8, 8, 1)), tf.float32)
+    unlabelled = -labelled
+    p = tf.nn.softmax(labelled, axis=-1)
+    public = p * (tf.nn.log_softmax(labelled, axis=-1) - tf.nn.log_softmax(unlabelled, axis=-1))
+    assert float(tf.reduce_mean(public)) == 0.0
+    assert float(segmentation_kl(tf.sigmoid(labelled), tf.sigmoid(unlabelled), "pixelwise")) > 0.1
+
+
+def test_kl_default_is_the_papers_pixelwise_reading():
+    # Pixel by pixel the pairs (0.9 vs 0.1) and (0.1 vs 0.9) differ strongly; their batch means (0.5) agree.
+    p = tf.constant([[[[0.9]]], [[[0.1]]]])
+    q = tf.constant([[[[0.1]]], [[[0.9]]]])
+    expected = 0.9 * np.log(9) + 0.1 * np.log(1 / 9)
+    assert float(segmentation_kl(p, q)) == pytest.approx(expected, rel=1e-5)
+    assert float(segmentation_kl(p, q, "batch_mean")) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_kl_rejects_an_unknown_mode():
+    p = tf.constant([[[[0.5]]]])
+    assert KL_MODES == ("pixelwise", "batch_mean")
+    with pytest.raises(ValueError, match=r"kl mode must be one of \('pixelwise', 'batch_mean'\), got 'mean'"):
+        segmentation_kl(p, p, "mean")

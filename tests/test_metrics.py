@@ -98,6 +98,35 @@ def test_class_names_length_checked():
         metrics.classification_metrics(Y3, _peaked_probs(PRED3, 3), class_names=["a", "b"])
 
 
+def test_balanced_scores_expose_a_constant_classifier_and_agree_with_classification_metrics():
+    labels = np.array([1] * 12 + [0] * 4)
+    constant = np.tile([[0.2, 0.8]], (16, 1))
+    scores = metrics.balanced_scores(labels, constant)
+    assert scores["accuracy"] == 0.75 and scores["balanced_accuracy"] == 0.5
+    assert scores["positive_fraction"] == 1.0 and scores["auc"] == 0.5
+    probs = _peaked_probs(PRED3, 3)
+    three = metrics.balanced_scores(Y3, probs)
+    full = metrics.classification_metrics(Y3, probs)
+    assert {key: three[key] for key in ("accuracy", "balanced_accuracy", "auc")} == \
+        {key: full[key] for key in ("accuracy", "balanced_accuracy", "auc")}
+    assert three["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 3 / 4) / 3)
+    assert three["positive_fraction"] == pytest.approx(6 / 9)  # predicted 1 or 2, not 0
+    assert math.isnan(metrics.balanced_scores(np.zeros(4, int), constant[:4])["auc"])
+
+
+def test_classification_scores_per_image_arrays_and_names():
+    labels = np.array([0, 1, 1, 0])
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]])
+    scores = metrics.classification_scores(labels, probs, ("normal", "pneumonia"))
+    np.testing.assert_array_equal(scores["predicted"], [0, 1, 0, 1])
+    np.testing.assert_array_equal(scores["correct"], [True, True, False, False])
+    assert scores["accuracy"] == 0.5 and scores["positive_fraction"] == 0.5
+    assert scores["f1_per_class"] == {"normal": 0.5, "pneumonia": 0.5}
+    assert scores["auc"] == metrics.balanced_scores(labels, probs)["auc"] == 0.5
+    with pytest.raises(ValueError, match="class_names has 1 names for 2 classes"):
+        metrics.classification_scores(labels, probs, ("normal",))
+
+
 # --------------------------------------------------------------------------------------------------------
 # Segmentation
 # --------------------------------------------------------------------------------------------------------
@@ -344,3 +373,16 @@ def test_fold_and_ensemble_metrics():
     assert [fold["accuracy"] for fold in result["folds"]] == [0.75, 0.75]
     assert result["summary"]["accuracy"]["mean"] == 0.75
     assert result["ensemble"]["accuracy"] == 1.0  # the averaged probabilities are right on all four
+
+
+def test_segmentation_scores_binarise_and_report_per_image_values():
+    masks = np.zeros((2, 16, 16, 1), np.float32)
+    masks[:, 4:12, 4:12] = 1.0
+    probs = masks * 0.9
+    probs[1] = 0.0  # second image: nothing predicted
+    scores = metrics.segmentation_scores(masks, probs, threshold=0.5)
+    np.testing.assert_allclose(scores["per_image"]["dice"], [1.0, 0.0])
+    assert scores["dice"] == pytest.approx(0.5)
+    assert scores["per_image"]["ssim"].shape == (2,)
+    assert scores["per_image"]["ssim"][0] == pytest.approx(1.0)
+    assert scores["ssim"] == pytest.approx(float(np.mean(scores["per_image"]["ssim"])))

@@ -1,15 +1,9 @@
-"""Losses of the papers: BCE + Dice for segmentation, Dice, CCE, MSE, and the joint strategy's weighted sum.
+"""Losses of the papers: BCE + Dice, Dice, CCE, MSE, the joint strategy's weighted sum, MultiMix's SSL terms.
 
-Pure math first (`dice_coefficient`, `dice_loss`, `bce_dice_loss`, `weighted_sum`), thin `keras.losses.Loss`
-classes on top (`DiceLoss`, `BCEDiceLoss`), usable both in `model.compile` and in a custom training loop,
-and registered for `.keras` serialization under the package name "urep".
-
-Segmentation loss (journal equation 1): L = BCE + Dice loss, Dice loss = 1 - (2|Y n P| + s) / (|Y| + |P| + s),
-soft (on probabilities), "per mini-batch, averaged". The papers do not say whether Dice is computed per
-image or over the whole mini-batch. Default here (`per_image=True`): one Dice per image, over all its
-pixels and channels, then the mean over the batch; each image counts equally, whatever its mask area.
-`per_image=False` pools every pixel of the batch into one Dice. The smoothing constant `s` (default 1)
-makes an empty mask predicted empty score Dice 1 (loss 0) instead of 0/0.
+Pure functions (`dice_coefficient`, `dice_loss`, `bce_dice_loss`, `weighted_sum`, `fixmatch_loss`,
+`segmentation_kl`) with thin `keras.losses.Loss` classes on top (`DiceLoss`, `BCEDiceLoss`), usable in
+`model.compile` and in custom loops and serialized under the package name "urep". Dice is per image by default
+(`per_image=True`, smoothing 1); docs/design.md ("Losses, metrics and splits") gives the conventions.
 """
 
 from __future__ import annotations
@@ -18,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -127,6 +122,63 @@ def _check_bool(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{what} must be True or False, got {value!r}")
     return value
+
+
+# ------------------------------------------------------------------------- semi-supervised (MultiMix)
+#: `segmentation_kl` modes: the paper's pixel-wise pairs, or batch-averaged maps (an option).
+KL_MODES = ("pixelwise", "batch_mean")
+
+
+def fixmatch_loss(weak_logits: tf.Tensor, strong_logits: tf.Tensor, threshold: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """FixMatch's unsupervised term: ``mean_i CE(strong_i, argmax weak_i) · [max softmax(weak_i) >= t]``.
+
+    The pseudo-labels and the mask are constants (no gradient through the weak view). The mean runs over the
+    whole unlabelled batch, masked-out images count as 0 (FixMatch; the public code).
+
+    Args:
+        weak_logits: ``(batch, n_classes)`` logits of the weak views.
+        strong_logits: ``(batch, n_classes)`` logits of the strong views of the same images.
+        threshold: confidence t.
+
+    Returns:
+        ``(loss, mask)``: a scalar and the ``(batch,)`` float32 0/1 mask of kept pseudo-labels.
+    """
+    probs = tf.nn.softmax(tf.stop_gradient(tf.cast(weak_logits, tf.float32)), axis=-1)
+    pseudo = tf.argmax(probs, axis=-1, output_type=tf.int32)
+    mask = tf.cast(tf.reduce_max(probs, axis=-1) >= threshold, tf.float32)
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=pseudo, logits=tf.cast(strong_logits, tf.float32))
+    return tf.reduce_mean(ce * mask), mask
+
+
+def segmentation_kl(labelled_probs: tf.Tensor, unlabelled_probs: tf.Tensor, mode: str = "pixelwise",
+                    epsilon: float = 1e-6) -> tf.Tensor:
+    """KL between labelled and unlabelled segmentation predictions, each pixel a (background, foreground) pair.
+
+    Args:
+        labelled_probs: ``(batch_l, H, W, 1)`` sigmoid foreground probabilities on labelled images (P).
+        unlabelled_probs: ``(batch_u, H, W, 1)`` the same on unlabelled images (Q).
+        mode: ``"pixelwise"`` (the paper's): ``KL(P_i ‖ Q_i)`` per pixel of the i-th pair, averaged (equal
+            batches); ``"batch_mean"``: ``KL(mean_b P ‖ mean_b Q)`` per pixel, averaged over pixels (batch sizes
+            may differ).
+        epsilon: probabilities are clipped to ``[epsilon, 1 - epsilon]``.
+
+    Returns:
+        A non-negative scalar; 0 exactly when the compared distributions are equal.
+
+    Raises:
+        ValueError: unknown ``mode``.
+    """
+    if mode not in KL_MODES:
+        raise ValueError(f"kl mode must be one of {KL_MODES}, got {mode!r}")
+    p = tf.cast(labelled_probs, tf.float32)
+    q = tf.cast(unlabelled_probs, tf.float32)
+    if mode == "batch_mean":
+        p = tf.reduce_mean(p, axis=0)
+        q = tf.reduce_mean(q, axis=0)
+    p = tf.clip_by_value(p, epsilon, 1.0 - epsilon)
+    q = tf.clip_by_value(q, epsilon, 1.0 - epsilon)
+    kl = p * (tf.math.log(p) - tf.math.log(q)) + (1.0 - p) * (tf.math.log(1.0 - p) - tf.math.log(1.0 - q))
+    return tf.reduce_mean(kl)
 
 
 # ------------------------------------------------------------------------------------- Keras objects

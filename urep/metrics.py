@@ -1,13 +1,9 @@
 """Evaluation metrics: classification, segmentation, reconstruction, k-fold summaries and fold ensembles.
 
-Libraries do the arithmetic where they can: scikit-learn for classification, `tf.image` for PSNR/SSIM/MS-SSIM,
-SciPy's Euclidean distance transform for the Hausdorff family. Only what they lack is written here: per-image
-overlap scores with explicit empty-mask conventions, Hausdorff distances on mask boundaries, and MS-SSIM on
-images too small for the standard five scales.
-
-Every function returns a plain `dict` of Python floats / lists (JSON-ready, see `urep.io.atomic_write_json`);
-segmentation and reconstruction metrics also return the per-image values under `"per_image"` as NumPy arrays
-so that paired tests (`urep.statistics.wilcoxon_paired`) can use them.
+scikit-learn does the classification arithmetic, `tf.image` PSNR/SSIM/MS-SSIM, SciPy's distance transform the
+Hausdorff family; `balanced_scores` is the one implementation of accuracy, balanced accuracy, AUC and the
+positive fraction. Every function returns a JSON-ready `dict` of floats; segmentation and reconstruction
+metrics also return per-image NumPy arrays under `"per_image"` for paired tests.
 """
 
 from __future__ import annotations
@@ -177,13 +173,11 @@ def classification_metrics(
         averaging = "macro"
 
     predicted_fractions = np.bincount(predicted, minlength=num_classes) / max(predicted.size, 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a class absent from y_true: sklearn warns, the mean skips it
-        balanced = float(skm.balanced_accuracy_score(labels, predicted))
+    scores = _balanced_scores(labels, probs, predicted)
     return {
-        "accuracy": float(skm.accuracy_score(labels, predicted)),
-        "balanced_accuracy": balanced,
-        "auc": _auc(labels, probs),
+        "accuracy": scores["accuracy"],
+        "balanced_accuracy": scores["balanced_accuracy"],
+        "auc": scores["auc"],
         "fraction_positive": float(predicted_fractions[positive_class]) if num_classes == 2 else None,
         "max_predicted_fraction": float(predicted_fractions.max()),
         "predicted_fractions": [float(f) for f in predicted_fractions],
@@ -203,6 +197,79 @@ def classification_metrics(
         "class_names": class_names,
         "averaging": averaging,
         "n": int(labels.size),
+    }
+
+
+def _balanced_scores(labels: np.ndarray, probs: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """The one implementation of accuracy, balanced accuracy, AUC and the positive fraction (scikit-learn)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a class absent from y_true: sklearn warns, the mean skips it
+        balanced = float(skm.balanced_accuracy_score(labels, predicted))
+    return {
+        "accuracy": float(skm.accuracy_score(labels, predicted)),
+        "balanced_accuracy": balanced,
+        "auc": _auc(labels, probs),
+        "positive_fraction": _positive_fraction(predicted),
+    }
+
+
+def _positive_fraction(predicted: np.ndarray) -> float:
+    """Fraction of predictions other than class 0 (class 0 = "normal" by the datasets' label order)."""
+    return float(np.mean(predicted != 0))
+
+
+def balanced_scores(y_true: Any, y_prob: Any) -> dict[str, float]:
+    """Class-balance-aware scores that expose a constant classifier (checkpoint selection, tables).
+
+    Args:
+        y_true: `(N,)` class indices or `(N, K)` one-hot.
+        y_prob: `(N, K)` probabilities (arg-max = prediction), or `(N,)` positive-class probabilities.
+
+    Returns:
+        `{"accuracy", "balanced_accuracy", "auc", "positive_fraction"}`, the first three exactly those of
+        `classification_metrics`; `positive_fraction` is the fraction predicted as any class other than 0
+        (class 0 = "normal" by the datasets' label order). A constant classifier has balanced accuracy `1 / K`
+        and positive fraction 0 or 1.
+
+    Raises:
+        ValueError: as `classification_metrics`.
+    """
+    labels, probs = _as_labels_and_probs(y_true, y_prob)
+    return _balanced_scores(labels, probs, probs.argmax(axis=1))
+
+
+def classification_scores(labels: Any, probs: Any, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """The MultiMix paper's classification metrics from predicted probabilities (any model, like-for-like tables).
+
+    Args:
+        labels: `(M,)` reference class indices.
+        probs: `(M, n_classes)` predicted probabilities.
+        class_names: names of the classes (keys of `f1_per_class`); None = "0", "1", ...
+
+    Returns:
+        `{"accuracy", "balanced_accuracy", "auc", "positive_fraction"` (see `balanced_scores`),
+        `"f1_per_class": {name: f1}, "metrics":` the full `classification_metrics` dict,
+        `"predicted": (M,) int, "correct": (M,) bool}` (the per-image arrays feed `urep.statistics.mcnemar`).
+
+    Raises:
+        ValueError: `class_names` of the wrong length, or as `classification_metrics`.
+    """
+    labels = np.asarray(labels)
+    probs = np.asarray(probs)
+    names = list(class_names) if class_names is not None else None
+    if names is not None and len(names) != probs.shape[-1]:
+        raise ValueError(f"class_names has {len(names)} names for {probs.shape[-1]} classes")
+    metrics = classification_metrics(labels, probs, class_names=names)
+    predicted = probs.argmax(axis=-1)
+    return {
+        "accuracy": metrics["accuracy"],
+        "balanced_accuracy": metrics["balanced_accuracy"],
+        "auc": metrics["auc"],
+        "positive_fraction": _positive_fraction(predicted),
+        "f1_per_class": {name: values["f1"] for name, values in metrics["per_class"].items()},
+        "metrics": metrics,
+        "predicted": predicted,
+        "correct": predicted == labels,
     }
 
 
@@ -659,3 +726,38 @@ def fold_and_ensemble_metrics(
     folds = [classification_metrics(y_true, probs, class_names) for probs in fold_probs]
     ensemble = classification_metrics(y_true, ensemble_probabilities(fold_probs), class_names)
     return {"folds": folds, "summary": fold_summary(folds), "ensemble": ensemble}
+
+
+# --------------------------------------------------------------------------------------------------------
+# The MultiMix paper's test-set scores (any model)
+# --------------------------------------------------------------------------------------------------------
+
+
+def segmentation_scores(masks: Any, probs: Any, threshold: float = 0.5) -> dict[str, Any]:
+    """The MultiMix paper's segmentation metrics: Dice, average Hausdorff, SSIM of the binarised mask.
+
+    SSIM compares the binarised predicted mask with the reference (both in {0, 1}, `max_val` 1; NaN for images
+    smaller than the 11-pixel window).
+
+    Args:
+        masks: `(N, H, W, 1)` reference masks in {0, 1}.
+        probs: `(N, H, W, 1)` predicted foreground probabilities.
+        threshold: mask binarisation threshold.
+
+    Returns:
+        `{"dice", "avg_hausdorff", "ssim", "metrics":` the full `segmentation_metrics` dict,
+        `"per_image": {"dice", "avg_hausdorff", "ssim": (N,) arrays}}` (for `urep.statistics.wilcoxon_paired`).
+    """
+    masks = np.asarray(masks, dtype=np.float32)
+    probs = np.asarray(probs, dtype=np.float32)
+    seg = segmentation_metrics(masks, probs, threshold=threshold)
+    binary = (probs >= threshold).astype(np.float32)
+    ssim = reconstruction_metrics(masks, binary, max_val=1.0)["per_image"]["ssim"]
+    return {
+        "dice": seg["dice"],
+        "avg_hausdorff": seg["avg_hausdorff"],
+        "ssim": float(np.mean(ssim)),
+        "metrics": seg,
+        "per_image": {"dice": seg["per_image"]["dice"], "avg_hausdorff": seg["per_image"]["avg_hausdorff"],
+                      "ssim": ssim},
+    }

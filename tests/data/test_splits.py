@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from urep.data.splits import patient_kfold, patient_split
+from urep.data.splits import label_budget, patient_kfold, patient_split
 
 
 def table(n_patients: int = 40, seed: int = 0, labels=("normal", "abnormal")) -> pd.DataFrame:
@@ -126,3 +126,25 @@ def test_real_shenzhen_split(shared_data):
     assert {k: len(v) for k, v in parts.items()} == {"train": 105, "val": 30, "test": 15}
     for train, val in patient_kfold(df, k=10):
         assert not (patients(train) & patients(val))
+
+
+def test_label_budget_splits_reproducibly_and_stratifies():
+    images = np.arange(30)[:, None]
+    labels = np.array([0] * 20 + [1] * 10)
+    (li, ll), (ui, ul) = label_budget((images, labels), 9, seed=3, stratify=labels)
+    assert len(li) == 9 and len(ui) == 21
+    assert set(li[:, 0]) | set(ui[:, 0]) == set(range(30)) and not set(li[:, 0]) & set(ui[:, 0])
+    assert np.bincount(ll).tolist() == [6, 3]
+    again, _ = label_budget((images, labels), 9, seed=3, stratify=labels)
+    np.testing.assert_array_equal(again[0], li)
+    other, _ = label_budget((images, labels), 9, seed=4, stratify=labels)
+    assert not np.array_equal(other[0], li)
+    frame = pd.DataFrame({"image": [f"{i}.png" for i in range(30)], "label": labels})
+    labelled, unlabelled = label_budget(frame, 10, seed=0, stratify="label")
+    assert len(labelled) == 10 and len(unlabelled) == 20 and labelled["label"].sum() in (3, 4)
+    everything, none = label_budget(images, "all")
+    assert len(everything) == 30 and len(none) == 0
+    with pytest.raises(ValueError, match="label budget n"):
+        label_budget(images, 31)
+    with pytest.raises(ValueError, match="share their first dimension"):
+        label_budget((images, labels[:5]), 3)

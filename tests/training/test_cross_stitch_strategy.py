@@ -13,7 +13,7 @@ from urep.models import MultiTaskModel
 from urep.models.cross_stitch import CrossStitchAssembly, cross_stitch_from_assembly
 from urep.training import TrainConfig
 from urep.training.cross_stitch import cross_stitch
-from urep.training.strategies import STRATEGIES, Task, finetune
+from urep.training.strategies import Task, finetune, resolve_strategy
 
 
 def disc_phantoms(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,7 +78,7 @@ def config(epochs: int = 2) -> TrainConfig:
 
 
 def test_registered_as_a_strategy():
-    assert STRATEGIES["cross_stitch"] is cross_stitch
+    assert resolve_strategy("cross_stitch") is cross_stitch
 
 
 def test_from_assembly_copies_encoder_and_heads_and_identity_matches_hard_sharing():

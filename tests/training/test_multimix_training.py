@@ -1,4 +1,4 @@
-"""Tests of urep/training/multimix.py: loss terms, config, data checks, training, checkpoint selection, ablations.
+"""Tests of urep/training/multimix/: config, data checks, the training step, training, checkpoint selection, ablations.
 
 (Named test_multimix_training.py, not test_multimix.py: tests/models/test_multimix.py exists and the tests
 folders have no __init__.py, so two test modules with one basename cannot be collected together.)
@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 
 import urep
-from urep.training import multimix as mm
+from urep.losses import dice_loss, fixmatch_loss, segmentation_kl
 from urep.training.multimix import (
     VARIANTS,
     MultiMixConfig,
     MultiMixData,
     evaluate_multimix,
-    fixmatch_loss,
-    label_budget,
+    make_train_step,
     multimix_for_variant,
-    segmentation_kl,
     train_multimix,
 )
+from urep.training.multimix import train as mm_train
 
 SIZE = 32
 CHANNELS = (4, 8, 16)
@@ -57,74 +55,12 @@ def _config(**kwargs) -> MultiMixConfig:
     return MultiMixConfig(**{**base, **kwargs})
 
 
-# -- loss terms ------------------------------------------------------------------------------------------
-def test_pseudo_label_mask_respects_the_threshold():
-    # Two classes: max softmax probability = sigmoid(|logit difference|).
-    max_probs = np.array([0.69, 0.71, 0.9, 0.5, 0.7001])
-    diffs = np.log(max_probs / (1 - max_probs))
-    weak = tf.constant(np.stack([np.zeros(5), diffs], axis=1) * np.array([[1.0], [-1], [1], [1], [-1]]),
-                       tf.float32)
-    strong = tf.constant(np.random.default_rng(0).standard_normal((5, 2)), tf.float32)
-    loss, mask = fixmatch_loss(weak, strong, threshold=0.7)
-    np.testing.assert_array_equal(mask.numpy(), [0, 1, 1, 0, 1])
-    pseudo = weak.numpy().argmax(axis=1)
-    log_probs = strong.numpy() - np.log(np.exp(strong.numpy()).sum(axis=1, keepdims=True))
-    ce = -log_probs[np.arange(5), pseudo]
-    assert float(loss) == pytest.approx(float(np.mean(ce * mask.numpy())), rel=1e-5)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch([weak, strong])
-        loss, _ = fixmatch_loss(weak, strong, 0.7)
-    assert tape.gradient(loss, weak) is None  # pseudo-labels are constants
-    assert np.abs(tape.gradient(loss, strong).numpy()).sum() > 0
-    nothing_kept, mask = fixmatch_loss(weak, strong, threshold=0.95)
-    assert float(nothing_kept) == 0.0 and mask.numpy().sum() == 0
-
-
-@pytest.mark.parametrize("mode", ["pixelwise", "batch_mean"])
-def test_kl_is_zero_for_identical_and_positive_for_different_predictions(mode):
-    rng = np.random.default_rng(1)
-    p = tf.constant(rng.uniform(0.05, 0.95, (3, 8, 8, 1)), tf.float32)
-    assert float(segmentation_kl(p, p, mode)) == pytest.approx(0.0, abs=1e-7)
-    q = tf.constant(rng.uniform(0.05, 0.95, (3, 8, 8, 1)), tf.float32)
-    assert float(segmentation_kl(p, q, mode)) > 1e-3
-    with tf.GradientTape() as tape:
-        tape.watch(q)
-        value = segmentation_kl(p, q, mode)
-    assert np.abs(tape.gradient(value, q).numpy()).sum() > 0
-
-
-def test_kl_matches_the_bernoulli_formula_on_batch_means():
-    p = tf.constant([[[[0.9]]], [[[0.7]]]])  # labelled batch mean 0.8
-    q = tf.constant([[[[0.2]]]])  # unlabelled (a different batch size is fine)
-    expected = 0.8 * np.log(0.8 / 0.2) + 0.2 * np.log(0.2 / 0.8)
-    assert float(segmentation_kl(p, q, "batch_mean")) == pytest.approx(expected, rel=1e-5)
-
-
-def test_kl_default_is_the_papers_pixelwise_reading():
-    assert MultiMixConfig().kl_mode == "pixelwise"
-    # Pixel by pixel the pairs (0.9 vs 0.1) and (0.1 vs 0.9) differ strongly; their batch means (0.5) agree.
-    p = tf.constant([[[[0.9]]], [[[0.1]]]])
-    q = tf.constant([[[[0.1]]], [[[0.9]]]])
-    expected = 0.9 * np.log(9) + 0.1 * np.log(1 / 9)
-    assert float(segmentation_kl(p, q)) == pytest.approx(expected, rel=1e-5)
-    assert float(segmentation_kl(p, q, "batch_mean")) == pytest.approx(0.0, abs=1e-7)
-
-
-def test_public_code_single_channel_softmax_kl_is_always_zero():
-    """The defect being fixed: softmax over one channel is 1, so its KL carries no signal."""
-    labelled = tf.constant(np.random.default_rng(2).standard_normal((2, 8, 8, 1)), tf.float32)
-    unlabelled = -labelled
-    p = tf.nn.softmax(labelled, axis=-1)
-    public = p * (tf.nn.log_softmax(labelled, axis=-1) - tf.nn.log_softmax(unlabelled, axis=-1))
-    assert float(tf.reduce_mean(public)) == 0.0
-    assert float(segmentation_kl(tf.sigmoid(labelled), tf.sigmoid(unlabelled), "pixelwise")) > 0.1
-
-
 # -- configuration and data ------------------------------------------------------------------------------
 def test_config_defaults_are_the_papers_and_the_schedule_steps_every_8_epochs():
     config = MultiMixConfig()
     assert (config.learning_rate, config.batch_size, config.threshold) == (1e-4, 10, 0.7)
     assert (config.ssl_weight, config.dice_weight, config.kl_weight) == (0.25, 5.0, 0.01)
+    assert config.kl_mode == "pixelwise"  # the paper's eq. 2 (urep.losses.segmentation_kl's default)
     assert [config.learning_rate_at(e) for e in (0, 7, 8, 16)] == pytest.approx([1e-4, 1e-4, 1e-5, 1e-6])
     assert MultiMixConfig.from_dict(config.to_dict()) == config
 
@@ -161,28 +97,6 @@ def test_data_checks_name_the_offending_field(data):
     partial = MultiMixData(seg_images=data.seg_images, seg_masks=data.seg_masks)
     with pytest.raises(ValueError, match="seg_unlabelled"):
         partial.check(VARIANTS["multimix"], n_classes=2)
-
-
-def test_label_budget_splits_reproducibly_and_stratifies():
-    images = np.arange(30)[:, None]
-    labels = np.array([0] * 20 + [1] * 10)
-    (li, ll), (ui, ul) = label_budget((images, labels), 9, seed=3, stratify=labels)
-    assert len(li) == 9 and len(ui) == 21
-    assert set(li[:, 0]) | set(ui[:, 0]) == set(range(30)) and not set(li[:, 0]) & set(ui[:, 0])
-    assert np.bincount(ll).tolist() == [6, 3]
-    again, _ = label_budget((images, labels), 9, seed=3, stratify=labels)
-    np.testing.assert_array_equal(again[0], li)
-    other, _ = label_budget((images, labels), 9, seed=4, stratify=labels)
-    assert not np.array_equal(other[0], li)
-    frame = pd.DataFrame({"image": [f"{i}.png" for i in range(30)], "label": labels})
-    labelled, unlabelled = label_budget(frame, 10, seed=0, stratify="label")
-    assert len(labelled) == 10 and len(unlabelled) == 20 and labelled["label"].sum() in (3, 4)
-    everything, none = label_budget(images, "all")
-    assert len(everything) == 30 and len(none) == 0
-    with pytest.raises(ValueError, match="label budget n"):
-        label_budget(images, 31)
-    with pytest.raises(ValueError, match="share their first dimension"):
-        label_budget((images, labels[:5]), 3)
 
 
 # -- training --------------------------------------------------------------------------------------------
@@ -229,7 +143,7 @@ def test_best_checkpoint_is_the_best_validation_epoch_not_the_last(data, tmp_pat
         snapshots.append(model.network.get_weights())
         return {"val_dice": 0.0, "val_score": next(scripted)}
 
-    monkeypatch.setattr(mm, "_validation_metrics", fake_validation)
+    monkeypatch.setattr(mm_train, "_validation_metrics", fake_validation)
     result = train_multimix(model, data, _config(variant="unet", epochs=3, steps_per_epoch=1), run=tmp_path)
     assert result.best_epoch == 2 and result.best_score == 0.9
     for restored, kept in zip(model.network.get_weights(), snapshots[1], strict=True):
@@ -273,9 +187,11 @@ def test_variant_and_model_must_agree(data):
 
 
 def test_multimix_is_a_registered_strategy_and_trains_from_tasks(data):
-    from urep.training import STRATEGIES, Task, TrainConfig, finetune
+    from urep.training import Task, TrainConfig, finetune
+    from urep.training.multimix import multimix_strategy
+    from urep.training.strategies import resolve_strategy
 
-    assert STRATEGIES["multimix"] is mm.multimix_strategy
+    assert resolve_strategy("multimix") is multimix_strategy
     urep.seed_everything(3)
     model = multimix_for_variant("umtls", input_shape=(SIZE, SIZE, 1), channels=CHANNELS)
 
@@ -327,7 +243,7 @@ def test_training_step_assembles_the_papers_loss_from_the_saliency_and_the_thres
     saliency = model.saliency(seg_x)
     assert float(tf.reduce_max(saliency)) > 0
     seg_probs = tf.sigmoid(model.network([seg_x, saliency], training=True)["segmentation_logits"])
-    dice = float(tf.reduce_mean(mm.dice_loss(batch["seg_masks"], seg_probs[:4], per_image=True)))
+    dice = float(tf.reduce_mean(dice_loss(batch["seg_masks"], seg_probs[:4], per_image=True)))
     kl = float(segmentation_kl(seg_probs[:4], seg_probs[4:], "pixelwise"))
     cls_logits = model.classifier(tf.concat([batch["cls_images"], batch["weak"], batch["strong"]], 0), training=True)
     ce = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["cls_labels"], cls_logits[:4])))
@@ -336,7 +252,7 @@ def test_training_step_assembles_the_papers_loss_from_the_saliency_and_the_thres
 
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(model.network.trainable_variables)
-    terms = {k: float(v) for k, v in mm._make_train_step(model, optimizer, config)(batch).items()}
+    terms = {k: float(v) for k, v in make_train_step(model, optimizer, config)(batch).items()}
 
     assert terms["dice"] == pytest.approx(dice, rel=1e-4)  # fails if the decoder got zeros, not the saliency
     assert terms["kl"] == pytest.approx(kl, rel=1e-3) and kl > 1e-4
@@ -363,7 +279,7 @@ def test_a_pseudo_label_below_the_threshold_contributes_nothing(data):
         fresh.network.set_weights(model.network.get_weights())
         optimizer = keras.optimizers.Adam(1e-3)
         optimizer.build(fresh.network.trainable_variables)
-        step = mm._make_train_step(fresh, optimizer, _config(variant="encssl", threshold=threshold))
+        step = make_train_step(fresh, optimizer, _config(variant="encssl", threshold=threshold))
         terms = step({**batch, "strong": strong})
         return {k: float(v) for k, v in terms.items()}, fresh.network.get_weights()
 
@@ -389,9 +305,9 @@ def test_selection_never_keeps_a_constant_classifier_over_a_balanced_one(monkeyp
     for selection in ("balanced", "loss"):
         config = _config(variant="encoder", selection=selection)
         for name, probs in (("constant", constant), ("informative", informative)):
-            monkeypatch.setattr(mm, "predict_multimix", lambda *a, p=probs, **k: {"classification": p})
+            monkeypatch.setattr(mm_train, "predict_multimix", lambda *a, p=probs, **k: {"classification": p})
             split = MultiMixData(val_cls_images=np.zeros((16, 4, 4)), val_cls_labels=labels)
-            scores[(selection, name)] = mm._validation_metrics(None, split, config)
+            scores[(selection, name)] = mm_train._validation_metrics(None, split, config)
     for selection in ("balanced", "loss"):
         assert scores[(selection, "informative")]["val_score"] > scores[(selection, "constant")]["val_score"]
     assert scores[("balanced", "constant")]["val_balanced_accuracy"] == 0.5

@@ -35,7 +35,7 @@ def test_registry_names():
     assert {"independent", "alternating", "joint"} <= set(STRATEGIES)
 
 
-def test_plugged_in_strategies_resolve_lazily_in_a_fresh_interpreter():
+def test_every_strategy_resolves_lazily_through_one_registry_in_a_fresh_interpreter():
     """`finetune(..., "cross_stitch")` reaches the strategy without importing its module first."""
     import subprocess
     import sys
@@ -43,9 +43,11 @@ def test_plugged_in_strategies_resolve_lazily_in_a_fresh_interpreter():
     script = (
         "import sys\n"
         "from urep.training import Task, TrainConfig, finetune\n"
-        "from urep.training.strategies import STRATEGIES, resolve_strategy, strategy_names\n"
-        "assert 'urep.training.cross_stitch' not in sys.modules and 'cross_stitch' not in STRATEGIES\n"
-        "assert {'cross_stitch', 'multimix'} <= set(strategy_names())\n"
+        "from urep.training.strategies import STRATEGIES, independent, resolve_strategy, strategy_names\n"
+        "assert not {'urep.training.cross_stitch', 'urep.training.multimix'} & set(sys.modules)\n"
+        "assert strategy_names() == ['alternating', 'cross_stitch', 'independent', 'joint', 'multimix']\n"
+        "assert all(isinstance(target, str) for target in STRATEGIES.values())\n"
+        "assert resolve_strategy('independent') is independent\n"
         "task = Task('a', 'classification', None, 'mse', lambda epoch: None)\n"
         "try:\n"
         "    finetune(None, [task], 'cross_stitch', TrainConfig(epochs=1))\n"
@@ -54,10 +56,29 @@ def test_plugged_in_strategies_resolve_lazily_in_a_fresh_interpreter():
         "else:\n"
         "    raise AssertionError('cross_stitch was not dispatched')\n"
         "from urep.training.cross_stitch import cross_stitch\n"
-        "assert STRATEGIES['cross_stitch'] is cross_stitch is resolve_strategy('cross_stitch')\n"
+        "assert resolve_strategy('cross_stitch') is cross_stitch\n"
+        "assert 'urep.training.multimix' not in sys.modules\n"
+        "from urep.training.multimix import multimix_strategy\n"
+        "assert resolve_strategy('multimix') is multimix_strategy\n"
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
+
+
+def test_register_strategy_plugs_in_by_dotted_path_and_refuses_a_clash(monkeypatch):
+    from urep.training import strategies
+
+    monkeypatch.setitem(strategies.STRATEGIES, "probe", "urep.training.strategies:joint")
+    assert strategies.resolve_strategy("probe") is strategies.joint
+    monkeypatch.delitem(strategies.STRATEGIES, "probe")
+    strategies.register_strategy("probe", "urep.training.strategies:independent")
+    assert strategies.resolve_strategy("probe") is strategies.independent
+    strategies.register_strategy("probe", "urep.training.strategies:independent")  # the same target again
+    with pytest.raises(ValueError, match="'probe' is already registered"):
+        strategies.register_strategy("probe", "urep.training.strategies:joint")
+    with pytest.raises(ValueError, match="must be 'module:function'"):
+        strategies.register_strategy("other", "urep.training.strategies")
+    monkeypatch.delitem(strategies.STRATEGIES, "probe")
 
 
 def test_independent_leaves_every_shared_variable_bit_identical_and_trains_heads(phantoms):

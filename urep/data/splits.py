@@ -1,16 +1,9 @@
-"""Patient-level splits: train/val/test fractions and k-fold cross-validation.
+"""Splits: patient-level train/val/test and k-fold (no patient in two parts), and label budgets.
 
-No patient ever appears in two parts. The defaults are the papers' protocol (UMS-Rep journal, Section 3.1): 70/20/10
-train/val/test and 10-fold cross-validation for the heads. Stratification is by label "where possible":
-
-- `patient_split` splits the table of patients (one row per patient, labelled with the patient's most
-  frequent image label, ties broken alphabetically) with scikit-learn's `train_test_split(stratify=...)`,
-  so every patient's images move together; when a label has too few patients to stratify (scikit-learn
-  refuses), it falls back to `GroupShuffleSplit`, logs a warning and sets `df.attrs["stratified"] = False`.
-- `patient_kfold` uses `StratifiedGroupKFold` (or `GroupKFold` when `stratify=False`), both shuffled by seed.
-
-Part sizes are counted in patients: `round(fraction * n_patients)` for test and val (at least one patient
-for a non-zero fraction), the rest for train.
+`patient_split` and `patient_kfold` follow the papers' protocol (UMS-Rep journal, Section 3.1: 70/20/10 and
+10 folds), stratified by label where the patients allow; part sizes are counted in patients. `label_budget`
+draws a budget's labelled items, the rest serving as unlabelled (MultiMix, Haque et al. section 3.1).
+Details of the fallbacks: docs/design.md ("Losses, metrics and splits").
 """
 
 from __future__ import annotations
@@ -18,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -177,3 +171,58 @@ def patient_kfold(
         val.attrs = {**df.attrs, "fold": fold, "part": "val"}
         folds.append((train, val))
     return folds
+
+
+def label_budget(data: Any, n: int | str | None, seed: int = 0, stratify: Any = None) -> tuple[Any, Any]:
+    """Split a training set into ``n`` labelled items and the rest (used as unlabelled), reproducibly.
+
+    Args:
+        data: a pandas DataFrame, a NumPy array, or a tuple of arrays sharing their first dimension
+            (e.g. ``(images, masks)``).
+        n: labelled items to keep (the paper: segmentation 10 / 50 / "all", classification 100 / 1000 / "all");
+            ``"all"`` or None keeps everything labelled (the unlabelled part is then empty).
+        seed: random seed of the draw.
+        stratify: class labels to keep the class proportions in the labelled part (an array of length N, or
+            for a DataFrame the name of a column); None = a uniform random draw (as the public code's
+            ``random_split``).
+
+    Returns:
+        ``(labelled, unlabelled)`` of the same type as ``data``.
+
+    Raises:
+        ValueError: ``n`` is not a positive integer <= N (nor "all"/None), or the arrays disagree in length.
+    """
+    is_frame = isinstance(data, pd.DataFrame)
+    if is_frame:
+        length = len(data)
+    elif isinstance(data, tuple):
+        if not data:
+            raise ValueError("label_budget got an empty tuple")
+        lengths = {len(a) for a in data}
+        if len(lengths) != 1:
+            raise ValueError(f"label_budget: arrays must share their first dimension, got {sorted(lengths)}")
+        length = lengths.pop()
+    else:
+        data = np.asarray(data)
+        length = len(data)
+    index = np.arange(length)
+    if n is None or n == "all":
+        labelled_idx, unlabelled_idx = index, index[:0]
+    else:
+        if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= length):
+            raise ValueError(f"label budget n must be 'all' or an integer in [1, {length}], got {n!r}")
+        labels = data[stratify].to_numpy() if is_frame and isinstance(stratify, str) else stratify
+        if n == length:
+            labelled_idx, unlabelled_idx = index, index[:0]
+        else:
+            labelled_idx, unlabelled_idx = train_test_split(index, train_size=n, random_state=seed, stratify=labels)
+            labelled_idx, unlabelled_idx = np.sort(labelled_idx), np.sort(unlabelled_idx)
+
+    def take(idx: np.ndarray) -> Any:
+        if is_frame:
+            return data.iloc[idx]
+        if isinstance(data, tuple):
+            return tuple(np.asarray(a)[idx] for a in data)
+        return data[idx]
+
+    return take(labelled_idx), take(unlabelled_idx)

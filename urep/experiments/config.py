@@ -36,7 +36,7 @@ __all__ = [
     "ConfigError", "PhantomSpec", "DataSource", "NoiseLevel", "AugmentationConfig", "PreprocessingConfig",
     "TrainSettings", "SourceConfig", "TaskConfig",
     "BaselineConfig", "TrainingPhases", "CrossValidation", "StatisticsConfig", "ExplainConfig",
-    "RecommendationConfig", "MultiMixConfig", "DistributionConfig", "ExperimentConfig", "SuiteConfig", "load_config", "load_any",
+    "RecommendationConfig", "MultiMixExperimentConfig", "DistributionConfig", "ExperimentConfig", "SuiteConfig", "load_config", "load_any",
     "load_suite_parts", "parse_config",
     "find_config", "list_configs", "config_to_dict", "dump_config", "apply_overrides", "resolve_data_root",
     "KNOWN_STRATEGIES",
@@ -410,7 +410,7 @@ class RecommendationConfig:
 
 
 @dataclass(frozen=True)
-class MultiMixConfig:
+class MultiMixExperimentConfig:
     """MultiMix (Haque et al., ISBI 2021) settings; see `urep.training.multimix`.
 
     Attributes:
@@ -539,7 +539,7 @@ class ExperimentConfig:
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     recommendation: RecommendationConfig = field(default_factory=RecommendationConfig)
-    multimix: MultiMixConfig | None = None
+    multimix: MultiMixExperimentConfig | None = None
     paper_tables: tuple[str, ...] = ()
     figures: bool = True
     batchnorm_momentum: float | None = None

@@ -140,7 +140,7 @@ class MultiMixExperiment:
 
     def _budget_split(self, task: TaskConfig, n: int | str, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(labelled, unlabelled) rows of the task's training patients; `all` -> (every row, every row)."""
-        from urep.training.multimix import label_budget
+        from urep.data.splits import label_budget
 
         data = self.pipeline.task_data[task.name]
         train = self.train_rows[task.name]
@@ -192,7 +192,7 @@ class MultiMixExperiment:
     # -- scoring -------------------------------------------------------------------------------------------
     def _score(self, seg_probs: dict[str, np.ndarray], cls_probs: dict[str, np.ndarray]) -> dict[str, dict]:
         """Per domain: table metrics and the per-image scores of the paired tests."""
-        from urep.training.multimix import classification_scores, segmentation_scores
+        from urep.metrics import classification_scores, segmentation_scores
 
         sets = self._test_sets()
         seg_sets, cls_sets = sets[self.seg_task.name], sets[self.cls_task.name]

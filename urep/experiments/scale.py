@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from urep.experiments.config import ExperimentConfig, MultiMixConfig, TrainSettings
+from urep.experiments.config import ExperimentConfig, MultiMixExperimentConfig, TrainSettings
 
 __all__ = ["shrink", "TINY"]
 
@@ -30,8 +30,8 @@ def _train(settings: TrainSettings, epochs: int, steps: int | None, batch_size: 
                                early_stopping_patience=None if epochs <= 2 else settings.early_stopping_patience)
 
 
-def _multimix(settings: MultiMixConfig, epochs: int | None, steps: int | None,
-              batch_size: int | None) -> MultiMixConfig:
+def _multimix(settings: MultiMixExperimentConfig, epochs: int | None, steps: int | None,
+              batch_size: int | None) -> MultiMixExperimentConfig:
     """Fewer MultiMix epochs and steps; integer label budgets capped at `TINY_BUDGET` images."""
     options = dict(settings.options)
     if epochs is not None:

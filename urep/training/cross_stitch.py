@@ -1,10 +1,10 @@
 """The `cross_stitch` fine-tuning strategy: soft parameter sharing trained like the joint strategy.
 
-Registered in `urep.training.strategies.STRATEGIES` as `"cross_stitch"`, so `finetune(assembly, tasks,
+Listed in `urep.training.strategies.STRATEGIES` as `"cross_stitch"`, so `finetune(assembly, tasks,
 "cross_stitch", config, run)` returns the same `TrainResult`s as the other strategies. The hard-sharing
 assembly is turned into its cross-stitch twin (`urep.models.cross_stitch.cross_stitch_from_assembly`) and
 trained by `urep.training.strategies.joint` on the sum of the task losses (Misra et al. 2016); the assembly
-given is not modified (docs/design.md, "Module notes").
+given is not modified (docs/design.md, "Fine-tuning strategies").
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from urep.models.cross_stitch import CrossStitchAssembly, cross_stitch_from_asse
 from urep.training.config import TrainConfig
 from urep.training.loop import TrainResult
 from urep.training.run import Run
-from urep.training.strategies import STRATEGIES, Task, joint
+from urep.training.strategies import Task, joint
 
 logger = logging.getLogger(__name__)
 
@@ -107,5 +107,3 @@ def cross_stitch(
         result.extra["cross_stitch"] = record
     return results
 
-
-STRATEGIES.setdefault(STRATEGY_NAME, cross_stitch)

@@ -1,34 +1,9 @@
 """Fine-tuning strategies over task models that share one encoder: independent, alternating, joint.
 
-UMS-Rep journal, Sections 2.3 and 3.2.3:
-
-- **independent**: the shared encoder is frozen; each head is trained alone, with its own loss, optimizer and
-  data (one phase per task, `<phase>/<task>`). Frozen batch-norm layers run in inference mode, so every
-  shared variable stays bit-identical.
-- **alternating**: each task keeps its own loss, optimizer and batches; task i is trained for n_i batches
-  (shared *and* head parameters), then the next task, and so on (Dong et al. 2015, Fig. 1 of the journal).
-  By default n_i is proportional to the task's training-set size (Luong et al. 2015's mixing ratios):
-  n_i = batches_per_switch * round(n_train_i / min_j n_train_j); `batches_per_task` gives them directly.
-  One epoch is as many rounds as the task needing the most rounds needs to see its data once; tasks that
-  run out earlier start their data again, so the ratio holds through the epoch. Each task's optimizer
-  has its learning rate reduced on its own monitored value; early stopping and the best weights follow the
-  weighted sum of the tasks' monitored values (the shared encoder is one network).
-- **joint**: one loss sum_i w_i L_i, the whole network updated at each step with one optimizer; each step
-  draws one batch of every task (their labels may come from different images), so one epoch is as many
-  steps as the largest task has batches (smaller tasks start again). The weights are fixed (`Task.weight`
-  or a mapping), or learned by uncertainty weighting or GradNorm (`urep.training.loss_weighting`).
-
-Both alternating and joint take task-wise early stopping (Zhang et al. 2014) from
-`TrainConfig.taskwise_stopping`: after each epoch every active task's training and validation losses feed a
-`TaskwiseEarlyStopping`; a stopped task's turns are skipped (alternating) or its loss leaves the sum and its
-own variables leave the update (joint, fixed loss weights only), while the other tasks continue.
-
-`STRATEGIES` maps a name to a callable `(assembly, tasks, config, run=None, **options) -> dict[str,
-TrainResult]`; other modules (cross-stitch, MultiMix) register theirs there, and `finetune` dispatches.
-Strategies living in modules that import this one are listed in `LAZY_STRATEGIES` (name ->
-`"module:function"`): `resolve_strategy` imports such a module on first use and registers the function, so
-`finetune(..., "cross_stitch")` works without importing `urep.training.cross_stitch` first and without a
-circular import.
+UMS-Rep journal, Sections 2.3 and 3.2.3: `independent` freezes the shared encoder and trains each head alone,
+`alternating` trains task i for n_i batches (shared and head parameters) and then the next task, `joint`
+minimises `sum_i w_i L_i` with one optimizer. `finetune(model, tasks, name, config, run)` dispatches through
+the one registry `STRATEGIES` (name -> "module:function", imported on first use); see docs/design.md.
 """
 
 from __future__ import annotations
@@ -547,38 +522,52 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
                        steps_hint=hint, taskwise=stopper)
 
 
-#: Strategy name -> callable `(assembly, tasks, config, run=None, **options) -> dict[str, TrainResult]`.
-STRATEGIES: dict[str, Callable[..., dict[str, TrainResult]]] = {
-    "independent": independent,
-    "alternating": alternating,
-    "joint": joint,
-}
-
-#: Strategies registered by their own module when it is imported; `resolve_strategy` imports it on first use.
-LAZY_STRATEGIES: dict[str, str] = {
+#: The one strategy registry: name -> `"module:function"` of a callable `(assembly, tasks, config, run=None,
+#: **options) -> dict[str, TrainResult]`. Every entry, built-in or plugged in, is imported on first use by
+#: `resolve_strategy`, so a strategy's module may import this one without a cycle.
+STRATEGIES: dict[str, str] = {
+    "independent": "urep.training.strategies:independent",
+    "alternating": "urep.training.strategies:alternating",
+    "joint": "urep.training.strategies:joint",
     "cross_stitch": "urep.training.cross_stitch:cross_stitch",
     "multimix": "urep.training.multimix:multimix_strategy",
 }
 
 
+def register_strategy(name: str, target: str) -> None:
+    """Plug in a strategy: `finetune(..., name, ...)` will call `target`, imported on first use.
+
+    Args:
+        name: the strategy's name.
+        target: `"package.module:function"`.
+
+    Raises:
+        ValueError: `target` is not of the form `"module:function"`, or `name` is registered with another
+            target.
+    """
+    module_name, _, function_name = target.partition(":")
+    if not (module_name and function_name.isidentifier()):
+        raise ValueError(f"strategy target must be 'module:function', got {target!r}")
+    if STRATEGIES.get(name, target) != target:
+        raise ValueError(f"strategy {name!r} is already registered as {STRATEGIES[name]!r}")
+    STRATEGIES[name] = target
+
+
 def strategy_names() -> list[str]:
-    """Every strategy name `finetune` accepts: the registered ones and the lazily imported ones."""
-    return sorted(set(STRATEGIES) | set(LAZY_STRATEGIES))
+    """Every strategy name `finetune` accepts."""
+    return sorted(STRATEGIES)
 
 
 def resolve_strategy(name: str) -> Callable[..., dict[str, TrainResult]]:
-    """The callable of strategy `name`: from `STRATEGIES`, else imported from `LAZY_STRATEGIES` and registered.
+    """The callable of strategy `name`, its module imported on first use.
 
     Raises:
         ValueError: unknown name (the message lists `strategy_names()`).
     """
-    if name in STRATEGIES:
-        return STRATEGIES[name]
-    if name not in LAZY_STRATEGIES:
+    if name not in STRATEGIES:
         raise ValueError(f"unknown fine-tuning strategy {name!r}; registered: {strategy_names()}")
-    module_name, function_name = LAZY_STRATEGIES[name].split(":")
-    function = getattr(importlib.import_module(module_name), function_name)
-    return STRATEGIES.setdefault(name, function)
+    module_name, _, function_name = STRATEGIES[name].partition(":")
+    return getattr(importlib.import_module(module_name), function_name)
 
 
 def finetune(assembly_or_models, tasks: Sequence[Task], strategy: str, config: TrainConfig,
@@ -589,8 +578,8 @@ def finetune(assembly_or_models, tasks: Sequence[Task], strategy: str, config: T
         assembly_or_models: a `urep.models.MultiTaskModel`, a mapping task -> model, a sequence of models
             aligned with `tasks`, or None when every `Task.model` is set.
         tasks: the tasks.
-        strategy: a name in `STRATEGIES` or `LAZY_STRATEGIES` ("independent", "alternating", "joint",
-            "cross_stitch", "multimix", or a plugged-in one).
+        strategy: a name in `STRATEGIES` ("independent", "alternating", "joint", "cross_stitch", "multimix",
+            or one plugged in with `register_strategy`).
         config: the training configuration.
         run: the run directory manager (checkpoints, TensorBoard, resume), or None.
         **options: the strategy's options (e.g. `loss_weighting="uncertainty"` for joint,
