@@ -115,7 +115,7 @@ def test_bad_reference_and_literal(tmp_path):
         load_config(_write(tmp_path, raw))
     raw = _minimal()
     raw["strategies"] = ["independent", "together"]
-    with pytest.raises(ConfigError, match=r"strategies\[1\]: unknown strategy 'together'"):
+    with pytest.raises(ConfigError, match=r"strategies\[1\]: expected one of 'independent', .*'cross_stitch', got 'together'"):
         load_config(_write(tmp_path, raw))
     raw = _minimal()
     raw["source"]["kind"] = "vae"
