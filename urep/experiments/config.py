@@ -70,12 +70,6 @@ def _taskwise_problem(value: Any) -> None:
         check_taskwise_stopping(value)
 
 
-def _known_paper_table(key: str) -> str | None:
-    from urep.experiments.paper_numbers import PAPER_TABLES
-
-    return None if key in PAPER_TABLES else f"unknown paper table {key!r}; known: {sorted(PAPER_TABLES)}"
-
-
 def _folds_problem(n: int) -> str | None:
     return None if n == 0 or n >= 2 else f"folds must be 0 (no CV) or at least 2, got {n}"
 
@@ -143,7 +137,7 @@ class NoiseLevel:
     """A corruption for the denoising source: `gaussian` (sigma), `poisson` (peak) or `speckle` (sigma)."""
 
     kind: Literal["gaussian", "poisson", "speckle"]
-    level: float
+    level: Annotated[float, POSITIVE]
 
     @property
     def label(self) -> str:
@@ -245,6 +239,27 @@ class TrainSettings:
     taskwise_stopping: Annotated[bool | dict[str, Any], Rule(check=_taskwise_problem)] = False
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     class_weight: Literal["none", "balanced"] = "none"
+
+    def train_config(self, *, seed: int, deterministic: bool = False, mixed_precision: str | None = None,
+                     optimizer: str | None = None, learning_rate: float | None = None, **changes: Any) -> Any:
+        """This phase's `urep.training.TrainConfig`: the one mapping of these settings onto the training loop.
+
+        Args:
+            seed, deterministic, mixed_precision: the experiment-wide settings of the same names.
+            optimizer, learning_rate: a task's own optimizer and learning rate (`TaskConfig`); None (or 0
+                for the rate) keeps this phase's.
+            **changes: further `TrainConfig` fields, overriding the mapped ones (e.g. `progress_bar=False`).
+        """
+        from urep.training.config import TrainConfig
+
+        mapped = dict(
+            epochs=self.epochs, batch_size=self.batch_size,
+            optimizer={"name": optimizer or self.optimizer, "learning_rate": learning_rate or self.learning_rate},
+            reduce_lr_factor=self.reduce_lr_factor, reduce_lr_patience=self.reduce_lr_patience,
+            early_stopping_patience=self.early_stopping_patience, max_steps_per_epoch=self.max_steps_per_epoch,
+            jit_compile=self.jit_compile, taskwise_stopping=self.taskwise_stopping, seed=seed,
+            deterministic=deterministic, progress_bar=None, mixed_precision=mixed_precision)
+        return TrainConfig(**{**mapped, **changes})
 
 
 @dataclass(frozen=True)
@@ -575,7 +590,7 @@ class ExperimentConfig:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     recommendation: RecommendationConfig = field(default_factory=RecommendationConfig)
     multimix: MultiMixConfig | None = None
-    paper_tables: tuple[Annotated[str, Rule(check=_known_paper_table)], ...] = ()
+    paper_tables: tuple[str, ...] = ()
     figures: bool = True
     batchnorm_momentum: Annotated[float | None, FRACTION] = None
     distribution: DistributionConfig = field(default_factory=DistributionConfig)
@@ -598,7 +613,8 @@ class ExperimentConfig:
 
 
 def _cross_field_rules(config: ExperimentConfig) -> Iterator[tuple[bool, str, str]]:
-    """`(broken, key, message)` of every rule between fields (a field's own rules are on its type)."""
+    """`(broken, key, message)` of every rule between fields (a field's own rules are on its type), in order;
+    the caller stops at the first broken one, so a rule may rely on the rules before it."""
     plain = sorted(k for k, v in config.data.items() if not v.include)
     for key, source in config.data.items():
         for i, ref in enumerate(source.include):
@@ -616,12 +632,18 @@ def _cross_field_rules(config: ExperimentConfig) -> Iterator[tuple[bool, str, st
            "super-resolution network at the working size (scale 1); set the degradation factor with source.scale")
     yield (super_resolution and any(size < 2 * source.scale for size in config.image_size), "source.scale",
            f"image_size {list(config.image_size)} is too small to down-sample by source.scale {source.scale}")
+    from urep.experiments.paper_numbers import PAPER_TABLES
+
+    for i, table in enumerate(config.paper_tables):
+        yield (table not in PAPER_TABLES, f"paper_tables[{i}]",
+               f"unknown paper table {table!r}; known: {sorted(PAPER_TABLES)}")
     names = [task.name for task in tasks]
     for i, task in enumerate(tasks):
         yield task.name in names[:i], f"tasks[{i}].name", f"duplicate task name {task.name!r}"
         yield (task.kind == "classification" and len(task.classes) < 2, f"tasks[{i}].classes",
                "a classification task needs at least two classes")
-        yield (task.paper_task is not None and not any(task.paper_task in _paper_tasks(t) for t in config.paper_tables),
+        yield (task.paper_task is not None
+               and not any(task.paper_task in PAPER_TABLES[t].tasks for t in config.paper_tables),
                f"tasks[{i}].paper_task",
                f"paper_task {task.paper_task!r} is in none of the paper tables {list(config.paper_tables)}")
     yield bool(tasks) and not config.strategies, "strategies", "name at least one fine-tuning strategy"
@@ -645,12 +667,6 @@ def _cross_field_rules(config: ExperimentConfig) -> Iterator[tuple[bool, str, st
     for attr in ("flow_task", "quality_task"):
         yield (config.recommendation.enabled and getattr(config.recommendation, attr) is None,
                f"recommendation.{attr}", f"unknown task None; tasks: {sorted(names)}")
-
-
-def _paper_tasks(table: str) -> Any:
-    from urep.experiments.paper_numbers import PAPER_TABLES
-
-    return PAPER_TABLES[table].tasks
 
 
 def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
