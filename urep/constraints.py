@@ -9,12 +9,13 @@ list `tuple[Annotated[int, Rule(min=0)], ...]`; a reference to another section i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 __all__ = ["Rule", "Ref", "rules_of", "check_fields"]
 
@@ -75,10 +76,10 @@ class Rule:
                 return f"needs at least {self.min_items} item(s), got {list(value)}"
             if self.unique and len(set(value)) != len(value):
                 return f"items must be distinct, got {list(value)}"
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and self.describe():
             in_range = ((self.min is None or value >= self.min) and (self.max is None or value <= self.max)
                         and (self.gt is None or value > self.gt) and (self.lt is None or value < self.lt)
-                        and not (isinstance(value, float) and math.isnan(value)))
+                        and math.isfinite(value))
             if not in_range:
                 return f"must be {self.describe()}, got {value!r}"
         if self.check is not None:
@@ -114,6 +115,8 @@ def _is_type(value: Any, tp: Any) -> bool:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         return any(_is_type(value, option) for option in typing.get_args(tp))
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in typing.get_args(tp))
     if tp is Any or origin is not None:
         return True  # containers and Literal: checked by their owner
     if tp is type(None):
@@ -125,13 +128,20 @@ def _is_type(value: Any, tp: Any) -> bool:
     return isinstance(value, tp) if isinstance(tp, type) else True
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
 def check_fields(obj: Any, prefix: str = "") -> None:
-    """Check a dataclass instance's scalar field types and `Rule`s (for `__post_init__`).
+    """Check a dataclass instance's field types (scalars, `Literal`, unions of them) and `Rule`s.
+
+    For a dataclass built in Python: call it in `__post_init__`.
 
     Raises:
         ValueError: `"{prefix}{field} must be ..., got {value!r}"` for the first field in error.
     """
-    hints = typing.get_type_hints(type(obj), include_extras=True)
+    hints = _hints(type(obj))
     for field in dataclasses.fields(obj):
         tp, rules = rules_of(hints[field.name])
         value = getattr(obj, field.name)
@@ -144,6 +154,8 @@ def check_fields(obj: Any, prefix: str = "") -> None:
 
 
 def _type_words(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) is not None:
         return " or ".join(_type_words(option) for option in typing.get_args(tp))
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
