@@ -1,21 +1,10 @@
 """Experiment configs: YAML (loaded with `yaml.safe_load`) validated into frozen dataclasses.
 
-A config names its data sources (a dataset adapter and a folder relative to `--data-root`, or a phantom
-generator), the source representation, the task heads, the fine-tuning strategies, the baseline, the
-cross-validation, the statistics and the paper tables the report puts beside the measured numbers.
-
-Defaults are the papers' values (journal = UMS-Rep journal, preprint = U-Rep preprint; journal Sections 3-4):
-256x256 single-channel inputs (journal section 3.1), batch 16 and an initial learning rate of 1e-3 reduced on
-plateau with early stopping (journal section 3.3.1, preprint Tables 1 and 3), RMSprop for the CDAE and CXR
-segmentation head, SGD for classification heads, Adam for the Doppler representation and its segmentation
-head (preprint Tables 1 and 3), Gaussian noise sigma 0.03 (preprint, "Noise reduction"), 70/20/10
-patient-level splits and 10-fold cross-validation of the heads (journal section 4.1), McNemar's test at
-p < 0.05 (journal Tables 3, 5, 7, 9). Where the papers are silent the choice is written next to the field.
-
-Example:
-    >>> config = load_config("experiments/cxr_heterogeneous_phantom.yaml")
-    >>> config.tasks[0].name
-    'lung_segmentation'
+A config names its data sources, the source representation, the task heads, the fine-tuning strategies, the
+baseline, the cross-validation, the statistics and the paper tables the report puts beside the results.
+Defaults are the papers' values; each field's constraints are in its type (`urep.constraints`), the rules
+between fields in `_cross_field_rules`; docs/configuration.md explains both. Example:
+`load_config("cxr_heterogeneous_phantom").tasks[0].name == "lung_segmentation"`.
 """
 
 from __future__ import annotations

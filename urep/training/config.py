@@ -1,14 +1,8 @@
-"""Training configuration as validated dataclasses, with the papers' defaults.
+"""Training configuration (`TrainConfig`, `OptimizerConfig`, `make_optimizer`) with the papers' defaults.
 
-Where the papers give a value, the field's docstring says where it comes from:
-
-- Learning rate 1e-3, reduced when the loss plateaus, early stopping, batch 16: the CDAE (UMS-Rep journal,
-  Section 3.1 "U-Rep 1"; journal Section 3.2), with RMSprop for the CDAE and Adam for the Doppler CNN (journal
-  Section 4.2, Talos search), 64 epochs for the Doppler CNN (journal Section 4.2).
-- Classification heads on U-Rep 2 use SGD, the segmentation head Adam (UMS-Rep journal, Section 3.2).
-
-The papers are silent on the plateau factor and patience, the early-stopping patience, `min_delta` and the
-epoch budget of the CDAE; the defaults chosen here are documented on each field and are all parameters.
+Each field's docstring says where its default comes from; its constraints are in its type hint and checked by
+`urep.constraints.check_fields` at construction (`ValueError` naming the field, the value and what was
+expected). Defaults and choices where the papers are silent: docs/configuration.md.
 """
 
 from __future__ import annotations
