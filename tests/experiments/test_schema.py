@@ -17,7 +17,7 @@ Budget = Annotated[int, Rule(min=1, expected="`all` or at least 1")] | Literal["
 class _Task:
     name: str
     data: Annotated[str, Ref("data", "data source")]
-    test_data: Annotated[str | None, Ref("data", "data source")] = None
+    test_data: Annotated[str, Ref("data", "data source")] | None = None
 
 
 @dataclass(frozen=True)

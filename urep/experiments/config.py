@@ -319,7 +319,7 @@ class TaskConfig:
     name: str
     kind: Literal["classification", "segmentation"]
     data: DataRef
-    test_data: Annotated[str | None, Ref("data", "data source")] = None
+    test_data: DataRef | None = None
     label: str = "label"
     classes: tuple[str, ...] = ()
     paper_task: str | None = None
@@ -426,8 +426,8 @@ class ExplainConfig:
     """
 
     gradcam: bool = True
-    task: Annotated[str | None, Ref("tasks", "task")] = None
-    mask_task: Annotated[str | None, Ref("tasks", "task")] = None
+    task: TaskRef | None = None
+    mask_task: TaskRef | None = None
     n_images: int = 4
 
 
@@ -443,8 +443,8 @@ class RecommendationConfig:
     """
 
     enabled: bool = False
-    flow_task: Annotated[str | None, Ref("tasks", "task")] = None
-    quality_task: Annotated[str | None, Ref("tasks", "task")] = None
+    flow_task: TaskRef | None = None
+    quality_task: TaskRef | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -479,8 +479,8 @@ class MultiMixConfig:
     classification_label: str = "label"
     segmentation_labels: int | None = None
     classification_labels: int | None = None
-    cross_domain_segmentation: Annotated[str | None, Ref("data", "data source")] = None
-    cross_domain_classification: Annotated[str | None, Ref("data", "data source")] = None
+    cross_domain_segmentation: DataRef | None = None
+    cross_domain_classification: DataRef | None = None
     label_budgets: tuple[tuple[LabelBudget, LabelBudget], ...] = ()
     variants: Annotated[tuple[MultiMixVariant, ...], Rule(min_items=1)] = ("multimix",)
     options: dict[str, Any] = field(default_factory=dict)
