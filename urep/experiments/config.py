@@ -17,12 +17,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 
 from urep.constraints import Ref, Rule
 from urep.experiments.schema import ConfigError, build, check_refs, to_plain
+
+if TYPE_CHECKING:
+    from urep.training.config import TrainConfig
 
 __all__ = [
     "ConfigError", "PhantomSpec", "DataSource", "NoiseLevel", "AugmentationConfig", "PreprocessingConfig",
@@ -230,7 +233,7 @@ class TrainSettings:
     class_weight: Literal["none", "balanced"] = "none"
 
     def train_config(self, *, seed: int, deterministic: bool = False, mixed_precision: str | None = None,
-                     optimizer: str | None = None, learning_rate: float | None = None, **changes: Any) -> Any:
+                     optimizer: str | None = None, learning_rate: float | None = None, **changes: Any) -> TrainConfig:
         """This phase's `urep.training.TrainConfig`: the one mapping of these settings onto the training loop.
 
         Args:
