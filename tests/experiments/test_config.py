@@ -239,3 +239,19 @@ def test_each_rule_names_key_value_and_expectation(tmp_path, changes, message):
     path = _write(tmp_path, {**_minimal(), **changes})
     with pytest.raises(ConfigError, match=f"^{message}.* \\(in {re.escape(str(path))}\\)$"):
         load_config(path)
+
+
+def test_train_settings_map_onto_one_train_config():
+    raw = _minimal()
+    raw["training"] = {"heads": {"epochs": 3, "batch_size": 4, "optimizer": "adam", "learning_rate": 0.01,
+                                 "reduce_lr_patience": 2, "early_stopping_patience": None, "max_steps_per_epoch": 5,
+                                 "jit_compile": False, "taskwise_stopping": {"k": 2}}}
+    settings = parse_config(raw).training.heads
+    config = settings.train_config(seed=7, deterministic=True, mixed_precision="mixed_bfloat16")
+    assert (config.epochs, config.batch_size, config.seed, config.deterministic) == (3, 4, 7, True)
+    assert (config.optimizer.name, config.learning_rate, config.reduce_lr_patience) == ("adam", 0.01, 2)
+    assert config.early_stopping_patience is None and config.max_steps_per_epoch == 5 and not config.jit_compile
+    assert config.taskwise == {"k": 2, "epsilon": 1.0, "main": None, "importance": None}
+    assert config.mixed_precision == "mixed_bfloat16" and config.progress_bar is None
+    task = settings.train_config(seed=0, optimizer="sgd", learning_rate=0.5, progress_bar=False, epochs=1)
+    assert (task.optimizer.name, task.learning_rate, task.progress_bar, task.epochs) == ("sgd", 0.5, False, 1)
