@@ -325,6 +325,10 @@ LOSSES: dict[str, type[keras.losses.Loss]] = {
     "bce": BinaryCrossentropy,
 }
 
+#: The loss of each kind of task (names in `LOSSES`): the papers' BCE + Dice for segmentation (journal
+#: equation 1), cross-entropy for classification, MSE for reconstruction (denoising, super-resolution).
+TASK_LOSSES: dict[str, str] = {"classification": "cce", "segmentation": "bce_dice", "reconstruction": "mse"}
+
 
 def get_loss(name: str, **kwargs: Any) -> keras.losses.Loss:
     """Build a loss by its config name.

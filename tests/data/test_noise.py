@@ -103,3 +103,19 @@ def test_tf_inside_dataset_map(tf):
     second = [noisy.numpy() for noisy, _ in ds]
     np.testing.assert_array_equal(np.stack(first), np.stack(second))  # same seeds each epoch
     assert not np.array_equal(first[0], first[1])  # a different seed per element
+
+
+def test_epoch_noise_rotates_the_noises_over_the_images_and_is_seeded():
+    from urep.data.noise import epoch_noise
+
+    clean = np.full((4, 8, 8, 1), 0.5, np.float32)
+    noises = [NoiseSpec("gaussian", 0.2), "gaussian:0.001"]
+    first = epoch_noise(clean, noises, seed=3, epoch=0)
+    strong = np.abs(first - 0.5).reshape(4, -1).mean(axis=1) > 0.05
+    assert strong.tolist() == [True, False, True, False]  # image j gets noise (j + epoch) % 2
+    second = epoch_noise(clean, noises, seed=3, epoch=1)
+    assert (np.abs(second - 0.5).reshape(4, -1).mean(axis=1) > 0.05).tolist() == [False, True, False, True]
+    np.testing.assert_array_equal(first, epoch_noise(clean, noises, seed=3, epoch=0))
+    assert not np.array_equal(first, epoch_noise(clean, noises, seed=4, epoch=0))
+    expected = add_noise(clean[[0, 2]], noises[0], np.random.default_rng([3, 0, 0]))
+    np.testing.assert_array_equal(first[[0, 2]], expected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,7 @@ def test_bad_reference_and_literal(tmp_path):
         load_config(_write(tmp_path, raw))
     raw = _minimal()
     raw["strategies"] = ["independent", "together"]
-    with pytest.raises(ConfigError, match=r"strategies\[1\]: unknown strategy 'together'"):
+    with pytest.raises(ConfigError, match=r"strategies\[1\]: expected one of 'independent', .*'cross_stitch', got 'together'"):
         load_config(_write(tmp_path, raw))
     raw = _minimal()
     raw["source"]["kind"] = "vae"
@@ -207,3 +208,50 @@ def test_super_resolution_source_is_validated(tmp_path, source, key, message):
         load_config(_write(tmp_path, raw))
     raw["source"] = {"data": ["heads"], "kind": "super_resolution", "scale": 4}
     assert load_config(_write(tmp_path, raw)).source.scale == 4
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"training": {"heads": {"epochs": 0}}}, "training.heads.epochs: must be at least 1, got 0"),
+    ({"training": {"source": {"learning_rate": 0}}}, "training.source.learning_rate: must be positive, got 0.0"),
+    ({"training": {"baseline": {"augmentation": {"rotation": 180}}}},
+     r"training.baseline.augmentation.rotation: must be in \[0, 180\), got 180.0"),
+    ({"preprocessing": {"clahe_tile_grid": 0}}, "preprocessing.clahe_tile_grid: must be positive, got 0"),
+    ({"references": {"pca_size": 1}}, "references.pca_size: must be at least 2, got 1"),
+    ({"cross_validation": {"folds": 1}}, r"cross_validation.folds: folds must be 0 \(no CV\) or at least 2, got 1"),
+    ({"statistics": {"alpha": 1.5}}, r"statistics.alpha: must be in \(0, 1\), got 1.5"),
+    ({"batchnorm_momentum": 1.0}, r"batchnorm_momentum: must be in \[0, 1\), got 1.0"),
+    ({"image_size": [64, 0]}, r"image_size\[1\]: must be positive, got 0"),
+    ({"channels": 2}, "channels: expected one of 1, 3, got 2"),
+    ({"split": [0.5, 0.5, 0.5]}, r"split: fractions must be non-negative and sum to 1, got \[0.5, 0.5, 0.5\]"),
+    ({"source": {"data": ["heads"], "noise": [{"kind": "gaussian", "level": 0}]}},
+     r"source.noise\[0\].level: must be positive, got 0.0"),
+    ({"data": {"heads": {"phantom": {"generator": "cxr"}, "limit": 1}}}, "data.heads.limit: must be at least 2, got 1"),
+    ({"data": {"heads": {"phantom": {"generator": "cxr"}}, "bare": {}}},
+     "data.bare: a data source needs `root` .* or `phantom`"),
+    ({"explain": {"mask_task": "lungs"}}, r"explain.mask_task: unknown task 'lungs'; defined: \['cls'\]"),
+    ({"recommendation": {"enabled": True, "flow_task": "cls"}}, "recommendation.quality_task: unknown task None"),
+    ({"paper_tables": ["table_99"]}, r"paper_tables\[0\]: unknown paper table 'table_99'; known: \["),
+    ({"tasks": [{"name": "cls", "kind": "classification", "data": "heads", "classes": ["a"]}]},
+     r"tasks\[0\].classes: a classification task needs at least two classes"),
+    ({"strategies": []}, "strategies: name at least one fine-tuning strategy"),
+])
+def test_each_rule_names_key_value_and_expectation(tmp_path, changes, message):
+    path = _write(tmp_path, {**_minimal(), **changes})
+    with pytest.raises(ConfigError, match=f"^{message}.* \\(in {re.escape(str(path))}\\)$"):
+        load_config(path)
+
+
+def test_train_settings_map_onto_one_train_config():
+    raw = _minimal()
+    raw["training"] = {"heads": {"epochs": 3, "batch_size": 4, "optimizer": "adam", "learning_rate": 0.01,
+                                 "reduce_lr_patience": 2, "early_stopping_patience": None, "max_steps_per_epoch": 5,
+                                 "jit_compile": False, "taskwise_stopping": {"k": 2}}}
+    settings = parse_config(raw).training.heads
+    config = settings.train_config(seed=7, deterministic=True, mixed_precision="mixed_bfloat16")
+    assert (config.epochs, config.batch_size, config.seed, config.deterministic) == (3, 4, 7, True)
+    assert (config.optimizer.name, config.learning_rate, config.reduce_lr_patience) == ("adam", 0.01, 2)
+    assert config.early_stopping_patience is None and config.max_steps_per_epoch == 5 and not config.jit_compile
+    assert config.taskwise == {"k": 2, "epsilon": 1.0, "main": None, "importance": None}
+    assert config.mixed_precision == "mixed_bfloat16" and config.progress_bar is None
+    task = settings.train_config(seed=0, optimizer="sgd", learning_rate=0.5, progress_bar=False, epochs=1)
+    assert (task.optimizer.name, task.learning_rate, task.progress_bar, task.epochs) == ("sgd", 0.5, False, 1)

@@ -23,14 +23,18 @@ def test_learning_rate_overrides_the_optimizer_and_dicts_round_trip():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+    ({"epochs": 0}, "epochs must be at least 1, got 0"),
+    ({"epochs": 2.0}, "epochs must be an integer, got 2.0"),
     ({"batch_size": 2.5}, "batch_size"),
     ({"optimizer": "adagrad"}, "optimizer name must be one of"),
-    ({"learning_rate": -1}, "learning_rate must be a positive number, got -1"),
+    ({"learning_rate": -1}, "learning_rate must be positive, got -1"),
+    ({"learning_rate": float("inf")}, "learning_rate must be positive, got inf"),
+    ({"optimizer": {"name": "sgd", "momentum": 1.0}}, r"optimizer momentum must be in \[0, 1\), got 1.0"),
+    ({"progress_bar": "auto"}, "progress_bar must be true or false or None, got 'auto'"),
     ({"reduce_lr_factor": 1.5}, "reduce_lr_factor must be in"),
     ({"early_stopping_patience": -1}, "early_stopping_patience"),
     ({"monitor": "accuracy"}, "monitor must be"),
-    ({"mixed_precision": "float16"}, "mixed_precision must be one of"),
+    ({"mixed_precision": "float16"}, "mixed_precision must be one of 'mixed_float16', 'mixed_bfloat16' or None"),
     ({"jit_compile": "yes"}, "jit_compile must be true or false"),
     ({"max_steps_per_epoch": 0}, "max_steps_per_epoch"),
     ({"seed": -3}, "seed"),

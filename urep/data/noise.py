@@ -146,3 +146,30 @@ def tf_add_noise(x: Any, spec: NoiseSpec | str, seed: Any) -> Any:
     else:
         noisy = clean + clean * tf.random.stateless_normal(shape, pair, stddev=spec.level, dtype=clean.dtype)
     return tf.clip_by_value(noisy, 0.0, 1.0)
+
+
+def epoch_noise(clean: np.ndarray, noises: Any, seed: int, epoch: int) -> np.ndarray:
+    """The noisy copy of `clean` for one epoch: each image gets one of `noises`, in turn.
+
+    Image `j` gets `noises[(j + epoch) % len(noises)]`, so every image meets every noise over
+    `len(noises)` epochs; the draws of noise `i` come from `default_rng([seed, epoch, i])`. This is what the
+    experiment pipeline and the tuner train the denoising source on.
+
+    Args:
+        clean: `(N, ...)` images in `[0, 1]`.
+        noises: a sequence of noises, each a `NoiseSpec`, a string for `parse_noise`, or anything with `kind`
+            and `level` (e.g. the experiment config's `NoiseLevel`).
+        seed: the run's seed.
+        epoch: the epoch (or any other stream number, e.g. a large one for a fixed validation copy).
+
+    Returns:
+        float32 array of `clean`'s shape.
+    """
+    specs = [n if isinstance(n, (NoiseSpec, str)) else NoiseSpec(n.kind, n.level) for n in noises]
+    noisy = np.empty_like(clean)
+    assignment = (np.arange(len(clean)) + epoch) % len(specs)
+    for i, spec in enumerate(specs):
+        index = np.flatnonzero(assignment == i)
+        if index.size:
+            noisy[index] = add_noise(clean[index], spec, np.random.default_rng([seed, epoch, i]))
+    return noisy

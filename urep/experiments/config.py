@@ -1,21 +1,10 @@
 """Experiment configs: YAML (loaded with `yaml.safe_load`) validated into frozen dataclasses.
 
-A config names its data sources (a dataset adapter and a folder relative to `--data-root`, or a phantom
-generator), the source representation, the task heads, the fine-tuning strategies, the baseline, the
-cross-validation, the statistics and the paper tables the report puts beside the measured numbers.
-
-Defaults are the papers' values (journal = UMS-Rep journal, preprint = U-Rep preprint; journal Sections 3-4):
-256x256 single-channel inputs (journal section 3.1), batch 16 and an initial learning rate of 1e-3 reduced on
-plateau with early stopping (journal section 3.3.1, preprint Tables 1 and 3), RMSprop for the CDAE and CXR
-segmentation head, SGD for classification heads, Adam for the Doppler representation and its segmentation
-head (preprint Tables 1 and 3), Gaussian noise sigma 0.03 (preprint, "Noise reduction"), 70/20/10
-patient-level splits and 10-fold cross-validation of the heads (journal section 4.1), McNemar's test at
-p < 0.05 (journal Tables 3, 5, 7, 9). Where the papers are silent the choice is written next to the field.
-
-Example:
-    >>> config = load_config("experiments/cxr_heterogeneous_phantom.yaml")
-    >>> config.tasks[0].name
-    'lung_segmentation'
+A config names its data sources, the source representation, the task heads, the fine-tuning strategies, the
+baseline, the cross-validation, the statistics and the paper tables the report puts beside the results.
+Defaults are the papers' values; each field's constraints are in its type (`urep.constraints`), the rules
+between fields in `_cross_field_rules`; docs/configuration.md explains both. Example:
+`load_config("cxr_heterogeneous_phantom").tasks[0].name == "lung_segmentation"`.
 """
 
 from __future__ import annotations
@@ -23,14 +12,20 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 
-from urep.experiments.schema import ConfigError, build, to_plain
+from urep.constraints import Ref, Rule
+from urep.experiments.schema import ConfigError, build, check_refs, to_plain
+
+if TYPE_CHECKING:
+    from urep.training.config import TrainConfig
 
 __all__ = [
     "ConfigError", "PhantomSpec", "DataSource", "NoiseLevel", "AugmentationConfig", "PreprocessingConfig",
@@ -43,12 +38,38 @@ __all__ = [
     "ReferencesConfig",
 ]
 
-KNOWN_STRATEGIES = ("independent", "alternating", "joint", "cross_stitch")
+Strategy = Literal["independent", "alternating", "joint", "cross_stitch"]
+KNOWN_STRATEGIES = typing.get_args(Strategy)
 DATA_ROOT_ENV = "UREP_DATA_ROOT"
 CONFIG_PACKAGE = "urep.experiments.configs"
 
 Optimizer = Literal["sgd", "adam", "rmsprop"]
 MultiMixVariant = Literal["unet", "encoder", "umtl", "encssl", "umtls", "umtls_ssl", "multimix"]
+LabelBudget = Annotated[int, Rule(min=1, expected="`all` or at least 1")] | Literal["all"]
+DataRef = Annotated[str, Ref("data", "data source")]
+TaskRef = Annotated[str, Ref("tasks", "task")]
+POSITIVE = Rule(gt=0)
+AT_LEAST_1 = Rule(min=1)
+FRACTION = Rule(min=0, lt=1)
+
+
+def _taskwise_problem(value: Any) -> None:
+    """`urep.training.config.check_taskwise_stopping` (imported only when the option is set: `urep.training`
+    imports TensorFlow)."""
+    if value is not False:
+        from urep.training.config import check_taskwise_stopping
+
+        check_taskwise_stopping(value)
+
+
+def _folds_problem(n: int) -> str | None:
+    return None if n == 0 or n >= 2 else f"folds must be 0 (no CV) or at least 2, got {n}"
+
+
+def _fractions(split: tuple[float, ...]) -> str | None:
+    if abs(sum(split) - 1.0) > 1e-6 or any(f < 0 for f in split):
+        return f"fractions must be non-negative and sum to 1, got {list(split)}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -98,7 +119,7 @@ class DataSource:
     root: str | None = None
     phantom: PhantomSpec | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    limit: int | None = None
+    limit: Annotated[int | None, Rule(min=2)] = None
     include: tuple[str, ...] = ()
     split_column: str | None = None
 
@@ -108,7 +129,7 @@ class NoiseLevel:
     """A corruption for the denoising source: `gaussian` (sigma), `poisson` (peak) or `speckle` (sigma)."""
 
     kind: Literal["gaussian", "poisson", "speckle"]
-    level: float
+    level: Annotated[float, POSITIVE]
 
     @property
     def label(self) -> str:
@@ -136,12 +157,12 @@ class AugmentationConfig:
     """
 
     enabled: bool = False
-    rotation: float = 5.0
-    zoom: float = 0.2
+    rotation: Annotated[float, Rule(min=0, lt=180)] = 5.0
+    zoom: Annotated[float, FRACTION] = 0.2
     horizontal_flip: bool = True
-    brightness: float = 0.1
-    contrast: float = 0.1
-    gamma: float = 0.1
+    brightness: Annotated[float, FRACTION] = 0.1
+    contrast: Annotated[float, FRACTION] = 0.1
+    gamma: Annotated[float, FRACTION] = 0.1
 
 
 @dataclass(frozen=True)
@@ -159,9 +180,9 @@ class PreprocessingConfig:
     """
 
     standardize: Literal["none", "zscore", "histeq", "clahe"] = "none"
-    clahe_clip_limit: float = 2.0
-    clahe_tile_grid: int = 8
-    zscore_clip: float = 3.0
+    clahe_clip_limit: Annotated[float, POSITIVE] = 2.0
+    clahe_tile_grid: Annotated[int, POSITIVE] = 8
+    zscore_clip: Annotated[float, POSITIVE] = 3.0
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments of `urep.data.standardize.standardize_images`."""
@@ -198,18 +219,39 @@ class TrainSettings:
             fold (scikit-learn's `compute_class_weight`). Ignored by segmentation tasks.
     """
 
-    epochs: int = 64
-    batch_size: int = 16
+    epochs: Annotated[int, AT_LEAST_1] = 64
+    batch_size: Annotated[int, AT_LEAST_1] = 16
     optimizer: Optimizer = "rmsprop"
-    learning_rate: float = 1e-3
+    learning_rate: Annotated[float, POSITIVE] = 1e-3
     reduce_lr_factor: float = 0.5
     reduce_lr_patience: int = 3
     early_stopping_patience: int | None = 8
     max_steps_per_epoch: int | None = None
     jit_compile: bool = True
-    taskwise_stopping: bool | dict[str, Any] = False
+    taskwise_stopping: Annotated[bool | dict[str, Any], Rule(check=_taskwise_problem)] = False
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     class_weight: Literal["none", "balanced"] = "none"
+
+    def train_config(self, *, seed: int, deterministic: bool = False, mixed_precision: str | None = None,
+                     optimizer: str | None = None, learning_rate: float | None = None, **changes: Any) -> TrainConfig:
+        """This phase's `urep.training.TrainConfig`: the one mapping of these settings onto the training loop.
+
+        Args:
+            seed, deterministic, mixed_precision: the experiment-wide settings of the same names.
+            optimizer, learning_rate: a task's own optimizer and learning rate (`TaskConfig`); None (or 0
+                for the rate) keeps this phase's.
+            **changes: further `TrainConfig` fields, overriding the mapped ones (e.g. `progress_bar=False`).
+        """
+        from urep.training.config import TrainConfig
+
+        mapped = dict(
+            epochs=self.epochs, batch_size=self.batch_size,
+            optimizer={"name": optimizer or self.optimizer, "learning_rate": learning_rate or self.learning_rate},
+            reduce_lr_factor=self.reduce_lr_factor, reduce_lr_patience=self.reduce_lr_patience,
+            early_stopping_patience=self.early_stopping_patience, max_steps_per_epoch=self.max_steps_per_epoch,
+            jit_compile=self.jit_compile, taskwise_stopping=self.taskwise_stopping, seed=seed,
+            deterministic=deterministic, progress_bar=None, mixed_precision=mixed_precision)
+        return TrainConfig(**{**mapped, **changes})
 
 
 @dataclass(frozen=True)
@@ -242,7 +284,7 @@ class SourceConfig:
     """
 
     kind: Literal["cdae", "dilated_cnn", "super_resolution"] = "cdae"
-    data: tuple[str, ...] = ()
+    data: tuple[DataRef, ...] = ()
     label: str = "label"
     classes: tuple[str, ...] = ()
     noise: tuple[NoiseLevel, ...] = (NoiseLevel("gaussian", 0.03),)
@@ -252,7 +294,7 @@ class SourceConfig:
     )
     model: dict[str, Any] = field(default_factory=dict)
     examples: int = 4
-    scale: int = 2
+    scale: Annotated[int, Rule(min=2)] = 2
     references: tuple[Literal["nl_means", "gaussian_blur"], ...] = ("nl_means", "gaussian_blur")
 
 
@@ -279,8 +321,8 @@ class TaskConfig:
 
     name: str
     kind: Literal["classification", "segmentation"]
-    data: str
-    test_data: str | None = None
+    data: DataRef
+    test_data: DataRef | None = None
     label: str = "label"
     classes: tuple[str, ...] = ()
     paper_task: str | None = None
@@ -334,8 +376,8 @@ class ReferencesConfig:
     enabled: bool = True
     majority: bool = True
     pca_logistic: bool = True
-    pca_components: int = 30
-    pca_size: int = 32
+    pca_components: Annotated[int, AT_LEAST_1] = 30
+    pca_size: Annotated[int, Rule(min=2)] = 32
     mean_mask: bool = True
     unet: bool | Literal["auto"] = "auto"
     unet_model: dict[str, Any] = field(default_factory=dict)
@@ -359,7 +401,7 @@ class CrossValidation:
         ensemble: also report the fold ensemble (mean of the folds' probabilities) on the test set.
     """
 
-    folds: int = 10
+    folds: Annotated[int, Rule(check=_folds_problem)] = 10
     ensemble: bool = True
 
 
@@ -371,7 +413,7 @@ class StatisticsConfig:
     """
 
     tests: tuple[Literal["mcnemar", "wilcoxon"], ...] = ("mcnemar", "wilcoxon")
-    alpha: float = 0.05
+    alpha: Annotated[float, Rule(gt=0, lt=1)] = 0.05
 
 
 @dataclass(frozen=True)
@@ -387,8 +429,8 @@ class ExplainConfig:
     """
 
     gradcam: bool = True
-    task: str | None = None
-    mask_task: str | None = None
+    task: TaskRef | None = None
+    mask_task: TaskRef | None = None
     n_images: int = 4
 
 
@@ -404,8 +446,8 @@ class RecommendationConfig:
     """
 
     enabled: bool = False
-    flow_task: str | None = None
-    quality_task: str | None = None
+    flow_task: TaskRef | None = None
+    quality_task: TaskRef | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -434,18 +476,18 @@ class MultiMixExperimentConfig:
             paired tests per seed. Empty = one run with the experiment `seed`.
     """
 
-    segmentation_data: str
-    classification_data: str
+    segmentation_data: DataRef
+    classification_data: DataRef
     classes: tuple[str, ...] = ("normal", "pneumonia")
     classification_label: str = "label"
     segmentation_labels: int | None = None
     classification_labels: int | None = None
-    cross_domain_segmentation: str | None = None
-    cross_domain_classification: str | None = None
-    label_budgets: tuple[tuple[int | Literal["all"], int | Literal["all"]], ...] = ()
-    variants: tuple[MultiMixVariant, ...] = ("multimix",)
+    cross_domain_segmentation: DataRef | None = None
+    cross_domain_classification: DataRef | None = None
+    label_budgets: tuple[tuple[LabelBudget, LabelBudget], ...] = ()
+    variants: Annotated[tuple[MultiMixVariant, ...], Rule(min_items=1)] = ("multimix",)
     options: dict[str, Any] = field(default_factory=dict)
-    seeds: tuple[int, ...] = ()
+    seeds: Annotated[tuple[Annotated[int, Rule(min=0)], ...], Rule(unique=True)] = ()
 
 
 @dataclass(frozen=True)
@@ -524,13 +566,13 @@ class ExperimentConfig:
     experiment: Literal["urep", "multimix", "urep_vs_multimix", "pairwise_transfer"] = "urep"
     seed: int = 0
     deterministic: bool = False
-    image_size: tuple[int, int] = (256, 256)
-    channels: int = 1
+    image_size: tuple[Annotated[int, POSITIVE], Annotated[int, POSITIVE]] = (256, 256)
+    channels: Literal[1, 3] = 1
     data: dict[str, DataSource] = field(default_factory=dict)
-    split: tuple[float, float, float] = (0.7, 0.2, 0.1)
+    split: Annotated[tuple[float, float, float], Rule(check=_fractions)] = (0.7, 0.2, 0.1)
     source: SourceConfig = field(default_factory=SourceConfig)
     tasks: tuple[TaskConfig, ...] = ()
-    strategies: tuple[str, ...] = ("independent", "alternating", "joint")
+    strategies: tuple[Strategy, ...] = ("independent", "alternating", "joint")
     alternating_ratio: Literal["proportional", "equal"] = "proportional"
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     references: ReferencesConfig = field(default_factory=ReferencesConfig)
@@ -542,7 +584,7 @@ class ExperimentConfig:
     multimix: MultiMixExperimentConfig | None = None
     paper_tables: tuple[str, ...] = ()
     figures: bool = True
-    batchnorm_momentum: float | None = None
+    batchnorm_momentum: Annotated[float | None, FRACTION] = None
     distribution: DistributionConfig = field(default_factory=DistributionConfig)
     mixed_precision: Literal["mixed_float16", "mixed_bfloat16"] | None = None
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
@@ -562,173 +604,73 @@ class ExperimentConfig:
         return dataclasses.replace(base, optimizer=optimizer, learning_rate=task.learning_rate or base.learning_rate)
 
 
-def _check_cross_stitch(config: ExperimentConfig, file: str | None) -> None:
-    """`cross_stitch` needs two tasks (one column each) and cannot be the first strategy, whose models are
-    saved for `urep explain` with Grad-CAM at `encoder_out`, a layer the cross-stitch columns rename."""
-    if "cross_stitch" not in config.strategies or not config.tasks:
-        return
-    index = config.strategies.index("cross_stitch")
-    if len(config.tasks) < 2:
-        raise ConfigError(f"cross_stitch needs at least 2 tasks, got {len(config.tasks)}", f"strategies[{index}]",
-                          file)
-    if index == 0:
-        raise ConfigError("cross_stitch cannot be the first strategy (the first strategy's models are saved for "
-                          "urep explain/recommend); list a hard-sharing strategy first", "strategies[0]", file)
+def _cross_field_rules(config: ExperimentConfig) -> Iterator[tuple[bool, str, str]]:
+    """`(broken, key, message)` of every rule between fields (a field's own rules are on its type), in order;
+    the caller stops at the first broken one, so a rule may rely on the rules before it."""
+    plain = sorted(k for k, v in config.data.items() if not v.include)
+    for key, source in config.data.items():
+        for i, ref in enumerate(source.include):
+            yield (ref not in plain, f"data.{key}.include[{i}]",
+                   f"include names another plain data source; {ref!r} is not one of {plain}")
+        yield (not source.include and source.phantom is None and source.root is None, f"data.{key}",
+               "a data source needs `root` (a folder) or `phantom` (a generator)")
+    source, tasks, multimix_run = config.source, config.tasks, config.experiment in ("multimix", "urep_vs_multimix")
+    yield (config.experiment != "multimix" and not source.data, "source.data",
+           "name at least one data source to train the representation on")
+    yield source.kind == "dilated_cnn" and len(source.classes) < 2, "source.classes", \
+        "a supervised source needs at least two classes"
+    super_resolution = source.kind == "super_resolution"
+    yield (super_resolution and "scale" in source.model, "source.model.scale", "the runner builds the "
+           "super-resolution network at the working size (scale 1); set the degradation factor with source.scale")
+    yield (super_resolution and any(size < 2 * source.scale for size in config.image_size), "source.scale",
+           f"image_size {list(config.image_size)} is too small to down-sample by source.scale {source.scale}")
+    from urep.experiments.paper_numbers import PAPER_TABLES
 
-
-def _check_taskwise(value: Any, key: str, file: str | None) -> None:
-    """`urep.training.config.check_taskwise_stopping` as a `ConfigError` (imported only when the option is set:
-    `urep.training` imports TensorFlow)."""
-    from urep.training.config import check_taskwise_stopping
-
-    try:
-        check_taskwise_stopping(value)
-    except ValueError as error:
-        raise ConfigError(str(error), key, file) from error
+    for i, table in enumerate(config.paper_tables):
+        yield (table not in PAPER_TABLES, f"paper_tables[{i}]",
+               f"unknown paper table {table!r}; known: {sorted(PAPER_TABLES)}")
+    names = [task.name for task in tasks]
+    for i, task in enumerate(tasks):
+        yield task.name in names[:i], f"tasks[{i}].name", f"duplicate task name {task.name!r}"
+        yield (task.kind == "classification" and len(task.classes) < 2, f"tasks[{i}].classes",
+               "a classification task needs at least two classes")
+        yield (task.paper_task is not None
+               and not any(task.paper_task in PAPER_TABLES[t].tasks for t in config.paper_tables),
+               f"tasks[{i}].paper_task",
+               f"paper_task {task.paper_task!r} is in none of the paper tables {list(config.paper_tables)}")
+    yield bool(tasks) and not config.strategies, "strategies", "name at least one fine-tuning strategy"
+    # cross_stitch: one column per task; the first strategy's models are saved for `urep explain` with
+    # Grad-CAM at `encoder_out`, a layer the cross-stitch columns rename
+    stitch = config.strategies.index("cross_stitch") if "cross_stitch" in config.strategies and tasks else None
+    yield (stitch is not None and len(tasks) < 2, f"strategies[{stitch}]",
+           f"cross_stitch needs at least 2 tasks, got {len(tasks)}")
+    yield (stitch == 0, "strategies[0]", "cross_stitch cannot be the first strategy (the first strategy's models "
+           "are saved for urep explain/recommend); list a hard-sharing strategy first")
+    yield (config.experiment == "pairwise_transfer" and len(tasks) < 2, "tasks",
+           f"pairwise_transfer needs at least 2 tasks, got {len(tasks)}")
+    yield (multimix_run and config.distribution.kind != "default", "distribution.kind",
+           "the MultiMix trainer runs on one device; use kind `default`")
+    yield (multimix_run and config.mixed_precision is not None, "mixed_precision",
+           "the MultiMix trainer runs in float32; leave it null")
+    yield (multimix_run and config.multimix is None, "multimix",
+           f"experiment {config.experiment!r} needs a `multimix` section")
+    yield (bool(config.distribution.devices) and config.distribution.kind != "mirrored", "distribution.devices",
+           f"devices are for kind `mirrored`, not {config.distribution.kind!r}")
+    for attr in ("flow_task", "quality_task"):
+        yield (config.recommendation.enabled and getattr(config.recommendation, attr) is None,
+               f"recommendation.{attr}", f"unknown task None; tasks: {sorted(names)}")
 
 
 def _check_semantics(config: ExperimentConfig, file: str | None) -> None:
-    """Cross-field checks: references between sections, value ranges."""
-    names = set(config.data)
-    for key, source in config.data.items():
-        for i, ref in enumerate(source.include):
-            if ref not in names or config.data[ref].include:
-                raise ConfigError(f"include names another plain data source; {ref!r} is not one of "
-                                  f"{sorted(k for k, v in config.data.items() if not v.include)}",
-                                  f"data.{key}.include[{i}]", file)
-        if source.include:
-            continue
-        if source.phantom is None and source.root is None:
-            raise ConfigError("a data source needs `root` (a folder) or `phantom` (a generator)",
-                              f"data.{key}", file)
-        if source.limit is not None and source.limit < 2:
-            raise ConfigError(f"limit must be at least 2, got {source.limit}", f"data.{key}.limit", file)
-    if any(s <= 0 for s in config.image_size):
-        raise ConfigError(f"sizes must be positive, got {list(config.image_size)}", "image_size", file)
-    refs = config.references
-    if refs.pca_components < 1 or refs.pca_size < 2:
-        raise ConfigError(f"pca_components must be >= 1 and pca_size >= 2, got {refs.pca_components} and "
-                          f"{refs.pca_size}", "references", file)
-    if config.channels not in (1, 3):
-        raise ConfigError(f"expected 1 or 3, got {config.channels}", "channels", file)
-    if abs(sum(config.split) - 1.0) > 1e-6 or any(f < 0 for f in config.split):
-        raise ConfigError(f"fractions must be non-negative and sum to 1, got {list(config.split)}", "split", file)
-    for i, name in enumerate(config.source.data):
-        if name not in names:
-            raise ConfigError(f"unknown data source {name!r}; defined: {sorted(names)}", f"source.data[{i}]", file)
-    if config.experiment != "multimix" and not config.source.data:
-        raise ConfigError("name at least one data source to train the representation on", "source.data", file)
-    if config.source.kind == "dilated_cnn" and len(config.source.classes) < 2:
-        raise ConfigError("a supervised source needs at least two classes", "source.classes", file)
-    if config.source.kind == "super_resolution":
-        if config.source.scale < 2:
-            raise ConfigError(f"expected an integer degradation factor of at least 2, got {config.source.scale}",
-                              "source.scale", file)
-        if "scale" in config.source.model:
-            raise ConfigError("the runner builds the super-resolution network at the working size (scale 1); "
-                              "set the degradation factor with source.scale", "source.model.scale", file)
-        if any(size < 2 * config.source.scale for size in config.image_size):
-            raise ConfigError(f"image_size {list(config.image_size)} is too small to down-sample by "
-                              f"source.scale {config.source.scale}", "source.scale", file)
-    seen = set()
-    for i, task in enumerate(config.tasks):
-        key = f"tasks[{i}]"
-        if task.name in seen:
-            raise ConfigError(f"duplicate task name {task.name!r}", f"{key}.name", file)
-        seen.add(task.name)
-        for attr in ("data", "test_data"):
-            ref = getattr(task, attr)
-            if ref is not None and ref not in names:
-                raise ConfigError(f"unknown data source {ref!r}; defined: {sorted(names)}", f"{key}.{attr}", file)
-        if task.kind == "classification" and len(task.classes) < 2:
-            raise ConfigError("a classification task needs at least two classes", f"{key}.classes", file)
-    for i, strategy in enumerate(config.strategies):
-        if strategy not in KNOWN_STRATEGIES:
-            raise ConfigError(f"unknown strategy {strategy!r}; expected one of {list(KNOWN_STRATEGIES)}",
-                              f"strategies[{i}]", file)
-    if config.tasks and not config.strategies:
-        raise ConfigError("name at least one fine-tuning strategy", "strategies", file)
-    _check_cross_stitch(config, file)
-    if config.experiment == "pairwise_transfer" and len(config.tasks) < 2:
-        raise ConfigError(f"pairwise_transfer needs at least 2 tasks, got {len(config.tasks)}", "tasks", file)
-    phases = {"training.source": config.training.source, "training.heads": config.training.heads,
-              "training.baseline": config.training.baseline}
-    for key, train in phases.items():
-        for attr in ("epochs", "batch_size"):
-            if getattr(train, attr) < 1:
-                raise ConfigError(f"must be at least 1, got {getattr(train, attr)}", f"{key}.{attr}", file)
-        if train.learning_rate <= 0:
-            raise ConfigError(f"must be positive, got {train.learning_rate}", f"{key}.learning_rate", file)
-        if train.taskwise_stopping is not False:
-            _check_taskwise(train.taskwise_stopping, f"{key}.taskwise_stopping", file)
-        aug = train.augmentation
-        for attr in ("rotation", "zoom", "brightness", "contrast", "gamma"):
-            value = getattr(aug, attr)
-            if not 0 <= value < (180 if attr == "rotation" else 1):
-                raise ConfigError(f"must be in [0, {180 if attr == 'rotation' else 1}), got {value}",
-                                  f"{key}.augmentation.{attr}", file)
-    prep = config.preprocessing
-    for attr in ("clahe_clip_limit", "zscore_clip", "clahe_tile_grid"):
-        if getattr(prep, attr) <= 0:
-            raise ConfigError(f"must be positive, got {getattr(prep, attr)}", f"preprocessing.{attr}", file)
-    if config.experiment in ("multimix", "urep_vs_multimix"):
-        if config.distribution.kind != "default":
-            raise ConfigError("the MultiMix trainer runs on one device; use kind `default`", "distribution.kind",
-                              file)
-        if config.mixed_precision is not None:
-            raise ConfigError("the MultiMix trainer runs in float32; leave it null", "mixed_precision", file)
-    if config.distribution.devices and config.distribution.kind != "mirrored":
-        raise ConfigError(f"devices are for kind `mirrored`, not {config.distribution.kind!r}",
-                          "distribution.devices", file)
-    if config.batchnorm_momentum is not None and not 0 <= config.batchnorm_momentum < 1:
-        raise ConfigError(f"must be in [0, 1), got {config.batchnorm_momentum}", "batchnorm_momentum", file)
-    folds = config.cross_validation.folds
-    if folds == 1 or folds < 0:
-        raise ConfigError(f"folds must be 0 (no CV) or at least 2, got {folds}", "cross_validation.folds", file)
-    if not 0 < config.statistics.alpha < 1:
-        raise ConfigError(f"alpha must be in (0, 1), got {config.statistics.alpha}", "statistics.alpha", file)
-    for attr in ("task", "mask_task"):
-        ref = getattr(config.explain, attr)
-        if ref is not None and ref not in seen:
-            raise ConfigError(f"unknown task {ref!r}; tasks: {sorted(seen)}", f"explain.{attr}", file)
-    if config.recommendation.enabled:
-        for attr in ("flow_task", "quality_task"):
-            ref = getattr(config.recommendation, attr)
-            if ref not in seen:
-                raise ConfigError(f"unknown task {ref!r}; tasks: {sorted(seen)}", f"recommendation.{attr}", file)
-    if config.experiment in ("multimix", "urep_vs_multimix"):
-        if config.multimix is None:
-            raise ConfigError(f"experiment {config.experiment!r} needs a `multimix` section", "multimix", file)
-        for attr in ("segmentation_data", "classification_data", "cross_domain_segmentation",
-                     "cross_domain_classification"):
-            ref = getattr(config.multimix, attr)
-            if ref is not None and ref not in names:
-                raise ConfigError(f"unknown data source {ref!r}; defined: {sorted(names)}",
-                                  f"multimix.{attr}", file)
-        for i, pair in enumerate(config.multimix.label_budgets):
-            for j, n in enumerate(pair):
-                if n != "all" and n < 1:
-                    raise ConfigError(f"a label budget is `all` or at least 1, got {n}",
-                                      f"multimix.label_budgets[{i}][{j}]", file)
-        if not config.multimix.variants:
-            raise ConfigError("name at least one MultiMix variant", "multimix.variants", file)
-        seeds = config.multimix.seeds
-        if len(set(seeds)) != len(seeds) or any(int(x) < 0 for x in seeds):
-            raise ConfigError(f"seeds must be distinct integers >= 0, got {list(seeds)}", "multimix.seeds", file)
-    from urep.experiments.paper_numbers import PAPER_TABLES
+    """Check the references between sections (`Ref` fields), then the rules between fields.
 
-    for i, key in enumerate(config.paper_tables):
-        if key not in PAPER_TABLES:
-            raise ConfigError(f"unknown paper table {key!r}; known: {sorted(PAPER_TABLES)}",
-                              f"paper_tables[{i}]", file)
-    for i, task in enumerate(config.tasks):
-        if task.paper_task is not None and not any(
-            task.paper_task in PAPER_TABLES[t].tasks for t in config.paper_tables
-        ):
-            raise ConfigError(
-                f"paper_task {task.paper_task!r} is in none of the paper tables {list(config.paper_tables)}",
-                f"tasks[{i}].paper_task", file,
-            )
+    Raises:
+        ConfigError: the first broken rule, naming the key path and `file`.
+    """
+    check_refs(config, {"data": config.data.keys(), "tasks": [task.name for task in config.tasks]}, file)
+    for broken, key, message in _cross_field_rules(config):
+        if broken:
+            raise ConfigError(message, key, file)
 
 
 @dataclass(frozen=True)

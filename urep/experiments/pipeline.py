@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["UrepPipeline"]
 
-LOSSES = {"classification": "cce", "segmentation": "bce_dice", "reconstruction": "mse"}
 #: Validation images the classical denoisers are tuned on (per noise level and grid value: a few seconds).
 REFERENCE_TUNING_IMAGES = 64
 
@@ -126,17 +125,10 @@ class UrepPipeline:
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _train_config(self, settings: TrainSettings, optimizer: str | None = None, learning_rate: float | None = None):
-        from urep.training.config import TrainConfig
-
-        return TrainConfig(
-            epochs=settings.epochs, batch_size=settings.batch_size,
-            optimizer={"name": optimizer or settings.optimizer,
-                       "learning_rate": learning_rate or settings.learning_rate},
-            reduce_lr_factor=settings.reduce_lr_factor, reduce_lr_patience=settings.reduce_lr_patience,
-            early_stopping_patience=settings.early_stopping_patience,
-            max_steps_per_epoch=settings.max_steps_per_epoch, jit_compile=settings.jit_compile,
-            taskwise_stopping=settings.taskwise_stopping, seed=self.config.seed, deterministic=self.config.deterministic, progress_bar=None,
-            mixed_precision=self.config.mixed_precision)
+        config = self.config
+        return settings.train_config(seed=config.seed, deterministic=config.deterministic,
+                                     mixed_precision=config.mixed_precision, optimizer=optimizer,
+                                     learning_rate=learning_rate)
 
     def _norm(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.normalizer.transform(images), dtype=np.float32)
@@ -167,11 +159,11 @@ class UrepPipeline:
     @staticmethod
     def _loss(kind: str, settings: TrainSettings, y_train: np.ndarray):
         """The task loss; class-weighted cross-entropy for classification with `class_weight: balanced`."""
-        if kind == "classification" and settings.class_weight == "balanced":
-            from urep.losses import ClassWeightedCrossentropy, balanced_class_weights
+        from urep.losses import TASK_LOSSES, ClassWeightedCrossentropy, balanced_class_weights
 
+        if kind == "classification" and settings.class_weight == "balanced":
             return ClassWeightedCrossentropy(balanced_class_weights(y_train.argmax(axis=-1), y_train.shape[-1]))
-        return LOSSES[kind]
+        return TASK_LOSSES[kind]
 
     @staticmethod
     def _batches(x: np.ndarray, y: np.ndarray, batch_size: int):
@@ -274,21 +266,15 @@ class UrepPipeline:
         raise ValueError(f"unknown source.kind {kind!r}")  # the config loader admits only the kinds above
 
     def _noisy_epoch(self, clean: np.ndarray, seed: int) -> np.ndarray:
-        """Each image corrupted by one of `source.noise`, the assignment rotating with `seed`."""
-        from urep.data.noise import NoiseSpec, add_noise
+        """Each image corrupted by one of `source.noise`, the assignment rotating with `seed` (`epoch_noise`)."""
+        from urep.data.noise import epoch_noise
 
-        specs = [NoiseSpec(n.kind, n.level) for n in self.config.source.noise]
-        noisy = np.empty_like(clean)
-        assignment = (np.arange(len(clean)) + seed) % len(specs)
-        for i, spec in enumerate(specs):
-            index = np.flatnonzero(assignment == i)
-            if index.size:
-                noisy[index] = add_noise(clean[index], spec, np.random.default_rng([self.config.seed, seed, i]))
-        return noisy
+        return epoch_noise(clean, self.config.source.noise, self.config.seed, seed)
 
     def train_source(self) -> None:
         """Train the shared representation, fit the normalizer, evaluate denoising per noise level."""
         from urep.data import MeanNormalizer
+        from urep.losses import TASK_LOSSES
         from urep.training.loop import train_model
 
         config = self.config
@@ -312,7 +298,7 @@ class UrepPipeline:
             y = _one_hot(arrays.labels, len(source.classes))
             train_ds = self._datasets(self._norm(arrays.images[train]), y[train], settings.batch_size, config.seed)
             val_ds = self._batches(self._norm(arrays.images[val]), y[val], settings.batch_size)
-            result = train_model(model, LOSSES["classification"], train_ds, val_ds, train_config, name="source",
+            result = train_model(model, TASK_LOSSES["classification"], train_ds, val_ds, train_config, name="source",
                                  kind="classification", n_train=len(train), run=self.manager, phase="source",
                                  metrics=accuracy_metric("classification"))
             outputs = predict(model, self._norm(arrays.images[test]))
@@ -325,7 +311,7 @@ class UrepPipeline:
             train_ds = self._datasets(self._norm(low[train]), arrays.images[train], settings.batch_size,
                                       config.seed)
             val_ds = self._batches(self._norm(low[val]), arrays.images[val], settings.batch_size)
-            result = train_model(model, LOSSES["reconstruction"], train_ds, val_ds, train_config, name="source",
+            result = train_model(model, TASK_LOSSES["reconstruction"], train_ds, val_ds, train_config, name="source",
                                  kind="reconstruction", n_train=len(train), run=self.manager, phase="source")
             self.results["source"] = {"kind": source.kind, "scale": source.scale}
             self.results["super_resolution"] = self._evaluate_super_resolution(model, arrays.images[test],
@@ -347,6 +333,7 @@ class UrepPipeline:
 
     def _train_denoiser(self, model, arrays: TaskArrays, train: np.ndarray, val: np.ndarray, phase: str,
                         train_config):
+        from urep.losses import TASK_LOSSES
         from urep.training.loop import train_model
 
         clean_train, clean_val = arrays.images[train], arrays.images[val]
@@ -360,7 +347,7 @@ class UrepPipeline:
                 len(noisy), seed=self.config.seed * 1009 + epoch, reshuffle_each_iteration=False).batch(batch)
 
         val_ds = self._batches(self._norm(self._noisy_epoch(clean_val, 10_000)), clean_val, batch)
-        return train_model(model, LOSSES["reconstruction"], train_ds, val_ds, train_config, name=phase,
+        return train_model(model, TASK_LOSSES["reconstruction"], train_ds, val_ds, train_config, name=phase,
                            kind="reconstruction", n_train=len(train), run=self.manager, phase=phase)
 
     def _evaluate_denoising(self, model, clean: np.ndarray, label: str) -> list[dict]:

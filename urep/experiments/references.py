@@ -112,7 +112,8 @@ def _unet(pipeline: UrepPipeline, task_name: str, fold: int, train_index: np.nda
           val_index: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Train one U-Net like the segmentation baseline; return its outputs on the test and validation images."""
     from urep import models
-    from urep.experiments.pipeline import LOSSES, accuracy_metric
+    from urep.experiments.pipeline import accuracy_metric
+    from urep.losses import TASK_LOSSES
     from urep.training.loop import train_model
 
     config = pipeline.config
@@ -123,7 +124,7 @@ def _unet(pipeline: UrepPipeline, task_name: str, fold: int, train_index: np.nda
                     **config.references.unet_model), config.batchnorm_momentum)
     optimizer = pipeline._task_train_settings(data.config)[0]  # the segmentation baseline's optimizer
     result = train_model(
-        model, LOSSES["segmentation"],
+        model, TASK_LOSSES["segmentation"],
         pipeline._datasets(x[train_index], y[train_index], settings.batch_size, config.seed + fold),
         pipeline._batches(x[val_index], y[val_index], settings.batch_size), pipeline._train_config(settings),
         name=task_name, kind="segmentation",

@@ -1,26 +1,36 @@
-"""Training configuration as validated dataclasses, with the papers' defaults.
+"""Training configuration (`TrainConfig`, `OptimizerConfig`, `make_optimizer`) with the papers' defaults.
 
-Where the papers give a value, the field's docstring says where it comes from:
-
-- Learning rate 1e-3, reduced when the loss plateaus, early stopping, batch 16: the CDAE (UMS-Rep journal,
-  Section 3.1 "U-Rep 1"; journal Section 3.2), with RMSprop for the CDAE and Adam for the Doppler CNN (journal
-  Section 4.2, Talos search), 64 epochs for the Doppler CNN (journal Section 4.2).
-- Classification heads on U-Rep 2 use SGD, the segmentation head Adam (UMS-Rep journal, Section 3.2).
-
-The papers are silent on the plateau factor and patience, the early-stopping patience, `min_delta` and the
-epoch budget of the CDAE; the defaults chosen here are documented on each field and are all parameters.
+Each field's docstring says where its default comes from; its constraints are in its type hint and checked by
+`urep.constraints.check_fields` at construction (`ValueError` naming the field, the value and what was
+expected). Defaults and choices where the papers are silent: docs/configuration.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
-MIXED_PRECISION_POLICIES = (None, "mixed_float16", "mixed_bfloat16")
-MONITOR_MODES = ("auto", "min", "max")
+from urep.constraints import Rule, check_fields
+
+OptimizerName = Literal["adam", "rmsprop", "sgd"]
+MixedPrecision = Literal["mixed_float16", "mixed_bfloat16"]
+MonitorMode = Literal["auto", "min", "max"]
+OPTIMIZERS = typing.get_args(OptimizerName)
+MIXED_PRECISION_POLICIES = (None, *typing.get_args(MixedPrecision))
+MONITOR_MODES = typing.get_args(MonitorMode)
+POSITIVE = Rule(gt=0)
+AT_LEAST_0 = Rule(min=0)
+AT_LEAST_1 = Rule(min=1)
+DECAY = Rule(gt=0, lt=1)
+
+
+def _monitor_problem(monitor: str) -> str | None:
+    if monitor in ("loss", "val_loss") or (monitor.startswith("val_") and len(monitor) > 4):
+        return None
+    return f"must be 'loss', 'val_loss' or 'val_<metric>', got {monitor!r}"
 
 
 def _check(condition: bool, message: str) -> None:
@@ -53,33 +63,20 @@ class OptimizerConfig:
         weight_decay: decoupled weight decay; None disables (papers silent).
     """
 
-    name: str = "adam"
-    learning_rate: float = 1e-3
-    momentum: float = 0.0
-    rho: float = 0.9
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    epsilon: float = 1e-7
-    clipnorm: float | None = None
-    weight_decay: float | None = None
+    name: OptimizerName = "adam"
+    learning_rate: Annotated[float, POSITIVE] = 1e-3
+    momentum: Annotated[float, Rule(min=0, lt=1)] = 0.0
+    rho: Annotated[float, DECAY] = 0.9
+    beta_1: Annotated[float, DECAY] = 0.9
+    beta_2: Annotated[float, DECAY] = 0.999
+    epsilon: Annotated[float, POSITIVE] = 1e-7
+    clipnorm: Annotated[float | None, POSITIVE] = None
+    weight_decay: Annotated[float | None, POSITIVE] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.name, str):
             self.name = self.name.lower()
-        _check(self.name in OPTIMIZERS, f"optimizer name must be one of {OPTIMIZERS}, got {self.name!r}")
-        _check(_is_number(self.learning_rate) and self.learning_rate > 0,
-               f"optimizer learning_rate must be a positive number, got {self.learning_rate!r}")
-        _check(_is_number(self.momentum) and 0 <= self.momentum < 1,
-               f"optimizer momentum must be in [0, 1), got {self.momentum!r}")
-        for key in ("rho", "beta_1", "beta_2"):
-            value = getattr(self, key)
-            _check(_is_number(value) and 0 < value < 1, f"optimizer {key} must be in (0, 1), got {value!r}")
-        _check(_is_number(self.epsilon) and self.epsilon > 0,
-               f"optimizer epsilon must be a positive number, got {self.epsilon!r}")
-        for key in ("clipnorm", "weight_decay"):
-            value = getattr(self, key)
-            _check(value is None or (_is_number(value) and value > 0),
-                   f"optimizer {key} must be None or a positive number, got {value!r}")
+        check_fields(self, prefix="optimizer ")
 
     def to_dict(self) -> dict:
         """Plain-dict form (for YAML/JSON records)."""
@@ -154,24 +151,24 @@ class TrainConfig:
             validation data for every task.
     """
 
-    epochs: int = 64
-    batch_size: int = 16
+    epochs: Annotated[int, AT_LEAST_1] = 64
+    batch_size: Annotated[int, AT_LEAST_1] = 16
     optimizer: OptimizerConfig | dict | str = field(default_factory=OptimizerConfig)
-    learning_rate: float | None = None
-    reduce_lr_factor: float = 0.5
-    reduce_lr_patience: int = 3
-    min_learning_rate: float = 1e-6
-    early_stopping_patience: int | None = 8
-    min_delta: float = 1e-4
-    monitor: str = "val_loss"
-    monitor_mode: str = "auto"
+    learning_rate: Annotated[float | None, POSITIVE] = None
+    reduce_lr_factor: Annotated[float, Rule(gt=0, max=1)] = 0.5
+    reduce_lr_patience: Annotated[int, AT_LEAST_0] = 3
+    min_learning_rate: Annotated[float, AT_LEAST_0] = 1e-6
+    early_stopping_patience: Annotated[int | None, AT_LEAST_0] = 8
+    min_delta: Annotated[float, AT_LEAST_0] = 1e-4
+    monitor: Annotated[str, Rule(check=_monitor_problem)] = "val_loss"
+    monitor_mode: MonitorMode = "auto"
     restore_best_weights: bool = True
     jit_compile: bool = True
-    mixed_precision: str | None = None
+    mixed_precision: MixedPrecision | None = None
     deterministic: bool = False
-    seed: int = 0
-    max_steps_per_epoch: int | None = None
-    max_val_steps: int | None = None
+    seed: Annotated[int, AT_LEAST_0] = 0
+    max_steps_per_epoch: Annotated[int | None, AT_LEAST_1] = None
+    max_val_steps: Annotated[int | None, AT_LEAST_1] = None
     checkpoint_every_epoch: bool = True
     tensorboard: bool = True
     progress_bar: bool | None = None
@@ -180,45 +177,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.optimizer = OptimizerConfig.from_dict(self.optimizer)
+        check_fields(self)
+        check_taskwise_stopping(self.taskwise_stopping)
         if self.learning_rate is None:
             self.learning_rate = self.optimizer.learning_rate
         else:
-            _check(_is_number(self.learning_rate) and self.learning_rate > 0,
-                   f"learning_rate must be a positive number, got {self.learning_rate!r}")
             self.optimizer = dataclasses.replace(self.optimizer, learning_rate=float(self.learning_rate))
-        _check(_is_int(self.epochs) and self.epochs >= 1, f"epochs must be an integer >= 1, got {self.epochs!r}")
-        _check(_is_int(self.batch_size) and self.batch_size >= 1,
-               f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        _check(_is_number(self.reduce_lr_factor) and 0 < self.reduce_lr_factor <= 1,
-               f"reduce_lr_factor must be in (0, 1], got {self.reduce_lr_factor!r}")
-        _check(_is_int(self.reduce_lr_patience) and self.reduce_lr_patience >= 0,
-               f"reduce_lr_patience must be an integer >= 0, got {self.reduce_lr_patience!r}")
-        _check(_is_number(self.min_learning_rate) and self.min_learning_rate >= 0,
-               f"min_learning_rate must be a number >= 0, got {self.min_learning_rate!r}")
-        _check(self.early_stopping_patience is None
-               or (_is_int(self.early_stopping_patience) and self.early_stopping_patience >= 0),
-               f"early_stopping_patience must be None or an integer >= 0, got {self.early_stopping_patience!r}")
-        _check(_is_number(self.min_delta) and self.min_delta >= 0,
-               f"min_delta must be a number >= 0, got {self.min_delta!r}")
-        _check(isinstance(self.monitor, str) and (self.monitor in ("loss", "val_loss")
-                                                  or (self.monitor.startswith("val_") and len(self.monitor) > 4)),
-               f"monitor must be 'loss', 'val_loss' or 'val_<metric>', got {self.monitor!r}")
-        _check(self.monitor_mode in MONITOR_MODES,
-               f"monitor_mode must be one of {MONITOR_MODES}, got {self.monitor_mode!r}")
-        _check(self.mixed_precision in MIXED_PRECISION_POLICIES,
-               f"mixed_precision must be one of {MIXED_PRECISION_POLICIES}, got {self.mixed_precision!r}")
-        _check(_is_int(self.seed) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
-        for key in ("max_steps_per_epoch", "max_val_steps"):
-            value = getattr(self, key)
-            _check(value is None or (_is_int(value) and value >= 1),
-                   f"{key} must be None or an integer >= 1, got {value!r}")
-        for key in ("restore_best_weights", "jit_compile", "deterministic", "checkpoint_every_epoch",
-                    "tensorboard", "check_finite"):
-            value = getattr(self, key)
-            _check(isinstance(value, bool), f"{key} must be true or false, got {value!r}")
-        _check(self.progress_bar is None or isinstance(self.progress_bar, bool),
-               f"progress_bar must be None, true or false, got {self.progress_bar!r}")
-        check_taskwise_stopping(self.taskwise_stopping)
 
     @property
     def taskwise(self) -> dict | None:
