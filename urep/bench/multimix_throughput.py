@@ -29,7 +29,7 @@ import tensorflow as tf  # noqa: E402
 
 from urep.env import environment  # noqa: E402
 from urep.io import atomic_write_json  # noqa: E402
-from urep.training.multimix import MultiMixConfig, _make_train_step, multimix_for_variant  # noqa: E402
+from urep.training.multimix import MultiMixConfig, make_train_step, multimix_for_variant  # noqa: E402
 
 STREAMS = 5
 
@@ -53,7 +53,7 @@ def measure(size: int, channels: tuple[int, ...], jit_compile: bool, batch: int 
     model = multimix_for_variant("multimix", input_shape=(size, size, 1), channels=channels)
     optimizer = keras.optimizers.Adam(1e-4)
     optimizer.build(model.network.trainable_variables)
-    step = _make_train_step(model, optimizer, MultiMixConfig(batch_size=batch, jit_compile=jit_compile))
+    step = make_train_step(model, optimizer, MultiMixConfig(batch_size=batch, jit_compile=jit_compile))
     data = _batch(size, batch, 0)
     started = time.perf_counter()
     for _ in range(warmup):

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
+from urep.data.noise import epoch_noise
 from urep.experiments.config import dump_config, find_config, parse_config, read_yaml
 from urep.experiments.schema import ConfigError, build, to_plain
 from urep.run_dir import RunDir
@@ -240,23 +241,6 @@ def _train_config(settings, job: TuningJob, optimizer: str | None = None):
         deterministic=experiment.deterministic, progress_bar=False)
 
 
-def _epoch_noise(clean, noises, seed: int, epoch: int):
-    """Each image corrupted by one of `noises`, the assignment rotating with `epoch` (as the experiment
-    pipeline does for the denoising source; the draws of noise `i` come from `default_rng([seed, epoch, i])`)."""
-    import numpy as np
-
-    from urep.data.noise import NoiseSpec, add_noise
-
-    specs = [NoiseSpec(n.kind, n.level) for n in noises]
-    out = np.empty_like(clean)
-    assignment = (np.arange(len(clean)) + epoch) % len(specs)
-    for i, spec in enumerate(specs):
-        index = np.flatnonzero(assignment == i)
-        if index.size:
-            out[index] = add_noise(clean[index], spec, np.random.default_rng([seed, epoch, i]))
-    return out
-
-
 def _source_hypermodel(job: TuningJob, data_dir: Path, data_root: str | None):
     import numpy as np
     import pandas as pd
@@ -289,8 +273,8 @@ def _source_hypermodel(job: TuningJob, data_dir: Path, data_root: str | None):
         return DilatedCNNHyperModel(data, model_kwargs=source.model, **common)
     clean_train, clean_val = arrays.images[train], arrays.images[val]
     seed = config.seed
-    data = TuningData(clean_train, clean_train, norm(_epoch_noise(clean_val, source.noise, seed, 10_000)), clean_val,
-                      corrupt=lambda clean, epoch: norm(_epoch_noise(clean, source.noise, seed, epoch)))
+    data = TuningData(clean_train, clean_train, norm(epoch_noise(clean_val, source.noise, seed, 10_000)), clean_val,
+                      corrupt=lambda clean, epoch: norm(epoch_noise(clean, source.noise, seed, epoch)))
     return CDAEHyperModel(data, model_kwargs=source.model, batchnorm_momentum=config.batchnorm_momentum,
                           **common)
 

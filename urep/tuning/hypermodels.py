@@ -19,6 +19,7 @@ import keras
 import keras_tuner
 import numpy as np
 
+from urep.losses import TASK_LOSSES
 from urep.models.batchnorm import set_batchnorm_momentum
 from urep.seed import seed_everything
 from urep.training.config import TrainConfig, resolve_mode
@@ -101,7 +102,6 @@ class UrepHyperModel(keras_tuner.HyperModel):
     KNOBS: tuple[str, ...] = ()
     DEFAULT_SPACE: Mapping[str, Any] = {}
     KIND = "classification"
-    _LOSSES = {"classification": "cce", "segmentation": "bce_dice", "reconstruction": "mse"}
 
     def __init__(self, data: TuningData, *, search_space: Mapping[str, Any] | None = None,
                  train_config: TrainConfig | None = None, objective: str = "val_loss", direction: str = "auto",
@@ -115,7 +115,7 @@ class UrepHyperModel(keras_tuner.HyperModel):
         self.train_config = train_config if train_config is not None else TrainConfig(jit_compile=False)
         if not isinstance(self.train_config, TrainConfig):
             raise TypeError(f"train_config must be a TrainConfig, got {type(self.train_config).__name__}")
-        self.loss = loss if loss is not None else self._LOSSES[self.KIND]
+        self.loss = loss if loss is not None else TASK_LOSSES[self.KIND]
         self.metrics = metrics if metrics is not None else self._default_metrics
         if direction not in ("min", "max", "auto"):
             raise ValueError(f"direction must be 'min', 'max' or 'auto', got {direction!r}")

@@ -20,7 +20,6 @@ from urep.training.multimix.step import (
 from urep.training.multimix.train import MultiMixResult, multimix_strategy, train_multimix
 
 #: The former private name of ``make_train_step`` (the MultiMix throughput benchmark imports it).
-_make_train_step = make_train_step
 
 __all__ = [
     "KL_MODES",

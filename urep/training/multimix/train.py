@@ -25,6 +25,7 @@ from urep.io import atomic_save, atomic_write_json
 from urep.losses import dice_loss
 from urep.metrics import balanced_scores, segmentation_metrics
 from urep.models.multimix import MultiMix
+from urep.run_dir import RunDir
 from urep.training.config import _check
 from urep.training.loop import TrainResult
 from urep.training.multimix.config import MultiMixConfig
@@ -124,7 +125,7 @@ def _run_dir(run: Any, variant: str) -> Path | None:
         root = Path(run.root)
     else:
         raise ValueError(f"run must be None, a run directory path or a urep.training.Run, got {run!r}")
-    return root / "checkpoints" / "multimix" / variant
+    return RunDir(root).checkpoint(f"multimix/{variant}")
 
 
 def train_multimix(model: MultiMix, data: MultiMixData, config: MultiMixConfig | dict | None = None,
