@@ -19,7 +19,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import batches, disc_phantoms  # noqa: E402
+from training_helpers import batches, disc_phantoms  # noqa: E402
 
 from urep.training import Task, TrainConfig, finetune, train_model  # noqa: E402
 

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import batches, disc_phantoms, tiny_encoder_and_heads
+from training_helpers import batches, disc_phantoms, tiny_encoder_and_heads
 
 from urep.training import TrainConfig, train_model
 from urep.training.config import make_optimizer

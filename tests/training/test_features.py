@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import batches, tiny_encoder_and_heads
+from training_helpers import batches, tiny_encoder_and_heads
 
 from urep.data.batches import ArrayBatches
 from urep.training import Task, TrainConfig, finetune

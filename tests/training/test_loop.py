@@ -7,7 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import batches, disc_phantoms, tiny_encoder_and_heads
+from training_helpers import batches, disc_phantoms, tiny_encoder_and_heads
 
 from urep.io import RunDirExistsError
 from urep.training import NonFiniteInputError, NonFiniteLossError, Run, TrainConfig, TrainResult, train_model

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import disc_phantoms, tiny_encoder_and_heads
+from training_helpers import disc_phantoms, tiny_encoder_and_heads
 
 from urep.training.loss_weighting import (
     FixedWeights,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import batches, disc_phantoms
+from training_helpers import batches, disc_phantoms
 
 from urep.training import TrainConfig
 from urep.training.source import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import batches, disc_phantoms, tiny_encoder_and_heads
+from training_helpers import batches, disc_phantoms, tiny_encoder_and_heads
 
 from urep.training import STRATEGIES, NonFiniteInputError, Task, TrainConfig, finetune
 from urep.training.strategies import alternating_ratio
