@@ -90,8 +90,9 @@ def _files_under(folder: Path) -> set[Path]:
 
 #: Text in stored outputs that would differ between machines or runs (absolute paths).
 CHURN = re.compile(r"(/tmp/|/home/|/work/|/Users/)")
-#: Run-to-run noise: clock times and dates, terminal colour codes, carriage returns (progress bars).
-NOISE = re.compile(r"(\b\d{1,2}:\d{2}:\d{2}\b|\b20\d\d-\d\d-\d\d\b|\x1b\[|\r)")
+#: Run-to-run noise: clock times and dates, terminal colour codes, carriage returns (progress bars), object
+#: addresses and log lines (in Jupyter TensorFlow logs to stdout, which `execute.py` keeps).
+NOISE = re.compile(r"(\b\d{1,2}:\d{2}:\d{2}\b|\b20\d\d-\d\d-\d\d\b|\x1b\[|\r| at 0x[0-9a-f]+|WARNING:)")
 
 
 def _check_stored_outputs(name: str, code) -> None:
