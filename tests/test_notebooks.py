@@ -90,11 +90,15 @@ def _files_under(folder: Path) -> set[Path]:
 
 #: Text in stored outputs that would differ between machines or runs (absolute paths).
 CHURN = re.compile(r"(/tmp/|/home/|/work/|/Users/)")
+#: Run-to-run noise: clock times and dates, terminal colour codes, carriage returns (progress bars), object
+#: addresses and log lines (in Jupyter TensorFlow logs to stdout, which `execute.py` keeps).
+NOISE = re.compile(r"(\b\d{1,2}:\d{2}:\d{2}\b|\b20\d\d-\d\d-\d\d\b|\x1b\[|\r| at 0x[0-9a-f]+|WARNING:)")
 
 
 def _check_stored_outputs(name: str, code) -> None:
     """Committed outputs (`notebooks/execute.py`) must come from one top-to-bottom run and not churn: no
-    timestamps, no stderr logs, no errors, no absolute paths. A notebook may also be committed clean."""
+    timestamps, no stderr logs, no errors, no absolute paths, no clock times or dates, no terminal codes or
+    progress bars. A notebook may also be committed clean."""
     counts = [c.execution_count for c in code]
     if all(n is None for n in counts) and not any(c.outputs for c in code):
         return
@@ -107,6 +111,7 @@ def _check_stored_outputs(name: str, code) -> None:
             text = output.get("text", "") + "".join(
                 v for k, v in output.get("data", {}).items() if k.startswith("text/") and isinstance(v, str))
             assert not CHURN.search(text), f"{name}: code cell {i} stores an absolute path: {CHURN.search(text)[0]}"
+            assert not NOISE.search(text), f"{name}: code cell {i} stores run-to-run noise: {NOISE.search(text)[0]!r}"
 
 
 def test_every_walkthrough_is_there():

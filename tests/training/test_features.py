@@ -86,3 +86,17 @@ def test_array_batches_order_depends_on_seed_and_epoch_only():
         batches_.with_inputs(x[:3])
     with pytest.raises(ValueError, match="batch_size"):
         ArrayBatches(x, y, 0)
+
+
+def test_compute_features_equals_predict_and_traces_nothing(caplog):
+    from urep.training.features import compute_features
+
+    x = np.random.default_rng(0).random((70, 32, 32, 1)).astype("float32")  # batches of 64 and 6
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for seed in range(6):  # one encoder per task and fold, as the independent strategy makes them
+            encoder, _, _ = tiny_encoder_and_heads(seed=seed)
+            features = compute_features(encoder, x, batch_size=64)
+            assert features.dtype == np.float32 and features.shape == (70, 8, 8, 8)
+    np.testing.assert_array_equal(features, encoder.predict(x, batch_size=64, verbose=0))
+    assert compute_features(encoder, x[:0]).shape == (0, 8, 8, 8)
+    assert "retracing" not in caplog.text

@@ -97,10 +97,16 @@ def _not_frozen_reason(encoder: keras.Model) -> str | None:
 
 
 def compute_features(encoder: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """`encoder(x, training=False)` in batches (`keras.Model.predict`), as one float32 array `(N, ...)`."""
+    """`encoder(x, training=False)` in batches, as one float32 array `(N, ...)`.
+
+    Eager calls, not `keras.Model.predict`: every task and fold has its own encoder, used for a few batches,
+    so a traced predict function per encoder (two with a smaller last batch) makes TensorFlow warn about
+    retracing; eager batches trace nothing and give the same features (bit-equal on CPU).
+    """
     if len(x) == 0:
         return np.zeros((0, *encoder.output.shape[1:]), np.float32)
-    return np.asarray(encoder.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    return np.concatenate([np.asarray(encoder(x[start:start + batch_size], training=False), dtype=np.float32)
+                           for start in range(0, len(x), batch_size)])
 
 
 def head_on_features(model: keras.Model, train, val=None, max_bytes: int = DEFAULT_MAX_BYTES,

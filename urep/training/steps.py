@@ -2,8 +2,9 @@
 
 `TaskSteps` trains one model on one loss (source models, baselines, independent heads, each task of the
 alternating strategy); `JointStep` trains several task models sharing an encoder on one weighted loss, one
-batch of every task per step (the joint strategy). Steps are XLA-compiled with one replica and run through
-`dist_strategy.run` with several; `reduce_retracing=True` limits retracing to the last, smaller batch.
+batch of every task per step (the joint strategy). With one replica a step is a `BatchFunction` (batch
+dimension left open in its input signature, so the smaller last batch reuses the trace; XLA when on); with
+several it runs through `dist_strategy.run` (`reduce_retracing=True`).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Evaluator:
         self.name, self.model, self.loss_fn, self.dist_strategy = name, model, loss_fn, dist_strategy
         self.metrics = list(metrics)
         self._eval = _compile(self._replica_eval, dist_strategy, use_xla(dist_strategy, jit_compile), None)
-        self._update_metrics = tf.function(self._metrics_update, reduce_retracing=True)
+        self._update_metrics = BatchFunction(self._metrics_update)
 
     def _replica_eval(self, x, y):
         y_pred = self.model(x, training=False)
@@ -122,11 +123,50 @@ class Evaluator:
         return results
 
 
+def _batch_spec(value) -> tf.TensorSpec:
+    """The spec of one tensor with its first (batch) dimension unknown."""
+    shape = tf.TensorShape(value.shape)
+    if shape.rank:
+        shape = tf.TensorShape([None, *shape[1:]])
+    return tf.TensorSpec(shape, tf.as_dtype(value.dtype))
+
+
+class BatchFunction:
+    """`fn(*tensors)` as a `tf.function` traced once per input structure, whatever the batch size.
+
+    The first call with a given structure (nesting, dtypes, shapes after the batch dimension) traces `fn` with
+    an input signature whose batch dimension is None, so the smaller last batch of an epoch runs the same
+    graph instead of retracing (XLA, when on, still compiles per concrete shape, without retracing).
+
+    Args:
+        fn: a function of (nested structures of) tensors.
+        jit_compile: XLA-compile the traced function.
+    """
+
+    def __init__(self, fn: Callable, jit_compile: bool = False) -> None:
+        self.fn, self.jit_compile = fn, jit_compile
+        self._traced: dict = {}
+
+    def __call__(self, *args):
+        specs = tuple(tf.nest.map_structure(_batch_spec, arg) for arg in args)
+        key = repr(specs)  # nesting, dtypes and shapes (TensorSpecs print all three)
+        function = self._traced.get(key)
+        if function is None:
+            function = tf.function(self.fn, input_signature=specs, jit_compile=self.jit_compile)
+            self._traced[key] = function
+        return function(*args)
+
+    @property
+    def traces(self) -> int:
+        """How many times `fn` was traced (one per input structure seen)."""
+        return sum(f.experimental_get_tracing_count() for f in self._traced.values())
+
+
 def _compile(replica_fn: Callable, dist_strategy: tf.distribute.Strategy, xla: bool, reduce_op):
-    """`replica_fn` as one traced function: XLA-compiled itself with one replica, else run by `dist_strategy.run`
-    inside an outer `tf.function` (and reduced with `reduce_op` unless None)."""
+    """`replica_fn` as one traced function: XLA-compiled itself with one replica (a `BatchFunction`), else
+    run by `dist_strategy.run` inside an outer `tf.function` (and reduced with `reduce_op` unless None)."""
     if dist_strategy.num_replicas_in_sync == 1:
-        return tf.function(replica_fn, jit_compile=xla, reduce_retracing=True)
+        return BatchFunction(replica_fn, jit_compile=xla)
 
     def distributed(*args):
         result = dist_strategy.run(replica_fn, args=args)
@@ -214,6 +254,21 @@ class JointStep:
         build_optimizer(optimizer, self.variables, dist_strategy)
         self.xla = use_xla(dist_strategy, jit_compile)
         self._train = _compile(self._replica_train, dist_strategy, self.xla, SUM)
+        self._train_active: dict[tuple[bool, ...], Callable] = {}
+
+    def _train_some(self, active: tuple[bool, ...]) -> Callable:
+        """The compiled step for one set of active tasks; with one replica it takes the active tasks' batches
+        only (inactive tasks have None, which an input signature cannot hold)."""
+        if active not in self._train_active:
+            if self.dist_strategy.num_replicas_in_sync == 1:
+                def step(active_batches, active=active):
+                    given = iter(active_batches)
+                    return self._replica_train(tuple(next(given) if on else None for on in active), active)
+
+                self._train_active[active] = BatchFunction(step, jit_compile=self.xla)
+            else:
+                self._train_active[active] = lambda batches, active=active: self._train(batches, active)
+        return self._train_active[active]
 
     def _active_variables(self, active: tuple[bool, ...] | None) -> list:
         """The variables one step updates: every task's, or only those of the active tasks' models."""
@@ -263,4 +318,7 @@ class JointStep:
         """
         if active is None:
             return self._train(tuple(batches))
-        return self._train(tuple(batches), tuple(bool(on) for on in active))
+        active = tuple(bool(on) for on in active)
+        if self.dist_strategy.num_replicas_in_sync == 1:
+            batches = tuple(batch for batch, on in zip(batches, active, strict=True) if on)
+        return self._train_some(active)(tuple(batches))
