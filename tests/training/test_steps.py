@@ -63,12 +63,12 @@ def test_joint_step_with_an_inactive_task_updates_only_the_active_model():
 
     images, labels, masks = disc_phantoms(12)
     _, cls_model, seg_model = tiny_encoder_and_heads()
-    strategy = tf.distribute.get_strategy()
+    dist_strategy = tf.distribute.get_strategy()
     weighting = FixedWeights()
-    weighting.build(["cls", "seg"], ["classification", "segmentation"], [1.0, 1.0], strategy)
+    weighting.build(["cls", "seg"], ["classification", "segmentation"], [1.0, 1.0], dist_strategy)
     step = JointStep(["cls", "seg"], [cls_model, seg_model],
                      [keras.losses.CategoricalCrossentropy(), keras.losses.BinaryCrossentropy()],
-                     weighting, keras.optimizers.SGD(0.1), strategy,
+                     weighting, keras.optimizers.SGD(0.1), dist_strategy,
                      jit_compile=False)
     seg_head = seg_model.get_layer("seg_out").kernel
     cls_head = cls_model.get_layer("cls_out").kernel
