@@ -11,6 +11,7 @@ from urep.experiments.config import config_to_dict, parse_config
 
 def test_baseline_denoiser_reuses_the_source_and_references_share_the_test_images(tmp_path, monkeypatch):
     from urep.experiments import pipeline as pipeline_module
+    from urep.experiments.baselines import baseline_denoiser
     from urep.experiments.pipeline import UrepPipeline
     from urep.experiments.report import build_tables
     from urep.models import classical_denoisers
@@ -28,7 +29,7 @@ def test_baseline_denoiser_reuses_the_source_and_references_share_the_test_image
     monkeypatch.setattr(UrepPipeline, "_train_denoiser",
                         lambda self, *a, **k: trained.append(a[-2]) or original(self, *a, **k))
     pipeline.train_source()
-    pipeline._baseline_denoiser()  # what run_baselines does first with baseline.denoise_inputs
+    baseline_denoiser(pipeline)  # what run_baselines does first with baseline.denoise_inputs
 
     assert trained == ["source"]  # one denoiser training for both sides
     assert not (tmp_path / "checkpoints" / "baseline_denoiser").exists()

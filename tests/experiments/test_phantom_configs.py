@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from urep.experiments.baselines import baseline_model
 from urep.experiments.config import ExperimentConfig, list_configs, load_any, load_suite_parts
 from urep.experiments.pipeline import UrepPipeline
 from urep.experiments.scale import shrink
@@ -63,7 +64,7 @@ def test_phantom_config_builds_data_and_models(name, tmp_path):
             out = np.asarray(assembly.task_model(task.name)(batch, training=False))
             expected = (2, len(task.classes)) if task.kind == "classification" else (2, *config.image_size, 1)
             assert out.shape == expected, task.name
-            baseline = pipeline._baseline_model(task, 0)
+            baseline = baseline_model(pipeline, task, 0)
             assert np.asarray(baseline(batch, training=False)).shape == expected
 
 

@@ -4,7 +4,8 @@ statistics -> derivable tasks (Grad-CAM, recommendation) -> saved models.
 One code path (`UrepPipeline`) for U-Rep 1 (`source.kind: cdae`), U-Rep 2 (`dilated_cnn`) and the
 super-resolution source; every model trains through `urep.training`. Inputs are mean-normalised with the
 normalizer fitted on the source's training split (`normalizer.json`); denoising targets and metrics stay in
-[0, 1]. Splits, folds, baseline denoiser and saved models: docs/choices.md, "Experiments".
+[0, 1]. Splits, folds, baseline denoiser and saved models: docs/choices.md, "Experiments". The baselines,
+references and derivable tasks are functions of the pipeline in `baselines`, `references`, `derivable`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
+from urep.experiments.baselines import run_baselines
 from urep.experiments.config import ExperimentConfig, TaskConfig, TrainSettings
+from urep.experiments.derivable import run_explain, run_recommendation
 from urep.experiments.evaluation import (
     ensemble_outputs,
     out_of_fold_metrics,
@@ -90,8 +93,28 @@ class MethodOutputs:
     validation: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
+class PipelineResults(TypedDict, total=False):
+    """The top-level keys of `UrepPipeline.results` (the runner adds the run's name, config, environment and
+    times; `docs/design.md`, `urep.experiments.report`, describes the entries)."""
+
+    models: list[dict]  # every trained model: id, role, task, method, fold, seconds, parameters, history
+    tasks: dict[str, dict]  # TASK -> kind, classes, methods[METHOD] (summarise_method), references[METHOD]
+    statistics: list[dict]  # paired tests between methods, per task
+    data: dict  # sample sizes: sources, source split, tasks
+    source: dict  # the source's kind and its own test metrics
+    denoising: list[dict]  # the CDAE source per noise level
+    denoising_references: list[dict]  # classical denoisers on the same noisy test images
+    baseline_denoising: list[dict]  # the baseline's denoiser (the source's weights) per noise level
+    super_resolution: list[dict]  # the super-resolution source per scale
+    warnings: list[str]  # e.g. constant classifiers
+    explain: dict  # Grad-CAM: task, strategy, n, energy by class (`derivable.run_explain`)
+    recommendation: dict  # agreement and counts (`derivable.run_recommendation`)
+    transfer: dict  # `pairwise_transfer` only (`TransferPipeline`)
+    figures: list[str]  # figure paths relative to the run directory
+
+
 class UrepPipeline:
-    """Runs the U-Rep pipeline of `config` inside `run_dir` and fills a results dict.
+    """Runs the U-Rep pipeline of `config` inside `run_dir` and fills a results dict (`PipelineResults`).
 
     Args:
         config: the validated experiment config.
@@ -112,7 +135,7 @@ class UrepPipeline:
         self.manager = Run(self.run_dir, resume=True)
         self.resume = resume
         self.shape = (*config.image_size, config.channels)
-        self.results: dict[str, Any] = {"models": [], "tasks": {}, "statistics": [], "denoising": []}
+        self.results: PipelineResults = {"models": [], "tasks": {}, "statistics": [], "denoising": []}
         self.outputs: dict[str, dict[str, MethodOutputs]] = {}
         self.saved_models: dict[str, Any] = {}
         self.frames: dict = {}
@@ -561,48 +584,7 @@ class UrepPipeline:
             logger.warning(message)
             self.results.setdefault("warnings", []).append(message)
 
-    # -- baselines -----------------------------------------------------------------------------------------
-    def run_baselines(self) -> None:
-        """The traditional approach: a separate denoiser (optional), then one fresh model per task and fold."""
-        from urep.training.loop import train_model
-
-        config = self.config
-        inputs = {name: data.pool for name, data in self.task_data.items()}
-        tests = {name: data.test for name, data in self.task_data.items()}
-        if config.baseline.denoise_inputs and config.source.kind == "cdae":
-            self._baseline_denoiser()
-            inputs = {name: self._denoised(a) for name, a in inputs.items()}
-            tests = {name: self._denoised(a) for name, a in tests.items()}
-        train_config = self._train_config(config.training.baseline)
-        batch = config.training.baseline.batch_size
-        for name, data in self.task_data.items():
-            pool = inputs[name]
-            x = self._norm(pool.images)
-            y = data.targets(pool)
-            for fold, (train_index, val_index) in enumerate(data.folds):
-                model = self._baseline_model(data.config, fold)
-                optimizer = config.training.baseline.optimizer
-                if data.config.kind == "segmentation":
-                    optimizer = self._task_train_settings(data.config)[0]
-                settings = config.training.baseline
-                result = train_model(
-                    model, self._loss(data.config.kind, settings, y[train_index]),
-                    self._train_batches(pool.images[train_index], x[train_index], y[train_index], batch,
-                                        config.seed + fold, settings, data.config.kind),
-                    self._batches(x[val_index], y[val_index], batch), train_config, name=name,
-                    kind=data.config.kind,
-                    optimizer={"name": optimizer, "learning_rate": config.training.baseline.learning_rate},
-                    n_train=int(len(train_index)), run=self.manager, phase=f"baseline/fold{fold}/{name}",
-                    strategy_name="baseline", metrics=accuracy_metric(data.config.kind))
-                self._record(result, "baseline", "baseline", name, fold)
-                out = predict(model, self._norm(tests[name].images))
-                outputs = self.outputs.setdefault(name, {}).setdefault("baseline", MethodOutputs())
-                outputs.folds.append(out)
-                outputs.validation.append((val_index, predict(model, x[val_index])))
-                if fold == 0:
-                    self.saved_models[f"baseline/{name}"] = model
-            self._summarise(name, "baseline")
-
+    # -- references (baselines: urep.experiments.baselines) ------------------------------------------------
     def run_references(self) -> None:
         """Same-run references on the same folds and test sets (`urep.experiments.references`)."""
         from urep.experiments.references import run_references
@@ -610,40 +592,7 @@ class UrepPipeline:
         logger.info("computing the references (majority, PCA + logistic regression, mean mask, U-Net)")
         run_references(self)
 
-    def _baseline_model(self, task: TaskConfig, fold: int):
-        """A randomly initialised model per task: the baseline classifier, or the head's architecture."""
-        from urep import models
-
-        if task.kind == "classification":
-            return models.set_batchnorm_momentum(models.baseline_classifier(
-                input_shape=self.shape, n_classes=len(task.classes), name=f"baseline_{task.name}_f{fold}",
-                **self.config.baseline.classifier), self.config.batchnorm_momentum)
-        fresh = self.build_source_model(name=f"baseline_source_{task.name}_f{fold}")
-        if self.config.source.kind == "cdae":
-            return models.segmentation_head_from_autoencoder(fresh, name=task.name)
-        encoder = models.truncate(fresh, "encoder_out")
-        kwargs = {**task.head, **self.config.baseline.segmenter}
-        return models.segmentation_head_from_encoder(encoder, name=task.name, **kwargs)
-
-    def _baseline_denoiser(self) -> None:
-        """The baseline's separate denoiser is the trained source CDAE itself (the same architecture, data and
-        seed would train the same network again). Its training time counts once in each side's cost, as in
-        journal Table 4, where the denoiser's time appears in both U-Rep's and the baseline's totals."""
-        import keras
-
-        source = next(m for m in self.results["models"] if m["role"] == "source")
-        self.denoiser = keras.models.clone_model(self.source_model)
-        self.denoiser.set_weights(self.source_model.get_weights())
-        self.results["models"].append({**source, "id": "source/baseline_denoiser", "role": "denoiser",
-                                       "method": "baseline", "reused_from": source["id"], "history": {}})
-        self.results["baseline_denoising"] = [{**row, "model": "baseline (the source's weights)"}
-                                              for row in self.results.get("denoising", [])]
-
-    def _denoised(self, arrays: TaskArrays) -> TaskArrays:
-        images = np.clip(predict(self.denoiser, self._norm(arrays.images)), 0.0, 1.0)
-        return TaskArrays(images.astype(np.float32), arrays.masks, arrays.labels, arrays.patients)
-
-    # -- statistics, figures, derivable tasks --------------------------------------------------------------
+    # -- statistics and figures (derivable tasks: urep.experiments.derivable) -----------------------------
     def run_statistics(self) -> None:
         """Paired tests between every pair of methods (strategies and baseline) on each task."""
         for name, data in self.task_data.items():
@@ -671,131 +620,6 @@ class UrepPipeline:
                                              f"{name} ({method}, {fold}, first {k} test images)",
                                              RunDir(self.run_dir).figures / f"segmentation_{name}_{method}.png")
                 self.figures.append(str(path.relative_to(self.run_dir)))
-
-    def run_explain(self) -> None:
-        """Grad-CAM overlays on the explained classification head, and energy inside the task's masks."""
-        from urep.explain import energy_by_class, gradcam
-
-        config = self.config
-        task_name = config.explain.task or next((t.name for t in config.tasks if t.kind == "classification"), None)
-        if not config.explain.gradcam or task_name is None:
-            return
-        task = config.task(task_name)
-        model = self.saved_models[f"{self.primary_strategy()}/{task_name}"]
-        df = task_frame(self.frames[task.test_data or task.data], task, task.test_data or task.data)
-        with_masks = None
-        if config.explain.mask_task is not None:
-            has_mask = df["has_mask"].astype(bool) if "has_mask" in df.columns else df["mask"].notna()
-            df = df[has_mask].reset_index(drop=True)
-            with_masks = True
-        arrays = read_arrays(df, config.image_size, config.channels, task.label, task.classes,
-                             masks=bool(with_masks), standardize=config.preprocessing.options())
-        if task.test_data is None:
-            test_patients = set(self.task_data[task_name].test.patients)
-            keep = np.flatnonzero(np.isin(arrays.patients, list(test_patients)))
-            arrays = arrays.subset(keep)
-        if len(arrays) == 0:
-            logger.warning("Grad-CAM: no test images for task %s", task_name)
-            return
-        x = self._norm(arrays.images)
-        heatmaps = gradcam(model, x, layer_name="encoder_out")
-        explain: dict[str, Any] = {"task": task_name, "strategy": self.primary_strategy(), "n": int(len(x))}
-        if with_masks:
-            energy = energy_by_class(heatmaps, arrays.masks[..., 0], arrays.labels, list(task.classes))
-            explain["mask_task"] = config.explain.mask_task
-            explain["energy_by_class"] = {k: {kk: vv for kk, vv in v.items() if kk != "values"}
-                                          for k, v in energy.items()}
-            self._energy_references(explain["energy_by_class"], model, x, arrays, list(task.classes))
-            explain["labels"] = "true"
-        order = self._overlay_order(arrays.labels, config.explain.n_images)
-        from urep.experiments.figures import gradcam_figure
-        from urep.explain import energy_inside
-
-        for i in order:
-            label = task.classes[arrays.labels[i]]
-            path = RunDir(self.run_dir).figures / "gradcam" / f"{task_name}_{i:03d}_{label}.png"
-            mask = arrays.masks[i, ..., 0] if with_masks else None
-            energy_text = "" if mask is None else f"; energy inside mask {energy_inside(heatmaps[i], mask):.2f}"
-            gradcam_figure(arrays.images[i, ..., 0], heatmaps[i], mask,
-                           f"Grad-CAM of {task_name} ({self.primary_strategy()}), test image {i}, "
-                           f"true class {label}{energy_text}", path)
-            self.figures.append(str(path.relative_to(self.run_dir)))
-        self.results["explain"] = explain
-
-    @staticmethod
-    def _energy_references(energy: dict, model, x: np.ndarray, arrays: TaskArrays, classes: list[str]) -> None:
-        """Add what the energy is judged against, per class: `mask_area` (the mask's share of the image, the
-        energy of a uniform map) and `untrained` (the energy of the same architecture freshly initialised)."""
-        import keras
-
-        from urep.explain import energy_by_class, gradcam
-
-        masks = arrays.masks[..., 0] > 0
-        for index, name in enumerate(classes):
-            if name in energy:
-                energy[name]["mask_area"] = float(masks[arrays.labels == index].mean())
-        try:
-            untrained = keras.models.clone_model(model)  # same layers, fresh random weights
-            reference = energy_by_class(gradcam(untrained, x, layer_name="encoder_out"), masks, arrays.labels,
-                                        classes)
-        except (ValueError, TypeError) as error:
-            logger.warning("Grad-CAM: no untrained-model reference (%s)", error)
-            return
-        for name, info in reference.items():
-            if name in energy:
-                energy[name]["untrained"] = info.get("mean")
-
-    @staticmethod
-    def _overlay_order(labels: np.ndarray, n: int) -> list[int]:
-        """Up to `n` image indices, alternating between classes."""
-        by_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
-        order = []
-        while len(order) < n and any(by_class):
-            for indices in by_class:
-                if indices and len(order) < n:
-                    order.append(int(indices.pop(0)))
-        return order
-
-    def run_recommendation(self) -> dict | None:
-        """Merge the flow-type and quality heads into use/exclude decisions on the quality test images."""
-        from urep.explain import recommend
-        from urep.explain.recommendation import RecommendationRules
-
-        rec = self.config.recommendation
-        if not rec.enabled:
-            return None
-        rules = RecommendationRules.from_dict(rec.options) if rec.options else RecommendationRules.paper_default()
-        flow_task, quality_task = self.config.task(rec.flow_task), self.config.task(rec.quality_task)
-        strategy = self.primary_strategy()
-        quality_data = self.task_data[quality_task.name]
-        test_patients = quality_data.test.patients
-        source_name = quality_task.test_data or quality_task.data
-        df = task_frame(self.frames[source_name], quality_task, source_name)
-        df = df[df[flow_task.label].astype(str).isin(flow_task.classes)].reset_index(drop=True)
-        arrays = read_arrays(df, self.config.image_size, self.config.channels, quality_task.label,
-                             quality_task.classes, standardize=self.config.preprocessing.options())
-        if quality_task.test_data is None:
-            arrays = arrays.subset(np.flatnonzero(np.isin(arrays.patients, list(set(test_patients)))))
-            df = df[df["patient"].astype(str).isin(set(test_patients))].reset_index(drop=True)
-        x = self._norm(arrays.images)
-        flow_probs = predict(self.saved_models[f"{strategy}/{flow_task.name}"], x)
-        quality_probs = predict(self.saved_models[f"{strategy}/{quality_task.name}"], x)
-        decisions = recommend(flow_probs, quality_probs, rules, flow_task.classes, quality_task.classes)
-        flow_index = {c: i for i, c in enumerate(flow_task.classes)}
-        true_flow = np.eye(len(flow_task.classes))[[flow_index[str(v)] for v in df[flow_task.label]]]
-        true_quality = np.eye(len(quality_task.classes))[arrays.labels]
-        truth = recommend(true_flow, true_quality, rules, flow_task.classes, quality_task.classes)
-        counts: dict[tuple, int] = {}
-        for d in decisions:
-            key = (d["flow"], d["quality"], d["decision"])
-            counts[key] = counts.get(key, 0) + 1
-        agreement = float(np.mean([a["decision"] == b["decision"] for a, b in zip(decisions, truth, strict=True)]))
-        self.results["recommendation"] = {
-            "strategy": strategy, "n": len(decisions), "agreement": agreement, "rules": rules.to_dict(),
-            "counts": [{"flow": f, "quality": q, "recommendation": r, "count": c}
-                       for (f, q, r), c in sorted(counts.items())],
-            "usable": int(sum(d["decision"] == "usable" for d in decisions))}
-        return rules.to_dict()
 
     # -- saving --------------------------------------------------------------------------------------------
     def save_models(self, recommendation: dict | None) -> None:
@@ -842,14 +666,14 @@ class UrepPipeline:
             plan += [(f"fine-tune ({strategy})", 1.0 * folds, lambda s=strategy: self.run_strategy(s))
                      for strategy in config.strategies]
             if config.baseline.enabled:
-                plan.append(("baselines", 3.0 * folds, self.run_baselines))  # whole models per task
+                plan.append(("baselines", 3.0 * folds, lambda: run_baselines(self)))  # whole models per task
             if config.references.enabled:
                 plan.append(("references", 1.0 * folds, self.run_references))
             plan.append(("statistics", 0.1, self.run_statistics))
             if config.figures:
                 plan.append(("figures", 0.2, self.segmentation_figures))
-            plan += [("explain (Grad-CAM)", 0.3, self.run_explain),
-                     ("recommendation", 0.1, lambda: outcome.update(recommendation=self.run_recommendation())),
+            plan += [("explain (Grad-CAM)", 0.3, lambda: run_explain(self)),
+                     ("recommendation", 0.1, lambda: outcome.update(recommendation=run_recommendation(self))),
                      ("save models", 0.2, lambda: self.save_models(outcome.get("recommendation")))]
         else:
             plan.append(("save models", 0.2, lambda: self.save_models(None)))
