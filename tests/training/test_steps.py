@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import disc_phantoms, tiny_encoder_and_heads
+from training_helpers import disc_phantoms, tiny_encoder_and_heads
 
 
 def test_batch_function_traces_once_over_batch_sizes_and_again_for_a_new_structure():
