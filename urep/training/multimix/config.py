@@ -7,10 +7,13 @@ values raise ``ValueError`` naming the field. See docs/multimix.md for the choic
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
+from urep.constraints import Rule, check_fields
 from urep.losses import KL_MODES
-from urep.training.config import _check, _is_int, _is_number
+from urep.training.config import _check
 
 SELECTIONS = ("balanced", "loss")
 
@@ -49,6 +52,21 @@ UMTLS-SSL (+ FixMatch), MultiMix (+ KL consistency on unlabelled segmentation im
 backbone; the variants without the bridge build the network without it (``saliency_bridge=False``)."""
 
 
+AT_LEAST_0 = Rule(min=0)
+AT_LEAST_1 = Rule(min=1)
+
+
+def _known_variant(value: str) -> str | None:
+    return None if value in VARIANTS else f"must be one of {sorted(VARIANTS)}, got {value!r}"
+
+
+def _selection_weights(value) -> str | None:
+    weights = tuple(value)
+    ok = (len(weights) == 2 and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                                    for w in weights) and sum(weights) > 0)
+    return None if ok else f"must be two numbers >= 0, not both 0, got {value!r}"
+
+
 @dataclass
 class MultiMixConfig:
     """MultiMix training settings; defaults are the paper's (section 3.1) unless marked as chosen.
@@ -83,54 +101,30 @@ class MultiMixConfig:
         eval_batch_size: batch size for validation predictions.
     """
 
-    variant: str = "multimix"
-    epochs: int = 32
-    batch_size: int = 10
-    learning_rate: float = 1e-4
-    lr_decay_factor: float = 0.1
-    lr_decay_epochs: int = 8
-    threshold: float = 0.7
-    ssl_weight: float = 0.25
-    dice_weight: float = 5.0
-    kl_weight: float = 0.01
-    kl_mode: str = "pixelwise"
-    steps_per_epoch: int | None = None
-    strong_ops: int = 2
-    pad_fraction: float = 0.125
-    selection: str = "balanced"
-    selection_weights: tuple[float, float] = (1.0, 1.0)
+    variant: Annotated[str, Rule(check=_known_variant)] = "multimix"
+    epochs: Annotated[int, AT_LEAST_1] = 32
+    batch_size: Annotated[int, AT_LEAST_1] = 10
+    learning_rate: Annotated[float, Rule(gt=0)] = 1e-4
+    lr_decay_factor: Annotated[float, Rule(gt=0, max=1)] = 0.1
+    lr_decay_epochs: Annotated[int, AT_LEAST_1] = 8
+    threshold: Annotated[float, Rule(min=0, max=1)] = 0.7
+    ssl_weight: Annotated[float, AT_LEAST_0] = 0.25
+    dice_weight: Annotated[float, AT_LEAST_0] = 5.0
+    kl_weight: Annotated[float, AT_LEAST_0] = 0.01
+    kl_mode: Literal["pixelwise", "batch_mean"] = "pixelwise"
+    steps_per_epoch: Annotated[int | None, AT_LEAST_1] = None
+    strong_ops: Annotated[int, AT_LEAST_0] = 2
+    pad_fraction: Annotated[float, Rule(min=0, lt=1)] = 0.125
+    selection: Literal["balanced", "loss"] = "balanced"
+    selection_weights: Annotated[tuple[float, float], Rule(check=_selection_weights)] = (1.0, 1.0)
     restore_best: bool = True
-    seed: int = 0
+    seed: Annotated[int, AT_LEAST_0] = 0
     jit_compile: bool = False
-    eval_batch_size: int = 16
+    eval_batch_size: Annotated[int, AT_LEAST_1] = 16
 
     def __post_init__(self) -> None:
-        _check(self.variant in VARIANTS, f"variant must be one of {sorted(VARIANTS)}, got {self.variant!r}")
-        for key in ("epochs", "batch_size", "lr_decay_epochs", "eval_batch_size"):
-            value = getattr(self, key)
-            _check(_is_int(value) and value >= 1, f"{key} must be an integer >= 1, got {value!r}")
-        _check(self.steps_per_epoch is None or (_is_int(self.steps_per_epoch) and self.steps_per_epoch >= 1),
-               f"steps_per_epoch must be None or an integer >= 1, got {self.steps_per_epoch!r}")
-        _check(_is_number(self.learning_rate) and self.learning_rate > 0,
-               f"learning_rate must be a positive number, got {self.learning_rate!r}")
-        _check(_is_number(self.lr_decay_factor) and 0 < self.lr_decay_factor <= 1,
-               f"lr_decay_factor must be in (0, 1], got {self.lr_decay_factor!r}")
-        _check(_is_number(self.threshold) and 0 <= self.threshold <= 1,
-               f"threshold must be in [0, 1], got {self.threshold!r}")
-        for key in ("ssl_weight", "dice_weight", "kl_weight"):
-            value = getattr(self, key)
-            _check(_is_number(value) and value >= 0, f"{key} must be a number >= 0, got {value!r}")
-        _check(self.kl_mode in KL_MODES, f"kl_mode must be one of {KL_MODES}, got {self.kl_mode!r}")
-        _check(self.selection in SELECTIONS, f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        _check(_is_int(self.strong_ops) and self.strong_ops >= 0,
-               f"strong_ops must be an integer >= 0, got {self.strong_ops!r}")
-        _check(_is_number(self.pad_fraction) and 0 <= self.pad_fraction < 1,
-               f"pad_fraction must be in [0, 1), got {self.pad_fraction!r}")
-        weights = tuple(self.selection_weights)
-        _check(len(weights) == 2 and all(_is_number(w) and w >= 0 for w in weights) and sum(weights) > 0,
-               f"selection_weights must be two numbers >= 0, not both 0, got {self.selection_weights!r}")
-        self.selection_weights = (float(weights[0]), float(weights[1]))
-        _check(_is_int(self.seed) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        check_fields(self)
+        self.selection_weights = (float(self.selection_weights[0]), float(self.selection_weights[1]))
 
     @property
     def parts(self) -> Variant:
@@ -161,3 +155,7 @@ class MultiMixConfig:
         unknown = sorted(set(data) - known)
         _check(not unknown, f"unknown multimix config keys {unknown}; expected some of {sorted(known)}")
         return cls(**data)
+
+# The field types spell the enumerations; keep them in step with the tuples other modules read.
+assert typing.get_args(typing.get_type_hints(MultiMixConfig)["kl_mode"]) == KL_MODES
+assert typing.get_args(typing.get_type_hints(MultiMixConfig)["selection"]) == SELECTIONS
