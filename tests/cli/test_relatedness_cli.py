@@ -105,13 +105,16 @@ def test_experiment_config_compares_source_data_with_task_data(tmp_path, capsys)
     ("change", "message"),
     [
         ({"colour": "red"}, "colour: unknown key 'colour'"),
-        ({"targets": {}}, "targets: expected at least one target"),
+        ({"targets": {}}, "targets: needs at least one target"),
         ({"source": {"dataset": "nope", "root": "cxr_source"}}, "source.dataset: unknown dataset 'nope'"),
         ({"source": {"root": "cxr_source"}}, "source.dataset: required key is missing"),
         ({"targets": {"t": {"dataset": "folder", "root": "missing"}}}, "targets.t.root: data folder"),
-        ({"alpha": 2}, "alpha: expected a number in (0, 1)"),
+        ({"alpha": 2}, "alpha: must be in (0, 1), got 2"),
         ({"image_size": "big"}, "image_size"),
-        ({"threshold": -1}, "threshold: expected a number > 0"),
+        ({"threshold": -1}, "threshold: must be positive, got -1"),
+        ({"seed": -1}, "seed: must be at least 0, got -1"),
+        ({"source": {"dataset": "folder", "root": "cxr_source", "limit": 1}}, "source.limit: must be at least 2"),
+        ({"image_size": 4}, "image_size: expected sizes >= 8, got 4"),
     ],
 )
 def test_config_errors_name_key_and_file(data_root, tmp_path, change, message):

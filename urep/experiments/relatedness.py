@@ -13,8 +13,9 @@ import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from urep.constraints import Rule
 from urep.experiments.config import load_config, read_yaml, resolve_data_root
 from urep.experiments.schema import ConfigError, build
 
@@ -48,6 +49,17 @@ DEFAULT_IMAGE_SIZE = (64, 64)
 DEFAULT_MAX_IMAGES = 400
 
 
+def _known_adapter(name: str) -> str | None:
+    from urep.data.datasets import ADAPTERS
+
+    return None if name in ADAPTERS else f"unknown dataset {name!r}; expected one of {sorted(ADAPTERS)}"
+
+
+def _image_sizes(size: tuple[int, int] | int) -> str | None:
+    sizes = (size, size) if isinstance(size, int) else tuple(size)
+    return None if min(sizes) >= 8 else f"expected sizes >= 8, got {size!r}"
+
+
 @dataclass(frozen=True)
 class ImageSetSpec:
     """One image set of the standalone config.
@@ -59,10 +71,10 @@ class ImageSetSpec:
         limit: at most this many images (seeded sample); None: all (still capped by `max_images`).
     """
 
-    dataset: str
+    dataset: Annotated[str, Rule(check=_known_adapter)]
     root: str
     options: dict[str, Any] = field(default_factory=dict)
-    limit: int | None = None
+    limit: Annotated[int | None, Rule(min=2)] = None
 
 
 @dataclass(frozen=True)
@@ -82,14 +94,14 @@ class RelatednessConfig:
     """
 
     source: ImageSetSpec
-    targets: dict[str, ImageSetSpec]
-    image_size: tuple[int, int] | int | None = None
+    targets: Annotated[dict[str, ImageSetSpec], Rule(check=lambda v: None if v else "needs at least one target")]
+    image_size: Annotated[tuple[int, int] | int | None, Rule(check=_image_sizes)] = None
     encoder: str | None = None
-    threshold: float | None = None
-    alpha: float = 0.05
-    n_permutations: int = 200
-    max_images: int = DEFAULT_MAX_IMAGES
-    seed: int = 0
+    threshold: Annotated[float | None, Rule(gt=0)] = None
+    alpha: Annotated[float, Rule(gt=0, lt=1)] = 0.05
+    n_permutations: Annotated[int, Rule(min=1)] = 200
+    max_images: Annotated[int, Rule(min=4)] = DEFAULT_MAX_IMAGES
+    seed: Annotated[int, Rule(min=0)] = 0
     path: str | None = field(default=None, compare=False)
 
 
@@ -108,34 +120,13 @@ def parse_relatedness_config(raw: Any, file: str | os.PathLike | None = None) ->
         urep.experiments.schema.ConfigError: naming the key path and `file` (unknown or missing key, wrong
             type, unknown dataset adapter, empty targets, bad numbers).
     """
-    from urep.data.datasets import ADAPTERS
-
     file = str(file) if file is not None else None
     if isinstance(raw, dict) and "path" in raw:
         raise ConfigError("unknown key 'path'", "path", file)
-    config = build(RelatednessConfig, raw, "", file)
-    if not config.targets:
-        raise ConfigError("expected at least one target", "targets", file)
-    for key, spec in [("source", config.source), *((f"targets.{n}", s) for n, s in config.targets.items())]:
-        if spec.dataset not in ADAPTERS:
-            raise ConfigError(f"unknown dataset {spec.dataset!r}; expected one of {sorted(ADAPTERS)}",
-                              f"{key}.dataset", file)
-        if spec.limit is not None and spec.limit < 2:
-            raise ConfigError(f"expected an integer >= 2, got {spec.limit!r}", f"{key}.limit", file)
+    config = build(RelatednessConfig, raw, "", file)  # every field rule is declared on the dataclasses
     size = config.image_size
     if size is not None:
         size = (size, size) if isinstance(size, int) else size
-        if min(size) < 8:
-            raise ConfigError(f"expected sizes >= 8, got {config.image_size!r}", "image_size", file)
-    if config.threshold is not None and not config.threshold > 0:
-        raise ConfigError(f"expected a number > 0, got {config.threshold!r}", "threshold", file)
-    if not 0 < config.alpha < 1:
-        raise ConfigError(f"expected a number in (0, 1), got {config.alpha!r}", "alpha", file)
-    for key in ("n_permutations", "max_images"):
-        if getattr(config, key) < (1 if key == "n_permutations" else 4):
-            raise ConfigError(f"too small: {getattr(config, key)!r}", key, file)
-    if config.seed < 0:
-        raise ConfigError(f"expected a non-negative integer, got {config.seed!r}", "seed", file)
     encoder = config.encoder
     if encoder is not None and file is not None and not Path(encoder).is_absolute():
         encoder = str(Path(file).parent / encoder)

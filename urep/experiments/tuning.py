@@ -15,10 +15,11 @@ import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
+from urep.constraints import Rule
 from urep.data.noise import epoch_noise
 from urep.experiments.config import dump_config, find_config, parse_config, read_yaml
 from urep.experiments.schema import ConfigError, build, to_plain
@@ -79,24 +80,28 @@ SOURCE_MODEL_KNOBS = ("kernel_size", "dilation_rate", "dropout", "dense_units")
 HEAD_MODEL_KNOBS = ("dropout", "dense_units")
 
 
+AT_LEAST_1 = Rule(min=1, expected="an integer >= 1")
+
+
 @dataclass(frozen=True)
 class TuningSettings:
-    """The `tuning:` section (see `CONFIG_HELP` for every key)."""
+    """The `tuning:` section (see `CONFIG_HELP` for every key); single-field rules are declared on the fields
+    (`urep.constraints`), the rules that need the experiment are in `check_settings`."""
 
     target: str = "source"
     tuner: Literal["grid", "random", "bayesian", "hyperband"] = "grid"
     objective: str = "val_loss"
     direction: Literal["min", "max", "auto"] = "auto"
-    max_trials: int | None = None
+    max_trials: Annotated[int | None, AT_LEAST_1] = None
     search_space: dict[str, Any] = field(default_factory=dict)
-    epochs: int | None = None
-    max_steps_per_epoch: int | None = None
-    executions_per_trial: int = 1
-    seed: int | None = None
+    epochs: Annotated[int | None, AT_LEAST_1] = None
+    max_steps_per_epoch: Annotated[int | None, AT_LEAST_1] = None
+    executions_per_trial: Annotated[int, AT_LEAST_1] = 1
+    seed: Annotated[int | None, Rule(min=0, expected="a non-negative integer")] = None
     source_run: str | None = None
     freeze_encoder: bool = True
-    hyperband_factor: int = 3
-    hyperband_iterations: int = 1
+    hyperband_factor: Annotated[int, Rule(min=2, expected="an integer >= 2")] = 3
+    hyperband_iterations: Annotated[int, AT_LEAST_1] = 1
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ class SearchOutcome:
 
 # -- config -------------------------------------------------------------------------------------------------------
 def check_settings(settings: TuningSettings, experiment, file: str) -> None:
-    """Validate `settings` against the experiment (target, budgets, seed, search space).
+    """Validate `settings` against the experiment (target, source run, search space).
 
     Raises:
         ConfigError: naming the `tuning.<key>` path and `file`.
@@ -150,18 +155,6 @@ def check_settings(settings: TuningSettings, experiment, file: str) -> None:
     if settings.target == "source" and experiment.source.kind not in ("cdae", "dilated_cnn"):
         raise ConfigError(f"source.kind {experiment.source.kind!r} has no hypermodel; tunable: cdae, dilated_cnn",
                           f"{key}.target", file)
-    for attr in ("max_trials", "epochs", "max_steps_per_epoch"):
-        value = getattr(settings, attr)
-        if value is not None and value < 1:
-            raise ConfigError(f"expected null or an integer >= 1, got {value!r}", f"{key}.{attr}", file)
-    for attr in ("executions_per_trial", "hyperband_iterations"):
-        if getattr(settings, attr) < 1:
-            raise ConfigError(f"expected an integer >= 1, got {getattr(settings, attr)!r}", f"{key}.{attr}", file)
-    if settings.hyperband_factor < 2:
-        raise ConfigError(f"expected an integer >= 2, got {settings.hyperband_factor!r}",
-                          f"{key}.hyperband_factor", file)
-    if settings.seed is not None and settings.seed < 0:
-        raise ConfigError(f"expected a non-negative integer, got {settings.seed!r}", f"{key}.seed", file)
     if settings.target != "source" and settings.source_run is None:
         raise ConfigError("tuning a head needs the trained source: set it to a `urep run` directory",
                           f"{key}.source_run", file)
@@ -216,8 +209,8 @@ def load_tuning(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         settings = build(TuningSettings, raw.get("tuning"), "tuning", file)
         experiment = parse_config(raw_experiment, file)
     changes = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if changes:
-        settings = replace(settings, **changes)
+    if changes:  # the command line's values pass the same field rules as the file's
+        settings = build(TuningSettings, {**to_plain(settings), **changes}, "tuning", file)
     if settings.source_run is not None and not Path(settings.source_run).is_absolute():
         beside = file.parent / settings.source_run
         settings = replace(settings, source_run=str(beside if beside.exists() else Path(settings.source_run)))
