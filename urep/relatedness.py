@@ -1,40 +1,9 @@
 """Task relatedness: is a target task's data close enough to the source modality to share its representation?
 
-U-Rep shares one encoder only between related tasks: a source S and a target T are related when
-`P_S(X_S) ~ P_T(X_T)` (same modality, similar input distribution; preprint, "Inter-task Relatedness"), and
-sharing between unrelated tasks causes negative transfer. The preprint assesses relatedness three ways:
-statistical distributions, expertise, and empirical pairings. This module gives numbers for the first and
-the third:
-
-- **Intensity distances** on pooled pixel intensities: the 1-Wasserstein distance (in intensity units, images
-  in [0, 1]) and the Kolmogorov-Smirnov statistic (the largest gap between the two grey-level CDFs).
-- **Feature distances** on the shared encoder's features (global average pooling of `encoder_out`): the
-  Fréchet distance (FID-style, Gaussian fit with a shrunk covariance) and the kernel maximum mean
-  discrepancy (RBF kernel, median-heuristic bandwidth) with a permutation p-value.
-- A **verdict** per target (`relatedness_table`), judged against a within-source baseline.
-- **Empirical pairing** (`run_pairwise_transfer`, `transfer_matrix`, `plot_transfer_matrix`): train every
-  pair of tasks jointly and each task alone and tabulate the gain or loss each task gets from each partner.
-
-Choices made where the papers are silent (all parameters):
-
-- Intensities are *pooled pixels*, not per-image statistics: the grey-level distribution is what a
-  convolutional encoder sees first, and pooling keeps small target sets (8 Doppler frames) usable. At most
-  `max_pixels` pixels per set are drawn (seeded) so the cost does not grow with the set. The KS p-value is not
-  reported: pixels of one image are not independent samples, so it would be meaningless.
-- Without an encoder, features are `thumbnail_size` x `thumbnail_size` area-resized thumbnails, flattened: a
-  model-free stand-in that still sees layout and texture at a coarse scale.
-- Covariances for the Fréchet distance are Ledoit-Wolf shrunk by default, because target sets are often
-  smaller than the feature dimension, where the sample covariance is singular and `sqrtm` becomes unstable.
-- The MMD statistic is the biased (V-statistic) estimate of MMD², which is never negative, exactly 0 for
-  identical sets and at most 2 for an RBF kernel.
-- The verdict: a target is *unrelated* when its normalized Fréchet distance to the source (the distance
-  divided by the two sets' total variance, `normalized_frechet_distance`) exceeds `threshold` **and** the
-  MMD permutation test rejects "same distribution" at level `alpha`; a large distance that the test cannot
-  confirm (tiny target sets) is not called unrelated. A ratio to a within-source split was tried first and
-  rejected as the verdict: two collections of the same modality (Shenzhen, Montgomery) already differ by
-  15-30x the sampling noise, only 2x less than CXR vs Doppler, so that ratio measures sample size more than
-  modality. The split baseline is still reported (`frechet_baseline`, see `source_baseline`) as the value an
-  indistinguishable target would get. See `DEFAULT_THRESHOLD` for the measurements behind the default.
+Intensity distances (1-Wasserstein, Kolmogorov-Smirnov on pooled pixels), feature distances on the shared
+encoder's features (Fréchet distance, kernel MMD with a permutation p-value), a verdict per target
+(`relatedness_table`) and empirical pairing (`run_pairwise_transfer`, `transfer_matrix`); after the preprint's
+"Inter-task Relatedness". The choices where the preprint is silent: docs/design.md, "Task relatedness".
 """
 
 from __future__ import annotations

@@ -1,25 +1,9 @@
 """Heads trained on a frozen encoder's features, computed once instead of at every step of every epoch.
 
-In the independent strategy the shared encoder is frozen: its batch-normalization layers run in inference
-mode and nothing in it is random, so the encoder maps an image to the same features at every step. Training
-a head on `(encoder(x), y)` batches is then the same computation as training the whole task model on
-`(x, y)` without the encoder's forward pass at every step; the features are computed once per phase.
-
-`head_on_features` does this when it is exact and affordable, and returns `None` (the caller trains the
-whole task model as before) otherwise, logging why:
-
-- the training data (and the validation data, if any) is an `urep.data.batches.ArrayBatches`, whose batches
-  depend on the number of examples and the seed only, so the head sees the same examples in the same batches
-  (a `tf.data` pipeline with augmentation or noise would draw new inputs every epoch);
-- the task model has a layer named `encoder_out` (`urep.models.ENCODER_OUT`) that splits it into encoder and
-  head, the encoder has no trainable variable left and no random layer (dropout, noise);
-- the features of the training and validation examples fit in `max_bytes` (default 1 GiB; a dilated CNN
-  encoder keeps full resolution, so its features can be larger than the images).
-
-Differences from training the whole model, all bookkeeping: the phase checkpoints the head's variables only
-(a run directory checkpointed before this existed does not resume into it), the best-weights file holds the
-head's weights, and the per-epoch `seconds` of the history exclude the encoder pass, which is timed once and
-added to the task's `seconds` and `phase_seconds` (and recorded as `extra["feature_seconds"]`).
+`head_on_features` trains the head on `(encoder(x), y)` when that is exactly the same computation as training
+the whole task model (frozen, deterministic encoder; `ArrayBatches` data; features within `max_bytes`), and
+returns None otherwise, logging why; the caller then trains the whole model. Conditions and bookkeeping:
+docs/design.md, "Precomputed features".
 """
 
 from __future__ import annotations
