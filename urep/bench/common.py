@@ -1,13 +1,8 @@
 """What every benchmark shares: repeated timing, median/min/max summaries, the machine record, tables.
 
-A benchmark's `run(...)` returns a *section*: `{"name", "title", "settings", "tables", "data", "notes",
-"figures", "headlines"}` (see `section`; the suite adds "status", "seconds" and the load average). `tables` are what `bench.md` shows: each `{"title", "columns",
-"rows", "note"}`, a row a list of cells, a cell a number, a string, None, or a *stat* (`summarize`'s dict,
-shown as `median (min-max)`). `data` holds the raw measurements for `bench.json`.
-
-Timing rules: the first call of anything (tracing, XLA compilation, caches) is a warm-up and is left out
-unless the benchmark says it measures it on purpose (time to early stopping includes it, since a user pays
-it); every figure is the median of `repeats` measurements with their min and max.
+A benchmark's `run(...)` returns a *section* (`section`); its `tables` (`table`) are what `bench.md` shows, a
+cell being a number, a string, None or a *stat* (`summarize`'s median/min/max dict), and its `data` the raw
+measurements for `bench.json`. Warm-up calls are left out of timings (`time_calls`).
 """
 
 from __future__ import annotations

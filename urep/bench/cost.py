@@ -1,37 +1,10 @@
 """The papers' cost claims measured: shared representation + heads vs one separate model per task.
 
-Two benchmarks:
-
-- `run_cost` (**shared vs separate, to the same stopping rule**): for each phantom task set the shared
-  source model is trained to early stopping, then every head is fine-tuned on it with the *independent*
-  strategy (encoder frozen; the strategy the journal recommends for heterogeneous tasks, and the one whose
-  per-head times are well defined), and the separate approach trains the same task architecture with fresh
-  random weights (`urep.models.baseline_like`, everything trainable). Both use urep's training loop with
-  the same `TrainConfig` (maximum epochs, early stopping on the validation loss with the same patience,
-  learning rate reduced on plateau), the same optimizer per task, the same data. Recorded per model:
-  seconds until the loop stopped (`TrainResult.seconds`: training, validation and tracing, no checkpoint
-  I/O), epochs run, best epoch, optimizer steps, trainable parameters.
-- `run_parameters` (**parameters per model and per approach**): the papers' models at the papers' widths,
-  trainable and total parameters next to the journal's Tables 4, 6 and 8.
-
-Task sets (phantoms from `urep.data.phantoms`, rendered in memory):
-
-| set | shared source | heads (and separate models) | paper |
-|---|---|---|---|
-| `cxr_heterogeneous` | CDAE denoiser on CXR phantoms | lung segmentation, abnormality | Table 4 |
-| `cxr_homogeneous` | the same CDAE (trained once per repeat) | bacterial/viral/normal pairs | Table 6 |
-| `doppler_heterogeneous` | dilated CNN on flow type | envelope segmentation, quality, flow | Table 8 |
-
-Totals follow each paper table's own accounting (see `ACCOUNTING`): Table 4 counts the source in the shared
-total and a separate denoising model (the same CDAE; its time is the source's, as in the paper) in the
-separate one; Table 6 counts the three heads against the three separate models; Table 8 counts the source
-against the three separate models (no denoiser). The ratio of the heads alone is given for every set.
-
-Choices where the papers are silent (all parameters of `CostSettings`): narrow CPU widths (the phantom
-configs': CDAE 16/32/32/64, dilated CNN 8/16/16/32/32/32, Dense 64); patience 3 (1 in quick mode) for both
-early stopping and the plateau rule; XLA off (on small CPU models the compilation outweighs the speed-up
-within a run to early stopping, see `run_cost`'s `xla_check` rows); repeats differ by seed (initialisation,
-data order, noise), the phantom images are the same.
+`run_cost` trains, for each phantom task set (`SETS`), the shared source and its heads (independent
+strategy, encoder frozen) and the same task architectures from scratch (`urep.models.baseline_like`), all to
+the same early-stopping rule, and reports per-model time, epochs, steps and parameters with totals in each
+paper table's accounting (`ACCOUNTING`). `run_parameters` counts parameters per model and per approach at
+the papers' widths. Both return a `urep.bench.common.section`; the choices are fields of `CostSettings`.
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
 """Benchmark: can the data pipeline keep a CDAE training step fed?
 
-Measures images per second of
-- decode + resize + normalize (`urep.data.pipeline.load_arrays` + `MeanNormalizer`), first pass (no cache)
-  and cached (the on-disk array cache hit), from PNG (phantoms and the real subsets under `$UREP_TEST_DATA` when set) and from
-  DICOM (copies of pydicom-data's real 1955x1841 15-bit MONOCHROME1 radiograph `RG1_UNCR.dcm`);
-- the streaming route (`file_dataset`) on its first epoch and from its `tf.data` cache;
-- the cached in-memory `tf.data` pipeline as training consumes it: `make_dataset` with denoising pairs
-  (Gaussian noise), mean normalization, batch 16, shuffled;
-- a CDAE training step (`urep.models.cdae`, the paper-size default widths, RMSprop + MSE, batch 16, XLA
-  `jit_compile=True`, which is the fastest and therefore the strictest comparison) at the same size.
-
-Each number is the median of `repeats` runs with min and max. "First pass" repeats re-decode the files (the
-operating system's page cache is warm after the first run, so this measures decoding, not the disk).
-
-Usage: ``python -m urep.bench.data_pipeline OUT_DIR [--quick]``; writes ``OUT_DIR/data_pipeline.json``.
+`run(out_dir, quick, sizes)` measures the images/s of decoding (PNG and DICOM, first pass and cached), of the
+streaming and in-memory `tf.data` routes and of a CDAE training step at the same sizes, each the median, min
+and max of several runs, and returns and writes them to `OUT_DIR/data_pipeline.json`.
+Usage: ``python -m urep.bench.data_pipeline OUT_DIR [--quick]``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Diagnose the CDAE denoiser on real chest X-rays, one change at a time (results: docs/denoising.md).
 
-Reads the folder-adapter data sets under `--data-root` (default: the `UREP_TEST_DATA` environment variable),
-splits by patient 70/20/10 (`urep.experiments.sources.patient_split`), trains one CDAE variant with MSE and
-RMSprop (batch 16, lr reduced on plateau, early stopping on validation loss), and prints PSNR/SSIM of the
-denoised and of the noisy test images at every evaluation noise level, as one JSON line.
-
-Example:
+Trains one CDAE variant on the folder-adapter data sets under `--data-root` (default: `UREP_TEST_DATA`),
+split by patient, and prints the PSNR/SSIM of the denoised and of the noisy test images at every evaluation
+noise level as one JSON line. Example:
     python -m urep.bench.denoising_diagnosis --size 64 --epochs 20 --filters 32,64,64,128 --output direct
 """
 

@@ -1,24 +1,9 @@
 """Inference: the fused multi-head model (one encoder pass) vs each task's model run separately.
 
-For N heads on one shared encoder (the CDAE at the papers' width, 112 filters, random weights: speed does
-not depend on the values), per batch:
-
-- **fused**: `MultiTaskModel.fused_model()` (every head from one encoder pass), one call;
-- **separate**: each task model (encoder + head) called in turn, as one model per task would be.
-
-Both are called through `tf.function(model(x, training=False))` (no `model.predict` loop overhead),
-outputs copied to NumPy so the work is finished. Each repetition times `iterations` batches after one
-untimed warm-up call (tracing). The separate time of N heads is the sum of the first N task models' times
-(the approach runs them one after the other); fused models with fewer heads than the assembly are built
-the way `fused_model()` builds its own (all outputs from the one encoder), so 2, 3 and 5 heads share one
-build.
-
-The ideal factor (encoder compute saved, nothing else) is `separate / (separate - (N - 1) * encoder)`
-with `encoder` the time of the encoder alone; with light classification heads it approaches N.
-
-Variants: `classification` (N classification heads, GAP + Dense 256 + softmax) at every size;
-`segmentation+classification` (one segmentation head, the CDAE decoder copied, plus N-1 classification
-heads) at the first size only: its decoder costs several encoders, so the saving is smaller.
+`run(out_dir, quick, repeats)` times, for 2, 3 and 5 heads on one CDAE encoder at the papers' width,
+`MultiTaskModel.fused_model()` against the task models called in turn (both through `tf.function`, warm-up
+call left out), for classification heads and for a segmentation head among them, and returns a
+`urep.bench.common.section` with the measured and ideal speed-up; sizes and counts are `InferenceSettings`.
 """
 
 from __future__ import annotations

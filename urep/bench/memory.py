@@ -1,16 +1,9 @@
 """Memory: peak resident memory (VmHWM) of a CDAE training run, each in a fresh Python process.
 
-Each measurement starts `python -m urep.bench.memory --child ...` (so nothing from the parent's
-TensorFlow session counts), which trains the papers' CDAE (112 filters, 796,769 parameters) with urep's
-denoiser training (`urep.training.source.train_denoiser`, the custom loop) for one epoch of `steps` batches
-of `batch_size` images of `size` x `size`, then reports the `VmHWM` line of its own `/proc/self/status`
-(the kernel's high-water mark of its resident set: the peak, not a sample). The parent also polls
-`/proc/<pid>/status` while the child runs and keeps the largest VmHWM seen, as a cross-check (it can miss
-the very end). psutil is not needed. A child that only imports TensorFlow and urep gives the baseline
-every Python process with TensorFlow pays.
-
-Peak memory is nearly deterministic for a given program, so one repetition is the default (`repeats`
-raises it); Linux only (`/proc`).
+`measure` starts `python -m urep.bench.memory --child ...`, which trains the CDAE for one epoch with
+`urep.training.source.train_denoiser` and reports the `VmHWM` of its own `/proc/self/status`; `run` measures
+each configuration of `MemorySettings` (and an import-only baseline) and returns a
+`urep.bench.common.section`. Linux only (`/proc`).
 """
 
 from __future__ import annotations

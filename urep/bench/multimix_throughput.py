@@ -1,16 +1,9 @@
 """Training images/s of one MultiMix step (five streams of `batch` images, saliency pass included), XLA on/off.
 
-A step of `urep.training.multimix` draws five batches (labelled and unlabelled segmentation images, labelled
-classification images, weak and strong views of unlabelled classification images), computes the saliency
-bridge input of the segmentation batches with an inner gradient tape, and applies one Adam update: its
-images/s counts all five streams (`5 * batch` images per step). Rows: `no_xla` (`jit_compile=False`, the
-trainer's default) and `xla` (`jit_compile=True`: the same traced step compiled by XLA, which is what
-`model.fit(jit_compile=True)` would do with it). The paper's network (channels 16-256) at 128x128 and
-256x256 (quick: a narrow network at 32x32). The first `warmup` steps (tracing, compilation) are left out;
-the median, min and max of `repeats` timed groups of `steps` steps are reported, with the CPU-time rate.
-
-Usage: `python -m urep.bench.multimix_throughput --out OUT_DIR [--quick]` (writes
-`OUT_DIR/multimix_throughput.json`).
+`run(out_dir, quick, sizes, rows)` times `measure` (the first `warmup` steps left out; median, min and max of
+timed groups, wall clock and CPU time) for the rows `no_xla` and `xla` at each size, and returns and writes
+them to `OUT_DIR/multimix_throughput.json`.
+Usage: `python -m urep.bench.multimix_throughput --out OUT_DIR [--quick]`.
 """
 
 from __future__ import annotations

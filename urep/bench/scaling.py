@@ -1,19 +1,9 @@
 """Scaling with tasks: total training cost of 1 to 5 heads, shared representation vs separate models.
 
-Setting: CXR phantoms, the CPU-width CDAE (16/32/32/64) as the shared source, N binary classification tasks
-(label pairs of the phantoms' normal / abnormal / bacterial / viral findings). Every model trains a fixed
-number of epochs (no early stopping), so the curves show the cost per unit of training, not differences
-in convergence (that is `urep.bench.cost`):
-
-- **shared**: the source once, then each head with the independent strategy (encoder frozen);
-- **separate**: a denoiser (the same CDAE, so the same cost as the source, counted once more) and, per
-  task, the head's architecture trained from scratch (`baseline_like`).
-
-Both strategies train heads one after the other, so the cost of N tasks is the source (or denoiser) plus
-the first N heads (or models), each timed with `TrainResult.seconds` (tracing included: a user pays it).
-The joint and alternating strategies, whose cost is not a sum over heads, are measured per step by
-`urep.bench.train_throughput`. Expected: the shared line grows by a head's cost per task, the separate one
-by a whole model's. The plot `scaling.png` shows the medians with their min-max band.
+`run(out_dir, quick, repeats)` trains, on CXR phantoms and for a fixed number of epochs, the shared source
+and N binary classification heads (independent strategy) against a denoiser plus N models trained from
+scratch, and returns a `urep.bench.common.section` with the cumulative `TrainResult.seconds` for N = 1..5
+and the plot `scaling.png`; the settings are `ScalingSettings`.
 """
 
 from __future__ import annotations

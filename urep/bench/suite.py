@@ -1,28 +1,9 @@
 """The benchmark suite: runs the benchmarks, writes `bench.json`, `bench.md` and the figures.
 
-`run_suite(out_dir, quick, only, repeats)` runs, in order:
-
-| name | what | module |
-|---|---|---|
-| `params` | parameters per model and per approach vs the papers | `urep.bench.cost.run_parameters` |
-| `cost` | shared vs separate to the same stopping rule | `urep.bench.cost.run_cost` |
-| `inference` | fused multi-head model vs separate task models | `urep.bench.inference.run` |
-| `train_throughput` | training-step images/s: custom loops vs `model.fit`, XLA | `urep.bench.train_throughput.run` |
-| `multimix_throughput` | one MultiMix step (five streams, saliency pass) images/s, XLA | `urep.bench.multimix_throughput.run` |
-| `data_pipeline` | input pipeline images/s, cached and uncached | `urep.bench.data_pipeline.run` |
-| `scaling` | total training cost for 1..5 tasks (plot) | `urep.bench.scaling.run` |
-| `memory` | peak RSS of a CDAE training run | `urep.bench.memory.run` |
-| `tuner_memory` | peak RSS of a 20-trial tuner search | `urep.bench.tuner_memory.run` |
-
-`train_throughput`, `data_pipeline` and `tuner_memory` are written by other modules with the signature
-`run(out_dir, quick) -> dict`; their records (also written by them into `out_dir`) are tabulated here: every
-nested dict with median/min/max becomes a row (`train_throughput`'s layout is known and gets ratios to
-`model.fit`). `tuner_memory` measures its own process's peak RSS, so it runs in a fresh Python process
-(otherwise the suite's earlier benchmarks would count). A benchmark whose module is absent is recorded as
-`missing`; one that raises is recorded as `failed` with its error, and the suite goes on (the CLI then exits
-with status 1).
-
-Usage: `urep bench [--quick] --out DIR [--only NAME ...] [--repeats N]`, or
+`run_suite(out_dir, quick, only, repeats)` runs the benchmarks of `BENCHMARKS` in order, rewriting both files
+after each; a benchmark whose module is absent is recorded as `missing`, one that raises as `failed` with its
+error, and the suite goes on. The `DELEGATED` ones return their own records, tabulated here; `ISOLATED` ones
+run in a fresh Python process. Usage: `urep bench [--quick] --out DIR [--only NAME ...] [--repeats N]`, or
 `python -m urep.bench.suite --out DIR ...`.
 """
 

@@ -1,28 +1,10 @@
 """Train-step throughput (images/s) of urep's custom loops against plain `model.fit`, in one run.
 
-Rows, at each image size (64, 128 and, unless quick, 256; batch 16, the paper's CDAE):
-
-- `fit`: `model.compile(jit_compile=False)` + `model.fit` of the CDAE;
-- `fit_xla`: the same with `jit_compile=True`;
-- `loop`: `urep.training.train_model` (the custom loop every source model, head and baseline uses),
-  XLA on (the default), and `loop_no_xla` with `jit_compile=False`;
-- `independent`, `alternating`, `joint`: the fine-tuning strategies on a `MultiTaskModel` made of the
-  truncated CDAE with its segmentation head (the CDAE decoder, final convolution replaced) and a
-  classification head; images/s counts the images of every task trained per second; `fit_xla_heads` is the
-  same two task models each trained by `model.fit(jit_compile=True)`, one after the other (the
-  independent strategy's work done with fit, encoder frozen); `independent_features` is what
-  `urep.training.strategies.independent` runs on in-memory data: each head on the frozen encoder's features,
-  computed once before round 0 (their cost is a once-per-phase cost, not in these per-epoch figures; the
-  `cost` benchmark's times include it).
-
-Each row trains `1 + repeats` epochs of `steps` steps on in-memory data, the rows interleaved epoch by
-epoch (round r runs one epoch of every row) so that a busy shared CPU slows them alike; the custom loops run
-their real epoch functions (`PhaseEngine.train_epoch`, the code `fit()` runs each epoch, validation aside).
-The first round (tracing and XLA compilation) is left out; the others give the median, min and max images/s
-of wall-clock time, and `cpu_*` the same per second of this process's CPU time (all its threads), which a
-machine shared with other jobs disturbs much less than the wall clock.
-
-Usage: `python -m urep.bench.train_throughput --out OUT_DIR [--quick]` (writes `OUT_DIR/train_throughput.json`).
+`run(out_dir, quick)` times the CDAE under `model.fit` and `urep.training.train_model` (XLA on and off) and
+the fine-tuning strategies on a two-head `MultiTaskModel`, the rows interleaved epoch by epoch and the first
+(tracing) epoch left out; it returns the median/min/max images/s per wall-clock and per CPU second and
+writes them to `OUT_DIR/train_throughput.json`.
+Usage: `python -m urep.bench.train_throughput --out OUT_DIR [--quick]`.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Peak memory of a Keras Tuner search over many tiny trials: does RSS stay flat between trials?
 
-A grid search of `CDAEHyperModel` (kernel [3, 5, 7] x optimizer [SGD, Adam, RMSprop] x batch [4, 8, 16], 27
-combinations, capped at `trials`) on 32x32 CXR phantoms, one short epoch per trial, through `urep.tuning`
-(Keras Tuner clears the Keras session before every build, the hypermodel again). After each trial the
-process's resident set (`VmRSS` of `/proc/self/status`) is sampled; at the end the peak (`VmHWM`) is read.
-The growth is the slope of a least-squares line through the RSS after trials 2..N (trial 1 pays for
-TensorFlow's one-off allocations), in MiB per trial.
-
-Linux only (`/proc`); psutil is not needed.
-
-Usage: `python -m urep.bench.tuner_memory --out OUT_DIR [--quick]` (writes `OUT_DIR/tuner_memory.json`).
+`run(out_dir, quick)` runs a grid search of `CDAEHyperModel` (20 trials, 6 in quick mode) on 32x32 CXR
+phantoms, samples `VmRSS` after each trial, and returns and writes the RSS per trial, the peak (`VmHWM`) and
+the growth in MiB per trial to `OUT_DIR/tuner_memory.json`. Linux only (`/proc`).
+Usage: `python -m urep.bench.tuner_memory --out OUT_DIR [--quick]`.
 """
 
 from __future__ import annotations
