@@ -9,9 +9,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from dicom_files import write_dicom
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from urep.data import DatasetError, read_image, read_mask
 from urep.data import datasets as D
@@ -39,20 +38,8 @@ def lung(path: Path, shape=(16, 16), side: str = "left") -> Path:
 
 
 def dicom(path: Path, shape=(8, 8)) -> Path:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.PhotometricInterpretation, ds.SamplesPerPixel = "MONOCHROME2", 1
-    ds.Rows, ds.Columns = shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = np.full(shape, 100, np.uint8).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_dicom(path, np.full(shape, 100, np.uint8), bits_stored=8)
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
