@@ -20,10 +20,11 @@ from urep.logs import configure_console, import_tensorflow_quietly, quiet_tensor
 # Module names under urep.cli, in the order they appear in `urep --help`.
 COMMANDS = (
     "demo", "run", "report", "compare", "data", "models", "tune", "bench", "explain", "recommend",
-    "relatedness",
+    "relatedness", "site_shift",
 )
 #: Commands that load TensorFlow: it is imported once, quietly, before they run (unless -v).
-TENSORFLOW_COMMANDS = frozenset({"demo", "run", "tune", "bench", "explain", "recommend", "relatedness"})
+TENSORFLOW_COMMANDS = frozenset({"demo", "run", "tune", "bench", "explain", "recommend", "relatedness",
+                                 "site-shift"})
 
 
 def build_parser() -> argparse.ArgumentParser:
