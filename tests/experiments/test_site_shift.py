@@ -103,3 +103,15 @@ def test_cli_refuses_a_segmentation_task(tmp_path):
                                          "classification task"):
         main(["site-shift", "cxr_heterogeneous_phantom", "--task", "lung_segmentation", "--data-root",
               str(tmp_path), "--set", "image_size=[32,32]"])
+
+
+def test_cli_checks_the_output_file_before_reading_any_image(tmp_path):
+    with pytest.raises(SystemExit, match=r"--output must end in .csv or .json, got '.*shift.txt'"):
+        main(["site-shift", "cxr_heterogeneous_phantom", "--task", "abnormality_classification",
+              "--output", str(tmp_path / "shift.txt")])
+    existing = tmp_path / "shift.csv"
+    existing.write_text("keep me", encoding="utf-8")
+    with pytest.raises(SystemExit, match="shift.csv exists; pass --overwrite to replace it"):
+        main(["site-shift", "cxr_heterogeneous_phantom", "--task", "abnormality_classification",
+              "--output", str(existing)])
+    assert existing.read_text(encoding="utf-8") == "keep me"

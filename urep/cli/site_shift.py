@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     parser.add_argument("--components", type=int, default=30, help="PCA components (default 30)")
     parser.add_argument("--size", type=int, default=32, help="side of the downsampled pixels (default 32)")
     parser.add_argument("--output", default=None, help="also write the table to this .csv or .json file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     parser.set_defaults(func=run)
 
 
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output and Path(args.output).suffix not in OUTPUT_SUFFIXES:
         raise SystemExit(f"urep site-shift: --output must end in .csv or .json, got {args.output!r}")
+    if args.output and Path(args.output).exists() and not args.overwrite:
+        raise SystemExit(f"urep site-shift: {args.output} exists; pass --overwrite to replace it")
     config = load_any(args.config, data_root=args.data_root, overrides=list(args.overrides))
     if isinstance(config, SuiteConfig):
         raise SystemExit(f"urep site-shift: {args.config!r} is a suite; give one experiment config")
