@@ -1,18 +1,11 @@
-"""Why does a classifier not carry from one site to another? Linear probes on raw pixels that separate the
-causes.
+"""Why does a classifier not carry from one site to another? Linear probes on raw pixels.
 
-For a classification task trained on one site (`task.data`) and tested on another (`task.test_data`), the
-same reference model as the run's (`references.pca_logistic_probabilities`: PCA + logistic regression on
-downsampled pixels) answers four questions, each with a ROC AUC:
-
-- `site`: can the two sites be told apart at all (labels = site, cross-validated on both sites pooled)?
-- `in-site SOURCE` / `in-site TARGET`: is the task learnable inside each site (cross-validated by patient)?
-- `across sites`: fitted on the whole source site, scored on the target site (the run's cross-site test).
-
-With lung masks on both sites every question is asked again on the images multiplied by their own masks
-(`lungs only`): a large gain there says the whole-image model leaned on what lies outside the lungs
-(burned-in text, collimation, body habitus), a site cue that does not transfer. Ground-truth masks are used,
-so the lungs-only rows are a diagnosis, not a deployable model. Measurements: docs/real_data.md.
+For a classification task trained on `task.data` and tested on `task.test_data`, the run's own reference model
+(`references.pca_logistic_probabilities`) gives one ROC AUC per question: can the two sites be told apart
+(`site`), is the task learnable inside each (`in-site`, cross-validated by patient), does the source model score
+the target (`across sites`). With masks on both sites each question is asked again on lungs only (images times
+their ground-truth masks): a diagnosis of cues outside the lungs, not a deployable model. Measurements:
+docs/real_data.md.
 """
 
 from __future__ import annotations
