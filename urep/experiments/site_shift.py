@@ -128,7 +128,8 @@ def site_shift_table(source: SiteImages, target: SiteImages, n_classes: int = 2,
 
     Returns:
         One row per question and view: `question, images` (`whole` / `lungs only`), `auc`,
-        `balanced_accuracy` (of the arg-max), `n_test` (images scored), `n_train` (images per fitted model).
+        `balanced_accuracy` (of the arg-max), `n_test` (images scored), `n_train` (images per fitted model;
+        for the cross-validated rows the nominal `n * (folds - 1) // folds`, grouped folds vary around it).
     """
     reference = {"components": components, "size": size}
     rows = _questions(source, target, "whole", n_classes, folds, seed, reference)
