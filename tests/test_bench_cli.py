@@ -140,8 +140,10 @@ def test_the_suite_ships_inside_the_package():
     assert all(suite._load(name) is not None for name in suite.BENCHMARKS)
 
 
-def test_gpu_profile_builds_the_models_in_mixed_float16_and_records_it(tmp_path, monkeypatch):
-    """`urep bench --profile gpu` on a machine without a GPU: mixed_float16 models, no device memory row."""
+@pytest.mark.parametrize(("profile", "policy"), [("gpu", "mixed_float16"), ("cpu-bf16", "mixed_bfloat16")])
+def test_profiles_build_the_models_in_their_policy_and_record_it(tmp_path, monkeypatch, profile, policy):
+    """`urep bench --profile gpu|cpu-bf16` on a machine without a GPU: the models in the profile's mixed
+    precision, the float32 policy back after, no device memory row."""
     import keras
 
     seen = []
@@ -151,9 +153,9 @@ def test_gpu_profile_builds_the_models_in_mixed_float16_and_records_it(tmp_path,
         return suite.section("params", "Parameters", headlines=[["parameters", "1", "1"]])
 
     monkeypatch.setattr(suite, "_load", lambda name: params)
-    assert main(["bench", "--quick", "--out", str(tmp_path / "o"), "--only", "params", "--profile", "gpu"]) == 0
+    assert main(["bench", "--quick", "--out", str(tmp_path / "o"), "--only", "params", "--profile", profile]) == 0
     record = json.loads((tmp_path / "o" / "bench.json").read_text(encoding="utf-8"))
-    assert seen == ["mixed_float16"] and keras.config.dtype_policy().name == "float32"
-    assert record["profile"] == "gpu" and record["benchmarks"]["params"]["profile"] == "gpu"
+    assert seen == [policy] and keras.config.dtype_policy().name == "float32"
+    assert record["profile"] == profile and record["benchmarks"]["params"]["profile"] == profile
     assert "peak_device_memory_mb" not in record["benchmarks"]["params"]  # no GPU here
-    assert "profile gpu" in (tmp_path / "o" / "bench.md").read_text(encoding="utf-8")
+    assert f"profile {profile}" in (tmp_path / "o" / "bench.md").read_text(encoding="utf-8")

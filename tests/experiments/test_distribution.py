@@ -1,4 +1,4 @@
-"""`distribution` and `--profile gpu` of `urep run`: config, roles, placement, and real distributed runs.
+"""`distribution` and `--profile gpu|cpu-bf16` of `urep run`: config, roles, placement, and real distributed runs.
 
 The distributed runs are subprocesses (logical CPU devices and collective ops must be set up before
 TensorFlow initialises): MirroredStrategy over two logical CPU devices through `urep run`, and two
@@ -137,6 +137,63 @@ def test_gpu_profile_resolves_to_xla_mixed_precision_larger_batches_and_prefetch
         apply_profile(config, "gpu", batch_multiplier=0)
 
 
+def test_cpu_bf16_profile_trains_in_bfloat16_without_xla_and_keeps_batches(tmp_path, monkeypatch, caplog):
+    from urep.experiments import distribution
+
+    config = load_config(tiny_config(tmp_path))
+    monkeypatch.setattr(distribution, "native_bfloat16", lambda: True)
+    with caplog.at_level("WARNING", logger="urep.experiments.distribution"):
+        bf16 = apply_profile(config, "cpu-bf16")
+    assert not caplog.records
+    for phase in ("source", "heads", "baseline"):
+        before, after = getattr(config.training, phase), getattr(bf16.training, phase)
+        assert after.jit_compile is False
+        assert (after.batch_size, after.learning_rate) == (before.batch_size, before.learning_rate)
+    assert bf16.mixed_precision == "mixed_bfloat16"
+    assert bf16.distribution.prefetch_to_device is False
+    monkeypatch.setattr(distribution, "native_bfloat16", lambda: False)
+    with caplog.at_level("WARNING", logger="urep.experiments.distribution"):
+        apply_profile(config, "cpu-bf16")
+    assert "no bfloat16 hardware" in caplog.text
+    with pytest.raises(ValueError, match="experiment 'multimix' takes no profile"):
+        apply_profile(load_config("multimix_cxr_phantom"), "cpu-bf16")
+
+
+def test_bfloat16_with_xla_on_a_cpu_is_warned_about(tmp_path, monkeypatch, caplog):
+    from urep.experiments import distribution
+
+    monkeypatch.setattr(distribution, "native_bfloat16", lambda: True)
+    config = load_config(tiny_config(tmp_path), overrides=["mixed_precision=mixed_bfloat16"])
+    with caplog.at_level("WARNING", logger="urep.experiments.distribution"):
+        distribution._advise_precision(config)
+    assert "training.heads/baseline.jit_compile" in caplog.text  # the tiny source trains without XLA
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="urep.experiments.distribution"):
+        distribution._advise_precision(apply_profile(config, "cpu-bf16"))
+        distribution._advise_precision(load_config(tiny_config(tmp_path)))  # float32: nothing to say
+    assert not caplog.records
+
+
+def test_cpu_bf16_profile_runs_in_bfloat16(tmp_path):
+    """The cpu-bf16 profile through `run_experiment`: bfloat16 layers, float32 outputs, finite losses, and a
+    denoiser that still denoises (on any CPU: bfloat16 is emulated where the hardware lacks it)."""
+    import keras
+
+    from urep.experiments.runner import run_experiment
+
+    config = apply_profile(load_config(tiny_config(tmp_path, epochs=2)), "cpu-bf16")
+    results = run_experiment(config, tmp_path / "run")
+    assert keras.config.dtype_policy().name == "float32"
+    assert results["config"]["mixed_precision"] == "mixed_bfloat16"
+    assert "cpu_features" in results["environment"] and "onednn_opts" in results["environment"]
+    history = next(m for m in results["models"] if m.get("role") == "source")["history"]
+    assert np.all(np.isfinite(history["loss"])) and len(history["loss"]) == 2
+    assert results["denoising"][0]["psnr"] > 10
+    model = keras.models.load_model(tmp_path / "run" / "models" / "source" / "denoising.keras")
+    assert model.get_layer("enc_conv1").dtype_policy.compute_dtype == "bfloat16"
+    assert model.output.dtype == "float32"
+
+
 def test_worker_role_follows_tf_config(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert worker_role() is None
@@ -181,6 +238,17 @@ def test_urep_run_scale_lr_needs_the_gpu_profile(tmp_path):
 
     with pytest.raises(SystemExit, match="--scale-lr goes with --profile gpu"):
         main(["run", str(tiny_config(tmp_path)), "--out", str(tmp_path / "run"), "--scale-lr"])
+
+
+def test_cli_profile_choices_are_the_known_profiles():
+    from urep.bench.suite import PROFILE_POLICY
+    from urep.cli import build_parser
+    from urep.experiments.distribution import PROFILES
+
+    commands = next(a for a in build_parser()._actions if a.choices and "run" in a.choices).choices
+    choices = {name: next(a for a in commands[name]._actions if "--profile" in a.option_strings).choices
+               for name in ("run", "bench")}
+    assert set(choices["run"]) == set(PROFILES) and set(choices["bench"]) == set(PROFILE_POLICY)
 
 
 # -- real runs -------------------------------------------------------------------------------------------

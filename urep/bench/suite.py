@@ -166,9 +166,10 @@ def _run_isolated(name: str, out_dir: Path, quick: bool) -> dict:
     return record
 
 
-#: `--profile gpu`: every model the in-process benchmarks build computes in mixed_float16 (float32 outputs).
-#: XLA stays each benchmark's own setting (they list it); urep's gpu profile for runs: docs/scale.md.
-PROFILE_POLICY = {"cpu": None, "gpu": "mixed_float16"}
+#: `--profile gpu` / `cpu-bf16`: every model the in-process benchmarks build computes in mixed_float16 /
+#: mixed_bfloat16 (float32 outputs). XLA stays each benchmark's own setting (they list it, and the training
+#: benchmark times both); urep's profiles for runs: docs/scale.md.
+PROFILE_POLICY = {"cpu": None, "cpu-bf16": "mixed_bfloat16", "gpu": "mixed_float16"}
 
 
 def _gpus() -> list:
@@ -284,7 +285,8 @@ def run_suite(out_dir: str | os.PathLike, quick: bool = False, only: Sequence[st
         only: names from `BENCHMARKS` (default: all).
         repeats: repetitions for every benchmark of this module that takes them (default: each one's own;
             delegated benchmarks keep theirs).
-        profile: `cpu`, or `gpu` (models in mixed_float16, peak GPU memory per benchmark; `PROFILE_POLICY`).
+        profile: `cpu`, `cpu-bf16` (models in mixed_bfloat16) or `gpu` (mixed_float16, peak GPU memory per
+            benchmark); `PROFILE_POLICY`.
 
     Returns:
         The `bench.json` record: `{"quick", "repeats", "only", "machine", "seconds", "complete", "benchmarks":
@@ -294,6 +296,7 @@ def run_suite(out_dir: str | os.PathLike, quick: bool = False, only: Sequence[st
     Raises:
         ValueError: unknown benchmark names or `repeats` < 1.
     """
+    from urep.env import native_bfloat16
     from urep.io import atomic_write_json, atomic_write_text
 
     names = check_names(only)
@@ -307,6 +310,9 @@ def run_suite(out_dir: str | os.PathLike, quick: bool = False, only: Sequence[st
     info = machine()
     if profile == "gpu" and not _gpus():
         logger.warning("--profile gpu without a visible GPU: mixed_float16 on the CPU (slow), no device memory")
+    if profile == "cpu-bf16" and not native_bfloat16():
+        logger.warning("--profile cpu-bf16 on a CPU without bfloat16 hardware (%s): emulated, slower than float32",
+                       info["cpu"])
     record = {"quick": quick, "profile": profile, "repeats": repeats, "only": names, "machine": info, "seconds": 0.0,
               "complete": False, "benchmarks": {}}
     for name in names:

@@ -23,9 +23,9 @@ def register(subparsers) -> None:
                              "memory tuner_memory multimix_throughput")
     parser.add_argument("--repeats", type=int, default=None,
                         help="repetitions per figure for urep's own benchmarks (default: each one's own)")
-    parser.add_argument("--profile", choices=("cpu", "gpu"), default="cpu",
-                        help="gpu: models in mixed_float16 and the peak GPU memory of each benchmark "
-                             "(docs/scale.md)")
+    parser.add_argument("--profile", choices=("cpu", "cpu-bf16", "gpu"), default="cpu",
+                        help="gpu: models in mixed_float16 and the peak GPU memory of each benchmark; cpu-bf16: "
+                             "models in mixed_bfloat16 (docs/scale.md)")
     parser.set_defaults(func=_bench)
 
 

@@ -31,8 +31,9 @@ def register(subparsers) -> None:
                         help="train under tf.distribute: mirrored (the GPUs of this machine) or multi_worker "
                              "(TF_CONFIG cluster; only the chief writes DIR); sets distribution.kind; batch sizes "
                              "stay global batches (docs/scale.md)")
-    parser.add_argument("--profile", choices=("cpu", "gpu"),
-                        help="gpu: XLA, mixed_float16, 4x batches, prefetch to the GPU (docs/scale.md)")
+    parser.add_argument("--profile", choices=("cpu", "cpu-bf16", "gpu"),
+                        help="gpu: XLA, mixed_float16, 4x batches, prefetch to the GPU; cpu-bf16: mixed_bfloat16 "
+                             "without XLA, for CPUs with bfloat16 hardware (AMX / AVX512-BF16) (docs/scale.md)")
     parser.add_argument("--scale-lr", action="store_true",
                         help="with --profile gpu: scale learning rates with the batch (linear scaling rule)")
     parser.set_defaults(func=main)

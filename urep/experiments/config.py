@@ -557,7 +557,8 @@ class ExperimentConfig:
             global batches.
         mixed_precision: Keras dtype policy of every model of a U-Rep run: `null` (float32),
             `mixed_float16` (loss scaling added; outputs stay float32) or `mixed_bfloat16`. Pays on GPUs
-            with tensor cores; on a CPU it runs, slower (docs/scale.md).
+            with tensor cores, and `mixed_bfloat16` with XLA off on CPUs with bfloat16 hardware (AMX /
+            AVX512-BF16: 1.5-2.2x); elsewhere on a CPU it runs, slower (docs/scale.md).
         preprocessing: per-image intensity standardisation before the mean normalization (`none` = papers).
     """
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from urep.env import cpu_model, native_bfloat16
 from urep.experiments.config import DistributionConfig, ExperimentConfig
 
 logger = logging.getLogger(__name__)
@@ -31,9 +32,15 @@ __all__ = ["PROFILES", "Placement", "apply_profile", "distribution_for", "placem
 
 #: Profiles of `urep run --profile` / `urep bench --profile`. `cpu` keeps the config as written; `gpu`
 #: XLA-compiles every training phase, trains in `mixed_float16` (loss scaling; outputs stay float32),
-#: multiplies every batch by `batch_multiplier` and prefetches batches to the GPU.
+#: multiplies every batch by `batch_multiplier` and prefetches batches to the GPU. `cpu-bf16` trains in
+#: `mixed_bfloat16` with XLA off, batches unchanged: on a CPU with bfloat16 hardware (AVX512-BF16 / AMX, e.g.
+#: Intel Sapphire Rapids) oneDNN's bfloat16 convolutions trained the CDAE 1.5x (128x128) and 2.2x (256x256)
+#: faster than float32 with XLA, while XLA's CPU backend is slower in bfloat16 than in float32; on CPUs
+#: without it bfloat16 is emulated and slower (docs/scale.md).
 PROFILES = {
     "cpu": {},
+    "cpu-bf16": {"jit_compile": False, "mixed_precision": "mixed_bfloat16", "batch_multiplier": 1,
+                 "prefetch_to_device": False},
     "gpu": {"jit_compile": True, "mixed_precision": "mixed_float16", "batch_multiplier": 4,
             "prefetch_to_device": True},
 }
@@ -47,7 +54,7 @@ def apply_profile(config: ExperimentConfig, profile: str, batch_multiplier: int 
 
     Args:
         config: the experiment.
-        profile: `cpu` (unchanged) or `gpu`.
+        profile: `cpu` (unchanged), `cpu-bf16` or `gpu`.
         batch_multiplier: every training phase's (global) batch is multiplied by this (default: the
             profile's, 4 for `gpu`; 1 keeps the batches).
         scale_learning_rate: multiply the learning rates by the same factor (the linear scaling rule,
@@ -90,6 +97,9 @@ def apply_profile(config: ExperimentConfig, profile: str, batch_multiplier: int 
                                                       prefetch_to_device=settings["prefetch_to_device"])
     elif scale_learning_rate or (batch_multiplier or 1) != 1:
         raise ValueError(f"profile {profile!r} changes no batch; batch_multiplier/scale_learning_rate need `gpu`")
+    if settings.get("mixed_precision") == "mixed_bfloat16" and not native_bfloat16():
+        logger.warning("profile %r: this CPU (%s) has no bfloat16 hardware (AVX512-BF16 / AMX); bfloat16 is emulated "
+                       "there and usually slower than float32", profile, cpu_model())
     new = dataclasses.replace(config, **changes)
     object.__setattr__(new, "path", config.path)
     return new
@@ -238,6 +248,7 @@ def run_distributed(config: ExperimentConfig, out_dir: str | os.PathLike,
                     info["replicas"], f"{info['workers']} worker(s)", where.role, where.run_dir)
     scope = dist_strategy.scope() if dist_strategy is not None else contextlib.nullcontext()
     device = prefetch_device(dist, dist_strategy)
+    _advise_precision(config)
     with scope, mixed_precision_scope(config.mixed_precision), prefetch_to(device):
         results = run(config, where.run_dir, info)
     if not where.chief:
@@ -246,3 +257,19 @@ def run_distributed(config: ExperimentConfig, out_dir: str | os.PathLike,
             where.run_dir.parent.rmdir()  # the run's scratch folder, once every worker has left it
         logger.info("worker scratch %s deleted; the chief wrote the results", where.run_dir)
     return results
+
+
+def _advise_precision(config: ExperimentConfig) -> None:
+    """Warn where a CPU-only run asks for bfloat16 in a way measured to be slow (docs/scale.md)."""
+    import tensorflow as tf
+
+    if config.mixed_precision != "mixed_bfloat16" or tf.config.list_physical_devices("GPU"):
+        return
+    if not native_bfloat16():
+        logger.warning("mixed_bfloat16 on a CPU without bfloat16 hardware (%s): emulated, usually slower than "
+                       "float32", cpu_model())
+    xla = [name for name in ("source", "heads", "baseline") if getattr(config.training, name).jit_compile]
+    if xla:
+        logger.warning("mixed_bfloat16 with XLA on the CPU (training.%s.jit_compile): XLA's CPU backend trained "
+                       "bfloat16 slower than float32 here; set jit_compile: false or use --profile cpu-bf16",
+                       "/".join(xla))
