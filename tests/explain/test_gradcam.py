@@ -46,6 +46,21 @@ def test_nested_fused_and_flat_models_give_the_same_maps(blob_models):
     np.testing.assert_allclose(fused, flat, atol=1e-5)
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_a_mixed_precision_model_is_explained_in_float32_with_the_same_maps(blob_models, policy):
+    """A head trained under `--profile cpu-bf16` (or gpu): tf-keras-vis's SciPy upsampling refuses bfloat16
+    maps, so Grad-CAM runs on a float32 copy with the same weights and gives the float32 model's maps."""
+    mixed = keras.models.clone_model(
+        blob_models.flat, clone_function=lambda layer: layer.__class__.from_config({**layer.get_config(), "dtype": policy}))
+    mixed.set_weights(blob_models.flat.get_weights())
+    assert mixed.get_layer("encoder_out").compute_dtype == policy.removeprefix("mixed_")
+    images = blob_models.data.images
+    cams = gc.gradcam(mixed, images, class_index=1)
+    assert cams.dtype == np.float32 and cams.shape == (len(images), 32, 32)
+    np.testing.assert_allclose(cams, gc.gradcam(blob_models.flat, images, class_index=1), atol=1e-5)
+    assert mixed.get_layer("encoder_out").compute_dtype == policy.removeprefix("mixed_")  # caller's model kept
+
+
 def test_flatten_model_inlines_submodels_and_shares_weights(blob_models):
     flat = gc.flatten_model(blob_models.nested)
     assert not any(isinstance(layer, keras.Model) for layer in flat.layers)

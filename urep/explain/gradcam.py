@@ -165,6 +165,26 @@ def prepare_for_gradcam(
     return flat, shape
 
 
+def _in_float32(flat: Any) -> Any:
+    """`flat` itself when every layer computes in float32, else a float32 copy with the same weights.
+
+    A model trained in mixed precision (`mixed_bfloat16`, `mixed_float16`) is explained in float32:
+    tf-keras-vis casts float16 feature maps back but not bfloat16 ones, whose CAM its SciPy upsampling then
+    refuses; full precision also keeps the gradient weights of near-zero channels from rounding away.
+    """
+    import keras
+
+    if all(getattr(layer, "compute_dtype", "float32") == "float32" for layer in flat.layers):
+        return flat
+
+    def to_float32(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(flat, clone_function=to_float32)
+    copy.set_weights(flat.get_weights())
+    return copy
+
+
 def _as_model_batch(images: Any, input_shape: Sequence[int | None]) -> np.ndarray:
     batch = np.asarray(images, dtype=np.float32)
     if batch.ndim == 3 and input_shape[-1] == 1:
@@ -250,6 +270,7 @@ def gradcam(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     flat, feature_shape = prepare_for_gradcam(model, layer_name, task)
+    flat = _in_float32(flat)
     batch = _as_model_batch(images, flat.inputs[0].shape)
     probs = np.asarray(flat(batch, training=False))
     score = CategoricalScore(_class_indices(class_index, probs))
