@@ -137,29 +137,20 @@ def test_gpu_profile_resolves_to_xla_mixed_precision_larger_batches_and_prefetch
         apply_profile(config, "gpu", batch_multiplier=0)
 
 
-def test_cpu_bf16_profile_trains_in_bfloat16_without_xla_and_keeps_batches(tmp_path, monkeypatch, caplog):
-    from urep.experiments import distribution
-
+def test_cpu_bf16_profile_trains_in_bfloat16_without_xla_and_keeps_batches(tmp_path):
     config = load_config(tiny_config(tmp_path))
-    monkeypatch.setattr(distribution, "native_bfloat16", lambda: True)
-    with caplog.at_level("WARNING", logger="urep.experiments.distribution"):
-        bf16 = apply_profile(config, "cpu-bf16")
-    assert not caplog.records
+    bf16 = apply_profile(config, "cpu-bf16")
     for phase in ("source", "heads", "baseline"):
         before, after = getattr(config.training, phase), getattr(bf16.training, phase)
         assert after.jit_compile is False
         assert (after.batch_size, after.learning_rate) == (before.batch_size, before.learning_rate)
     assert bf16.mixed_precision == "mixed_bfloat16"
     assert bf16.distribution.prefetch_to_device is False
-    monkeypatch.setattr(distribution, "native_bfloat16", lambda: False)
-    with caplog.at_level("WARNING", logger="urep.experiments.distribution"):
-        apply_profile(config, "cpu-bf16")
-    assert "no bfloat16 hardware" in caplog.text
     with pytest.raises(ValueError, match="experiment 'multimix' takes no profile"):
         apply_profile(load_config("multimix_cxr_phantom"), "cpu-bf16")
 
 
-def test_bfloat16_with_xla_on_a_cpu_is_warned_about(tmp_path, monkeypatch, caplog):
+def test_bfloat16_with_xla_or_without_the_hardware_is_warned_about(tmp_path, monkeypatch, caplog):
     from urep.experiments import distribution
 
     monkeypatch.setattr(distribution, "native_bfloat16", lambda: True)
@@ -167,11 +158,16 @@ def test_bfloat16_with_xla_on_a_cpu_is_warned_about(tmp_path, monkeypatch, caplo
     with caplog.at_level("WARNING", logger="urep.experiments.distribution"):
         distribution._advise_precision(config)
     assert "training.heads/baseline.jit_compile" in caplog.text  # the tiny source trains without XLA
+    assert "without bfloat16 hardware" not in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="urep.experiments.distribution"):
         distribution._advise_precision(apply_profile(config, "cpu-bf16"))
         distribution._advise_precision(load_config(tiny_config(tmp_path)))  # float32: nothing to say
     assert not caplog.records
+    monkeypatch.setattr(distribution, "native_bfloat16", lambda: False)
+    with caplog.at_level("WARNING", logger="urep.experiments.distribution"):
+        distribution._advise_precision(apply_profile(config, "cpu-bf16"))
+    assert "without bfloat16 hardware" in caplog.text and "jit_compile" not in caplog.text
 
 
 def test_cpu_bf16_profile_runs_in_bfloat16(tmp_path):

@@ -97,9 +97,6 @@ def apply_profile(config: ExperimentConfig, profile: str, batch_multiplier: int 
                                                       prefetch_to_device=settings["prefetch_to_device"])
     elif scale_learning_rate or (batch_multiplier or 1) != 1:
         raise ValueError(f"profile {profile!r} changes no batch; batch_multiplier/scale_learning_rate need `gpu`")
-    if settings.get("mixed_precision") == "mixed_bfloat16" and not native_bfloat16():
-        logger.warning("profile %r: this CPU (%s) has no bfloat16 hardware (AVX512-BF16 / AMX); bfloat16 is emulated "
-                       "there and usually slower than float32", profile, cpu_model())
     new = dataclasses.replace(config, **changes)
     object.__setattr__(new, "path", config.path)
     return new
