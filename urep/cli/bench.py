@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from urep.bench.suite import PROFILE_POLICY
+
     parser = subparsers.add_parser(
         "bench",
         help="run the benchmark suite: cost claims, inference, throughput, memory",
@@ -23,7 +25,7 @@ def register(subparsers) -> None:
                              "memory tuner_memory multimix_throughput")
     parser.add_argument("--repeats", type=int, default=None,
                         help="repetitions per figure for urep's own benchmarks (default: each one's own)")
-    parser.add_argument("--profile", choices=("cpu", "cpu-bf16", "gpu"), default="cpu",
+    parser.add_argument("--profile", choices=sorted(PROFILE_POLICY), default="cpu",
                         help="gpu: models in mixed_float16 and the peak GPU memory of each benchmark; cpu-bf16: "
                              "models in mixed_bfloat16 (docs/scale.md)")
     parser.set_defaults(func=_bench)

@@ -9,6 +9,8 @@ logger = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
+    from urep.experiments.distribution import PROFILES
+
     parser = subparsers.add_parser(
         "run", help="run an experiment config (experiments/*.yaml or a shipped name) into a run directory",
         description="Run an experiment: source representation, heads with each strategy, baselines, tests, "
@@ -31,7 +33,7 @@ def register(subparsers) -> None:
                         help="train under tf.distribute: mirrored (the GPUs of this machine) or multi_worker "
                              "(TF_CONFIG cluster; only the chief writes DIR); sets distribution.kind; batch sizes "
                              "stay global batches (docs/scale.md)")
-    parser.add_argument("--profile", choices=("cpu", "cpu-bf16", "gpu"),
+    parser.add_argument("--profile", choices=sorted(PROFILES),
                         help="gpu: XLA, mixed_float16, 4x batches, prefetch to the GPU; cpu-bf16: mixed_bfloat16 "
                              "without XLA, for CPUs with bfloat16 hardware (AMX / AVX512-BF16) (docs/scale.md)")
     parser.add_argument("--scale-lr", action="store_true",
