@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from urep.experiments.config import ConfigError, load_config
-from urep.experiments.distribution import _logical_cpus, apply_profile, placement, worker_role
+from urep.experiments.distribution import PROFILES, _logical_cpus, apply_profile, placement, worker_role
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = pytest.mark.skipif(not os.environ.get("UREP_SLOW_TESTS"),
@@ -106,13 +106,24 @@ def test_distribution_block_parses_and_checks_devices(tmp_path):
         load_config(tiny_config(tmp_path), overrides=["distribution.kind=ring"])
 
 
-def test_multimix_experiments_refuse_distribution_and_mixed_precision():
+def test_multimix_experiments_refuse_distribution_and_take_a_profile_without_its_batches():
     with pytest.raises(ConfigError, match="MultiMix trainer runs on one device"):
         load_config("multimix_cxr_phantom", overrides=["distribution.kind=mirrored"])
-    with pytest.raises(ConfigError, match="MultiMix trainer runs in float32"):
-        load_config("multimix_cxr_phantom", overrides=["mixed_precision=mixed_float16"])
-    with pytest.raises(ValueError, match="experiment 'multimix' takes no profile"):
-        apply_profile(load_config("multimix_cxr_phantom"), "gpu")
+    config = load_config("urep_vs_multimix_phantom")
+    assert load_config("multimix_cxr_phantom", overrides=["mixed_precision=mixed_float16"]).mixed_precision \
+        == "mixed_float16"
+    for profile, policy in (("gpu", "mixed_float16"), ("cpu-bf16", "mixed_bfloat16")):
+        resolved = apply_profile(config, profile)
+        assert resolved.mixed_precision == policy
+        assert resolved.multimix == config.multimix  # MultiMix's batch and XLA as configured
+        for phase in ("source", "heads", "baseline"):
+            before, after = getattr(config.training, phase), getattr(resolved.training, phase)
+            assert after.batch_size == before.batch_size  # the comparison keeps the papers' batches
+            assert after.jit_compile is PROFILES[profile]["jit_compile"]
+    with pytest.raises(ValueError, match="keeps the papers' batches"):
+        apply_profile(config, "gpu", batch_multiplier=2)
+    with pytest.raises(ValueError, match="keeps the papers' batches"):
+        apply_profile(load_config("multimix_cxr_phantom"), "gpu", scale_learning_rate=True)
 
 
 def test_gpu_profile_resolves_to_xla_mixed_precision_larger_batches_and_prefetch(tmp_path):
@@ -146,8 +157,7 @@ def test_cpu_bf16_profile_trains_in_bfloat16_without_xla_and_keeps_batches(tmp_p
         assert (after.batch_size, after.learning_rate) == (before.batch_size, before.learning_rate)
     assert bf16.mixed_precision == "mixed_bfloat16"
     assert bf16.distribution.prefetch_to_device is False
-    with pytest.raises(ValueError, match="experiment 'multimix' takes no profile"):
-        apply_profile(load_config("multimix_cxr_phantom"), "cpu-bf16")
+    assert apply_profile(load_config("multimix_cxr_phantom"), "cpu-bf16").mixed_precision == "mixed_bfloat16"
 
 
 def test_bfloat16_with_xla_or_without_the_hardware_is_warned_about(tmp_path, monkeypatch, caplog):

@@ -111,6 +111,19 @@ def test_multimix_kind_trains_a_single_task_variant_once_per_own_budget(tmp_path
     assert (tmp_path / "run" / "tables" / "label_budgets.md").is_file()
 
 
+def test_a_multimix_run_under_the_cpu_bf16_profile_trains_in_bfloat16(tmp_path):
+    from urep.experiments.distribution import apply_profile
+    from urep.experiments.runner import run_experiment
+
+    config = apply_profile(_tiny("multimix_cxr_phantom", label_budgets=((4, 4),), variants=("unet",)), "cpu-bf16")
+    results = run_experiment(config, tmp_path / "run")
+
+    assert results["config"]["mixed_precision"] == "mixed_bfloat16"
+    assert [m["compute_dtype"] for m in results["models"]] == ["bfloat16"]
+    dice = results["multimix"]["runs"][0]["cross_domain"]["dice"]
+    assert 0.0 < dice <= 1.0
+
+
 def test_seeds_repeat_each_budget_with_a_new_label_draw_and_summarise_over_seeds(tmp_path):
     from urep.experiments.runner import run_experiment
 

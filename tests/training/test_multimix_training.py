@@ -313,3 +313,34 @@ def test_selection_never_keeps_a_constant_classifier_over_a_balanced_one(monkeyp
     assert scores[("balanced", "constant")]["val_balanced_accuracy"] == 0.5
     assert scores[("balanced", "constant")]["val_positive_fraction"] == 1.0
     assert scores[("balanced", "informative")]["val_positive_fraction"] == pytest.approx(6 / 16)
+
+
+# -- mixed precision -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("policy, dtype, scaled", [("mixed_bfloat16", "bfloat16", False),
+                                                   ("mixed_float16", "float16", True)])
+def test_multimix_trains_under_mixed_precision_with_float32_outputs(data, policy, dtype, scaled):
+    from urep.training.distribute import mixed_precision_scope
+    from urep.training.multimix import compute_dtype, multimix_optimizer, predict_multimix
+
+    keras.utils.set_random_seed(0)
+    reference = multimix_for_variant("multimix", input_shape=(SIZE, SIZE, 1), channels=CHANNELS)
+    with mixed_precision_scope(policy):
+        model = multimix_for_variant("multimix", input_shape=(SIZE, SIZE, 1), channels=CHANNELS)
+    assert compute_dtype(reference) == "float32" and compute_dtype(model) == dtype
+    assert model.network.get_layer("class_logits").compute_dtype == "float32"  # logits stay float32
+    assert isinstance(multimix_optimizer(model, 1e-3), keras.optimizers.LossScaleOptimizer) is scaled
+    assert not isinstance(multimix_optimizer(reference, 1e-3), keras.optimizers.LossScaleOptimizer)
+
+    # the same weights predict what the float32 network predicts, within the low precision's rounding
+    model.network.set_weights(reference.network.get_weights())
+    low, full = predict_multimix(model, data.val_seg_images), predict_multimix(reference, data.val_seg_images)
+    for key in ("segmentation", "classification"):
+        assert low[key].dtype == np.float32 and low[key].shape == full[key].shape
+        np.testing.assert_allclose(low[key], full[key], atol=0.05)
+
+    before = model.network.get_layer("enc1_conv1").get_weights()[0].copy()
+    result = train_multimix(model, data, _config(epochs=2))
+    assert result.compute_dtype == dtype
+    assert all(np.isfinite(result.history["loss"])) and all(np.isfinite(result.history["kl"]))
+    assert not np.allclose(model.network.get_layer("enc1_conv1").get_weights()[0], before)
+    assert 0.0 <= result.best_metrics["val_dice"] <= 1.0

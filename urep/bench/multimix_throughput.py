@@ -22,7 +22,12 @@ import tensorflow as tf  # noqa: E402
 
 from urep.env import environment  # noqa: E402
 from urep.io import atomic_write_json  # noqa: E402
-from urep.training.multimix import MultiMixConfig, make_train_step, multimix_for_variant  # noqa: E402
+from urep.training.multimix import (  # noqa: E402
+    MultiMixConfig,
+    make_train_step,
+    multimix_for_variant,
+    multimix_optimizer,
+)
 
 STREAMS = 5
 
@@ -44,8 +49,7 @@ def measure(size: int, channels: tuple[int, ...], jit_compile: bool, batch: int 
     """Images/s (all five streams) of the full MultiMix step at `size`, median/min/max over `repeats`."""
     keras.utils.set_random_seed(0)
     model = multimix_for_variant("multimix", input_shape=(size, size, 1), channels=channels)
-    optimizer = keras.optimizers.Adam(1e-4)
-    optimizer.build(model.network.trainable_variables)
+    optimizer = multimix_optimizer(model, 1e-4)
     step = make_train_step(model, optimizer, MultiMixConfig(batch_size=batch, jit_compile=jit_compile))
     data = _batch(size, batch, 0)
     started = time.perf_counter()

@@ -35,7 +35,8 @@ def register(subparsers) -> None:
                              "stay global batches (docs/scale.md)")
     parser.add_argument("--profile", choices=sorted(PROFILES),
                         help="gpu: XLA, mixed_float16, 4x batches, prefetch to the GPU; cpu-bf16: mixed_bfloat16 "
-                             "without XLA, for CPUs with bfloat16 hardware (AMX / AVX512-BF16) (docs/scale.md)")
+                             "without XLA, for CPUs with bfloat16 hardware (AMX / AVX512-BF16); MultiMix "
+                             "experiments keep their batches (docs/scale.md)")
     parser.add_argument("--scale-lr", action="store_true",
                         help="with --profile gpu: scale learning rates with the batch (linear scaling rule)")
     parser.set_defaults(func=main)

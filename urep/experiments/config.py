@@ -555,8 +555,8 @@ class ExperimentConfig:
             use 0.9: otherwise validation and test, which use the moving statistics, lag far behind training.
         distribution: devices and machines the training runs on (`DistributionConfig`); batch sizes are
             global batches.
-        mixed_precision: Keras dtype policy of every model of a U-Rep run: `null` (float32),
-            `mixed_float16` (loss scaling added; outputs stay float32) or `mixed_bfloat16`. Pays on GPUs
+        mixed_precision: Keras dtype policy of every model of the run (U-Rep and MultiMix alike): `null`
+            (float32), `mixed_float16` (loss scaling added; outputs stay float32) or `mixed_bfloat16`. Pays on GPUs
             with tensor cores, and `mixed_bfloat16` with XLA off on CPUs with bfloat16 hardware (AMX /
             AVX512-BF16: 1.5-2.2x); elsewhere on a CPU it runs, slower (docs/scale.md).
         preprocessing: per-image intensity standardisation before the mean normalization (`none` = papers).
@@ -651,8 +651,6 @@ def _cross_field_rules(config: ExperimentConfig) -> Iterator[tuple[bool, str, st
            f"pairwise_transfer needs at least 2 tasks, got {len(tasks)}")
     yield (multimix_run and config.distribution.kind != "default", "distribution.kind",
            "the MultiMix trainer runs on one device; use kind `default`")
-    yield (multimix_run and config.mixed_precision is not None, "mixed_precision",
-           "the MultiMix trainer runs in float32; leave it null")
     yield (multimix_run and config.multimix is None, "multimix",
            f"experiment {config.experiment!r} needs a `multimix` section")
     yield (bool(config.distribution.devices) and config.distribution.kind != "mirrored", "distribution.devices",

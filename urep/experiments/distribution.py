@@ -36,7 +36,9 @@ __all__ = ["PROFILES", "Placement", "apply_profile", "distribution_for", "placem
 #: `mixed_bfloat16` with XLA off, batches unchanged: on a CPU with bfloat16 hardware (AVX512-BF16 / AMX, e.g.
 #: Intel Sapphire Rapids) oneDNN's bfloat16 convolutions trained the CDAE 1.5x (128x128) and 2.2x (256x256)
 #: faster than float32 with XLA, while XLA's CPU backend is slower in bfloat16 than in float32; on CPUs
-#: without it bfloat16 is emulated and slower (docs/scale.md).
+#: without it bfloat16 is emulated and slower (docs/scale.md). In `multimix` / `urep_vs_multimix` experiments
+#: a profile sets the precision of every model and XLA of U-Rep's phases but keeps every batch (the
+#: comparison trains both methods on the papers' batches); MultiMix's XLA stays `multimix.options.jit_compile`.
 PROFILES = {
     "cpu": {},
     "cpu-bf16": {"jit_compile": False, "mixed_precision": "mixed_bfloat16", "batch_multiplier": 1,
@@ -70,16 +72,20 @@ def apply_profile(config: ExperimentConfig, profile: str, batch_multiplier: int 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {sorted(PROFILES)}")
     settings = PROFILES[profile]
-    factor = settings.get("batch_multiplier", 1) if batch_multiplier is None else batch_multiplier
+    multimix = config.experiment in ("multimix", "urep_vs_multimix")
+    if multimix and settings and ((batch_multiplier or 1) != 1 or scale_learning_rate):
+        raise ValueError(f"profile {profile!r}: experiment {config.experiment!r} keeps the papers' batches "
+                         "(MultiMix: 10 per stream) so both methods see the same data; no batch_multiplier or "
+                         "scale_learning_rate")
+    # MultiMix experiments: the profile's precision and XLA, not its batches (see PROFILES)
+    default_factor = 1 if multimix else settings.get("batch_multiplier", 1)
+    factor = default_factor if batch_multiplier is None else batch_multiplier
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"batch_multiplier must be an integer >= 1, got {factor!r}")
     changes: dict = {}
     if deterministic is not None:
         changes["deterministic"] = deterministic
     if settings:
-        if config.experiment in ("multimix", "urep_vs_multimix"):
-            raise ValueError(f"profile {profile!r}: the MultiMix trainer runs in float32 on one device; "
-                             f"experiment {config.experiment!r} takes no profile")
 
         def phase(train):
             lr = train.learning_rate * factor if scale_learning_rate else train.learning_rate

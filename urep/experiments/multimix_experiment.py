@@ -185,7 +185,8 @@ class MultiMixExperiment:
             "id": f"{prefix}/multimix/{variant}", "role": "multimix", "method": variant, "task": None,
             "tasks": [], "fold": None, "setting": setting, "seed": seed, "seconds": result.seconds,
             "phase_seconds": result.seconds, "trainable_params": result.trainable_params,
-            "total_params": result.total_params, "epochs_run": result.epochs_run, "stop_reason": "max_epochs",
+            "total_params": result.total_params, "compute_dtype": result.compute_dtype,
+            "epochs_run": result.epochs_run, "stop_reason": "max_epochs",
             "best": dict(result.best_metrics), "best_epoch": result.best_epoch, "history": result.history})
         return model, result
 

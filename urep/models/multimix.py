@@ -108,7 +108,8 @@ def multimix_network(
 
     pooled = keras.layers.MaxPooling2D(2, padding="same", name="class_pool")(bottleneck)
     pooled = keras.layers.GlobalAveragePooling2D(name="class_gap")(pooled)
-    class_logits = keras.layers.Dense(n_classes, name="class_logits")(pooled)
+    # The two logit layers compute in float32 under a mixed-precision policy (Keras' advice for outputs).
+    class_logits = keras.layers.Dense(n_classes, name="class_logits", dtype="float32")(pooled)
 
     inputs = [image]
     x = bottleneck
@@ -123,7 +124,7 @@ def multimix_network(
             parts.append(keras.layers.AveragePooling2D(factor, name="saliency_bridge_pool")(bridge))
         x = keras.layers.Concatenate(name=f"dec{level}_concat")(parts)
         x = _double_conv(x, channels[level - 1], f"dec{level}", **block)
-    seg_logits = keras.layers.Conv2D(1, 1, name="segmentation_logits")(x)
+    seg_logits = keras.layers.Conv2D(1, 1, name="segmentation_logits", dtype="float32")(x)
     return keras.Model(
         inputs if saliency_bridge else image,
         {"segmentation_logits": seg_logits, "class_logits": class_logits},
@@ -192,11 +193,11 @@ class MultiMix(keras.Model):
             ``(batch, H, W, 1)`` float32, non-negative; in [0, 1] with ``saliency_normalization="max"``.
             A constant (``tf.stop_gradient``) with respect to the weights.
         """
-        images = tf.convert_to_tensor(images, dtype=tf.float32)
+        images = tf.cast(images, tf.float32)
         with tf.GradientTape() as tape:
             tape.watch(images)
             logits = self.classifier(images, training=False)
-            score = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
+            score = tf.reduce_sum(tf.reduce_max(tf.cast(logits, tf.float32), axis=-1))
         grads = tf.abs(tape.gradient(score, images))
         saliency = tf.reduce_max(grads, axis=-1, keepdims=True)
         if self.saliency_normalization == "max":
@@ -205,15 +206,19 @@ class MultiMix(keras.Model):
         return tf.stop_gradient(saliency)
 
     def network_inputs(self, images: tf.Tensor) -> tf.Tensor | list[tf.Tensor]:
-        """What ``self.network`` takes for ``images``: the images, plus their saliency with the bridge."""
-        images = tf.convert_to_tensor(images, dtype=tf.float32)
+        """What ``self.network`` takes for ``images``: the images, plus their saliency with the bridge.
+
+        Under a mixed-precision policy Keras hands ``call`` the images in the compute dtype; they are cast
+        back to float32 so the saliency is a float32 gradient of the float32 input, as in float32 training.
+        """
+        images = tf.cast(images, tf.float32)
         return [images, self.saliency(images)] if self.saliency_bridge else images
 
     def call(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
         outputs = self.network(self.network_inputs(images), training=training)
         return {
-            "segmentation": tf.sigmoid(outputs["segmentation_logits"]),
-            "classification": tf.nn.softmax(outputs["class_logits"], axis=-1),
+            "segmentation": tf.sigmoid(tf.cast(outputs["segmentation_logits"], tf.float32)),
+            "classification": tf.nn.softmax(tf.cast(outputs["class_logits"], tf.float32), axis=-1),
         }
 
     def get_config(self) -> dict:

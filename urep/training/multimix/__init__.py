@@ -17,9 +17,13 @@ from urep.training.multimix.step import (
     multimix_for_variant,
     predict_multimix,
 )
-from urep.training.multimix.train import MultiMixResult, multimix_strategy, train_multimix
-
-#: The former private name of ``make_train_step`` (the MultiMix throughput benchmark imports it).
+from urep.training.multimix.train import (
+    MultiMixResult,
+    compute_dtype,
+    multimix_optimizer,
+    multimix_strategy,
+    train_multimix,
+)
 
 __all__ = [
     "KL_MODES",
@@ -31,12 +35,14 @@ __all__ = [
     "Variant",
     "balanced_scores",
     "classification_scores",
+    "compute_dtype",
     "data_from_tasks",
     "evaluate_multimix",
     "fixmatch_loss",
     "label_budget",
     "make_train_step",
     "multimix_for_variant",
+    "multimix_optimizer",
     "multimix_strategy",
     "predict_multimix",
     "segmentation_kl",

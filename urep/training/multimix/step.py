@@ -19,6 +19,7 @@ from urep.losses import dice_loss, fixmatch_loss, segmentation_kl
 from urep.metrics import classification_scores, segmentation_scores
 from urep.models.multimix import MultiMix, multimix
 from urep.training.config import _check
+from urep.training.distribute import gradients
 from urep.training.multimix.config import VARIANTS, MultiMixConfig
 from urep.training.multimix.data import _images, _labels, _masks
 
@@ -94,7 +95,7 @@ def make_train_step(model: MultiMix, optimizer: keras.optimizers.Optimizer, conf
                     terms["ssl"], mask = fixmatch_loss(weak, strong, config.threshold)
                     terms["mask_rate"] = tf.reduce_mean(mask)
                     total += config.ssl_weight * terms["ssl"]
-        grads = tape.gradient(total, variables)
+        grads = gradients(tape, total, variables, optimizer)  # through the loss scale under mixed_float16
         # Parts a variant does not train (e.g. the decoder of "encoder") get zero gradients: Adam leaves them
         # exactly unchanged, and one optimizer serves every variant.
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables, strict=True)]

@@ -57,6 +57,8 @@ class MultiMixResult:
         checkpoint: path of the best weights (``best.weights.h5``, for ``model.network.load_weights``) when a
             run directory was given.
         config: the ``MultiMixConfig`` as a dict.
+        compute_dtype: what the convolutions computed in (``float32``, ``bfloat16``, ``float16``); float16
+            steps go through dynamic loss scaling.
     """
 
     variant: str
@@ -71,6 +73,7 @@ class MultiMixResult:
     total_params: int = 0
     checkpoint: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    compute_dtype: str = "float32"
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -113,6 +116,22 @@ def _validation_metrics(model: MultiMix, data: MultiMixData, config: MultiMixCon
     metrics["val_loss"] = loss
     metrics["val_score"] = -loss if config.selection == "loss" else score / weights
     return metrics
+
+
+def compute_dtype(model: MultiMix) -> str:
+    """The dtype ``model``'s convolutions compute in: ``float32``, or ``bfloat16`` / ``float16`` when it was
+    built under a mixed-precision policy (``urep.training.distribute.mixed_precision_scope``)."""
+    return model.network.get_layer("encoder_out").compute_dtype
+
+
+def multimix_optimizer(model: MultiMix, learning_rate: float) -> keras.optimizers.Optimizer:
+    """The paper's Adam over ``model.network``'s trainable variables, built; wrapped in a
+    ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling) when the model computes in float16."""
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    if compute_dtype(model) == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.network.trainable_variables)
+    return optimizer
 
 
 def _run_dir(run: Any, variant: str) -> Path | None:
@@ -160,8 +179,7 @@ def train_multimix(model: MultiMix, data: MultiMixData, config: MultiMixConfig |
     _check(all(s == expected for s in shapes), f"images {sorted(shapes)} do not fit the model input {expected}")
     checkpoint_dir = _run_dir(run, config.variant)
 
-    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
-    optimizer.build(model.network.trainable_variables)
+    optimizer = multimix_optimizer(model, config.learning_rate)
     step = make_train_step(model, optimizer, config)
     n_steps = steps_per_epoch(data, config)
     iterator = iter(training_dataset(data, config))
@@ -170,6 +188,7 @@ def train_multimix(model: MultiMix, data: MultiMixData, config: MultiMixConfig |
         trainable_params=int(sum(int(np.prod(v.shape)) for v in model.network.trainable_variables)),
         total_params=int(model.network.count_params()),
         config=config.to_dict(),
+        compute_dtype=compute_dtype(model),
     )
     best_weights = None
     start = time.perf_counter()
