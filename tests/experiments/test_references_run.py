@@ -87,3 +87,28 @@ def test_in_domain_metrics_score_each_validation_patient_once(two_runs):
     assert majority["max_predicted_fraction"] == pytest.approx(1.0)  # one class for every validation patient
     table = (out / "tables" / "in_domain.md").read_text()
     assert "Reference: Majority class" in table and "optimistic" in table
+
+
+def test_the_reference_unet_trains_on_the_baselines_augmented_batches(tmp_path, monkeypatch):
+    """The U-Net reference follows the segmentation baseline's protocol, augmentation included."""
+    from urep.data.batches import AugmentedBatches
+    from urep.training import loop
+
+    config = _tiny_config()
+    augmentation = dataclasses.replace(config.training.baseline.augmentation, enabled=True, rotation=5.0,
+                                       zoom=0.2, brightness=0.1, contrast=0.1, gamma=0.1)
+    config = dataclasses.replace(config, training=dataclasses.replace(
+        config.training, baseline=dataclasses.replace(config.training.baseline, augmentation=augmentation)))
+    seen = {}
+    real = loop.train_model
+
+    def spy(model, loss, train, *args, **kwargs):
+        seen[kwargs["phase"]] = train
+        return real(model, loss, train, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_model", spy)
+    run_experiment(config, tmp_path / "run")
+    batches = seen["reference_unet/fold0/lung_segmentation"]
+    assert isinstance(batches, AugmentedBatches)
+    assert batches.masks is True  # the masks follow the images' geometric transform
+    assert batches.options["zoom"] == 0.2 and batches.options["gamma"] == 0.1

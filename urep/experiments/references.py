@@ -110,7 +110,8 @@ def unet_enabled(config: ExperimentConfig) -> bool:
 
 def _unet(pipeline: UrepPipeline, task_name: str, fold: int, train_index: np.ndarray,
           val_index: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Train one U-Net like the segmentation baseline; return its outputs on the test and validation images."""
+    """Train one U-Net like the segmentation baseline (its settings, optimizer and training batches, the
+    on-the-fly augmentation included); return its outputs on the test and validation images."""
     from urep import models
     from urep.experiments.pipeline import accuracy_metric
     from urep.losses import TASK_LOSSES
@@ -125,7 +126,8 @@ def _unet(pipeline: UrepPipeline, task_name: str, fold: int, train_index: np.nda
     optimizer = pipeline._task_train_settings(data.config)[0]  # the segmentation baseline's optimizer
     result = train_model(
         model, TASK_LOSSES["segmentation"],
-        pipeline._datasets(x[train_index], y[train_index], settings.batch_size, config.seed + fold),
+        pipeline._train_batches(data.pool.images[train_index], x[train_index], y[train_index], settings.batch_size,
+                                config.seed + fold, settings, "segmentation"),
         pipeline._batches(x[val_index], y[val_index], settings.batch_size), pipeline._train_config(settings),
         name=task_name, kind="segmentation",
         optimizer={"name": optimizer, "learning_rate": settings.learning_rate},
