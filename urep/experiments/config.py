@@ -517,6 +517,10 @@ class DistributionConfig:
     prefetch_to_device: bool = False
 
 
+#: The `experiment` kinds run by the MultiMix trainer (`urep.experiments.multimix_experiment`).
+MULTIMIX_EXPERIMENTS = ("multimix", "urep_vs_multimix")
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment. See the module docstring for the papers' defaults.
@@ -615,7 +619,7 @@ def _cross_field_rules(config: ExperimentConfig) -> Iterator[tuple[bool, str, st
                    f"include names another plain data source; {ref!r} is not one of {plain}")
         yield (not source.include and source.phantom is None and source.root is None, f"data.{key}",
                "a data source needs `root` (a folder) or `phantom` (a generator)")
-    source, tasks, multimix_run = config.source, config.tasks, config.experiment in ("multimix", "urep_vs_multimix")
+    source, tasks, multimix_run = config.source, config.tasks, config.experiment in MULTIMIX_EXPERIMENTS
     yield (config.experiment != "multimix" and not source.data, "source.data",
            "name at least one data source to train the representation on")
     yield source.kind == "dilated_cnn" and len(source.classes) < 2, "source.classes", \

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from urep.env import cpu_model, native_bfloat16
-from urep.experiments.config import DistributionConfig, ExperimentConfig
+from urep.experiments.config import MULTIMIX_EXPERIMENTS, DistributionConfig, ExperimentConfig
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def apply_profile(config: ExperimentConfig, profile: str, batch_multiplier: int 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {sorted(PROFILES)}")
     settings = PROFILES[profile]
-    multimix = config.experiment in ("multimix", "urep_vs_multimix")
+    multimix = config.experiment in MULTIMIX_EXPERIMENTS
     if multimix and settings and ((batch_multiplier or 1) != 1 or scale_learning_rate):
         raise ValueError(f"profile {profile!r}: experiment {config.experiment!r} keeps the papers' batches "
                          "(MultiMix: 10 per stream) so both methods see the same data; no batch_multiplier or "
@@ -86,7 +86,6 @@ def apply_profile(config: ExperimentConfig, profile: str, batch_multiplier: int 
     if deterministic is not None:
         changes["deterministic"] = deterministic
     if settings:
-
         def phase(train):
             lr = train.learning_rate * factor if scale_learning_rate else train.learning_rate
             return dataclasses.replace(train, jit_compile=settings["jit_compile"],

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from urep.experiments.config import ExperimentConfig, TaskConfig
+from urep.experiments.config import MULTIMIX_EXPERIMENTS, ExperimentConfig, TaskConfig
 from urep.experiments.sources import TaskArrays, task_frame
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class MultiMixExperiment:
                  resume: bool = False) -> None:
         from urep.experiments.pipeline import UrepPipeline
 
-        if config.experiment not in ("multimix", "urep_vs_multimix") or config.multimix is None:
+        if config.experiment not in MULTIMIX_EXPERIMENTS or config.multimix is None:
             raise ValueError(f"not a MultiMix experiment: {config.experiment!r}")
         self.config = config
         self.run_dir = Path(run_dir)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from urep.experiments.config import (
+    MULTIMIX_EXPERIMENTS,
     ExperimentConfig,
     SuiteConfig,
     check_data_roots,
@@ -305,7 +306,7 @@ def _run_in(config: ExperimentConfig, run_dir: Path, current: dict, data_root, r
                     " (resumed)" if resume else "")
         seed_everything(config.seed, config.deterministic)
         root = None if data_root is None else str(data_root)
-        if config.experiment in ("multimix", "urep_vs_multimix"):
+        if config.experiment in MULTIMIX_EXPERIMENTS:
             from urep.experiments.multimix_experiment import run_multimix_experiment
 
             results = run_multimix_experiment(config, run_dir, root, resume=resume)
