@@ -74,7 +74,7 @@ def baseline_model(pipeline: UrepPipeline, task: TaskConfig, fold: int):
             **pipeline.config.baseline.classifier), pipeline.config.batchnorm_momentum)
     fresh = pipeline.build_source_model(name=f"baseline_source_{task.name}_f{fold}")
     if pipeline.config.source.kind == "cdae":
-        return models.segmentation_head_from_autoencoder(fresh, name=task.name)
+        return models.segmentation_head_from_autoencoder(fresh, name=task.name, **task.head)
     encoder = models.truncate(fresh, "encoder_out")
     kwargs = {**task.head, **pipeline.config.baseline.segmenter}
     return models.segmentation_head_from_encoder(encoder, name=task.name, **kwargs)

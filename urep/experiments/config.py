@@ -312,7 +312,9 @@ class TaskConfig:
         classes: class names; for classification the rows whose label is in `classes` are kept (this is how
             the homogeneous tasks of journal Tables 5 and 9 are cut from one data set); output order.
         paper_task: the task's name in `urep.experiments.paper_numbers` (e.g. `lung_segmentation`).
-        head: keyword arguments for the head builder.
+        head: keyword arguments for the head builder (`head_keys`): `dense_units`, `dropout` for
+            classification; `context_dilations` for segmentation on a CDAE (a variant, off by default:
+            `urep.models.segmentation_head_from_autoencoder`); the decoder's options on a dilated CNN.
         optimizer: head optimizer; default SGD for classification, RMSprop for segmentation on a CDAE and
             Adam on a dilated CNN (preprint Tables 1 and 3).
         learning_rate: head learning rate; default the `training.heads` value.
@@ -609,6 +611,17 @@ class ExperimentConfig:
         return dataclasses.replace(base, optimizer=optimizer, learning_rate=task.learning_rate or base.learning_rate)
 
 
+def head_keys(kind: str, source_kind: str) -> tuple[str, ...]:
+    """The `tasks[].head` options a task of `kind` accepts on a source of `source_kind`: the keyword
+    arguments of the head builder the pipeline calls (`urep.models.MultiTaskModel.add_classification_head`;
+    `add_segmentation_head` with the CDAE's decoder, or `segmentation_head_from_encoder`)."""
+    if kind == "classification":
+        return ("dense_units", "dropout")
+    if source_kind == "cdae":
+        return ("context_dilations",)
+    return ("decoder_filters", "kernel_size", "dilation_rates", "upsample_levels")
+
+
 def _cross_field_rules(config: ExperimentConfig) -> Iterator[tuple[bool, str, str]]:
     """`(broken, key, message)` of every rule between fields (a field's own rules are on its type), in order;
     the caller stops at the first broken one, so a rule may rely on the rules before it."""
@@ -639,6 +652,10 @@ def _cross_field_rules(config: ExperimentConfig) -> Iterator[tuple[bool, str, st
         yield task.name in names[:i], f"tasks[{i}].name", f"duplicate task name {task.name!r}"
         yield (task.kind == "classification" and len(task.classes) < 2, f"tasks[{i}].classes",
                "a classification task needs at least two classes")
+        allowed = head_keys(task.kind, source.kind)
+        unknown = sorted(set(task.head) - set(allowed))
+        yield (bool(unknown), f"tasks[{i}].head.{unknown[0] if unknown else ''}",
+               f"not an option of a {task.kind} head on a {source.kind} source; options: {list(allowed)}")
         yield (task.paper_task is not None
                and not any(task.paper_task in PAPER_TABLES[t].tasks for t in config.paper_tables),
                f"tasks[{i}].paper_task",

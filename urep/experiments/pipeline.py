@@ -485,7 +485,7 @@ class UrepPipeline:
         if task.kind == "classification":
             assembly.add_classification_head(task.name, len(task.classes), **kwargs)
         elif self.config.source.kind == "cdae":
-            assembly.add_segmentation_head(task.name, autoencoder=autoencoder)
+            assembly.add_segmentation_head(task.name, autoencoder=autoencoder, **kwargs)
         else:
             assembly.add_segmentation_head(task.name, **kwargs)
 

@@ -119,6 +119,7 @@ class MultiTaskModel:
         dilation_rates: Sequence[int] | None = DEFAULT_DILATION_RATES,
         upsample_levels: int | None = None,
         encoder_layer: str = ENCODER_OUT,
+        context_dilations: Sequence[int] | None = None,
     ) -> keras.Model:
         """Add a segmentation head.
 
@@ -130,6 +131,8 @@ class MultiTaskModel:
             decoder_filters, kernel_size, dilation_rates, upsample_levels: for the decoder built from the
                 encoder (ignored with `autoencoder`).
             encoder_layer: the autoencoder's last encoder layer (with `autoencoder`).
+            context_dilations: residual dilated context blocks between the encoder and the copied
+                decoder (with `autoencoder`; a variant not in the papers, `segmentation_head_from_autoencoder`).
 
         Returns:
             The task model, a sigmoid mask `(batch, H, W, 1)`.
@@ -138,10 +141,12 @@ class MultiTaskModel:
             return self.add_head(
                 name,
                 lambda encoder, head: segmentation_head_from_autoencoder(
-                    autoencoder, encoder=encoder, encoder_layer=encoder_layer, name=head
+                    autoencoder, encoder=encoder, encoder_layer=encoder_layer,
+                    context_dilations=context_dilations, name=head
                 ),
                 kind="segmentation",
-                config={"source": "autoencoder", "autoencoder": autoencoder.name},
+                config={"source": "autoencoder", "autoencoder": autoencoder.name,
+                        "context_dilations": None if context_dilations is None else list(context_dilations)},
             )
         return self.add_head(
             name,

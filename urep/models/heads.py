@@ -9,13 +9,14 @@ heads copy the decoder with its trained weights (docs/choices.md, "Heads built f
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
 
 import keras
 
-from urep.models._checks import check_positive_int, check_rate
+from urep.models._checks import check_filters, check_positive_int, check_rate
 from urep.models.decoders import DEFAULT_DILATION_RATES, DEFAULT_FILTERS, decoder_layers
 from urep.models.truncation import ENCODER_OUT, truncate
 
@@ -126,6 +127,7 @@ def segmentation_head_from_autoencoder(
     encoder_layer: str = ENCODER_OUT,
     output_layer: str | None = None,
     output_channels: int = 1,
+    context_dilations: Sequence[int] | None = None,
     name: str = "segmentation",
 ) -> keras.Model:
     """The whole autoencoder with its final convolution replaced by a sigmoid convolution to a mask.
@@ -144,19 +146,28 @@ def segmentation_head_from_autoencoder(
         encoder_layer: name of the autoencoder's last encoder layer.
         output_layer: name of the final convolution to replace; default: the autoencoder's output layer.
         output_channels: mask channels.
+        context_dilations: None (the papers' head, the default) or a variant not in the papers: one
+            residual context block per rate between the encoder's output and the decoder
+            (`context_block`), trainable head layers that widen the receptive field, which the frozen
+            encoder of the independent strategy fixes in pixels (docs/real_data.md, "receptive field").
         name: head name.
 
     Returns:
         A Functional `keras.Model` from the encoder's input to a sigmoid mask `(batch, H, W, channels)`.
 
     Raises:
-        ValueError: unknown layer names, a non-chain decoder, a final layer that is not a convolution, or
-            an encoder whose output shape does not fit the decoder.
+        ValueError: unknown layer names, a non-chain decoder, a final layer that is not a convolution, an
+            encoder whose output shape does not fit the decoder, or a dilation rate that is not a positive
+            integer.
     """
     name = check_head_name(name)
     output_channels = check_positive_int(output_channels, "output_channels")
+    context = None
+    if context_dilations is not None:
+        rates = check_filters(context_dilations, "context_dilations")
+        context = functools.partial(context_block, dilation_rates=rates, prefix=f"{name}_")
     if _has_skips(autoencoder):
-        encoder, x, final = _skip_decoder(autoencoder, encoder, encoder_layer, output_layer, name)
+        encoder, x, final = _skip_decoder(autoencoder, encoder, encoder_layer, output_layer, name, context)
     else:
         encoder, decoder, final = _autoencoder_parts(autoencoder, encoder, encoder_layer, output_layer)
     if not isinstance(final, keras.layers.Conv2D):
@@ -165,7 +176,8 @@ def segmentation_head_from_autoencoder(
             "Conv2D to replace"
         )
     if not _has_skips(autoencoder):
-        x = _apply_copies(encoder.output, decoder, name)
+        features = _feature_map(encoder)
+        x = _apply_copies(features if context is None else context(features), decoder, name)
     outputs = keras.layers.Conv2D(
         output_channels,
         final.kernel_size,
@@ -175,6 +187,33 @@ def segmentation_head_from_autoencoder(
         name=f"{name}_mask",
     )(x)
     return keras.Model(encoder.input, outputs, name=name)
+
+
+def context_block(x: keras.KerasTensor, dilation_rates: Sequence[int], prefix: str = "") -> keras.KerasTensor:
+    """Residual dilated convolutions that widen a feature map's receptive field (not in the papers).
+
+    Per rate r (1-based index i): `{prefix}context_conv{i}` (3x3, dilation r, the map's width) ->
+    `{prefix}context_bn{i}` -> `{prefix}context_relu{i}` -> `{prefix}context_proj{i}` (1x1, initialised to
+    zero) added to the block's input in `{prefix}context_add{i}`. The zero projection makes each block the
+    identity when built, so a head with context blocks starts as the head without them; rates (1, 2, 4) on a
+    CDAE's 1/16 feature map add 2 * 16 * 7 = 224 pixels to the receptive field.
+
+    Args:
+        x: feature map `(batch, h, w, c)`.
+        dilation_rates: one block per rate.
+        prefix: prepended to every layer name.
+
+    Returns:
+        A tensor of `x`'s shape.
+    """
+    width = x.shape[-1]
+    for i, rate in enumerate(dilation_rates, start=1):
+        y = keras.layers.Conv2D(width, 3, padding="same", dilation_rate=rate, name=f"{prefix}context_conv{i}")(x)
+        y = keras.layers.BatchNormalization(name=f"{prefix}context_bn{i}")(y)
+        y = keras.layers.ReLU(name=f"{prefix}context_relu{i}")(y)
+        y = keras.layers.Conv2D(width, 1, kernel_initializer="zeros", name=f"{prefix}context_proj{i}")(y)
+        x = keras.layers.Add(name=f"{prefix}context_add{i}")([x, y])
+    return x
 
 
 def reconstruction_head_from_autoencoder(
@@ -282,12 +321,14 @@ def _skip_decoder(
     encoder_layer: str,
     output_layer: str | None,
     prefix: str,
+    context=None,
 ) -> tuple[keras.Model, keras.KerasTensor, keras.layers.Layer]:
     """Copy a skip-connected decoder onto `encoder`: (encoder, copied input of the final layer, final layer).
 
     The graph from `encoder_layer` (and from the encoder maps the skips read, by layer name) to the final
     layer's input is rebuilt from copies of the decoder layers (same config and weights, renamed
-    `{prefix}_{name}`); encoder layers, skip sources included, are `encoder`'s own (shared).
+    `{prefix}_{name}`); encoder layers, skip sources included, are `encoder`'s own (shared). `context`, when
+    given, maps the encoder's output before the decoder reads it (`context_block`).
     """
     source_encoder = truncate(autoencoder, encoder_layer)
     names = [layer.name for layer in autoencoder.layers]
@@ -307,6 +348,8 @@ def _skip_decoder(
             f"encoder {encoder.name!r} outputs {tuple(features.shape[1:])}, but the decoder of "
             f"{autoencoder.name!r} expects {expected} (the output of {encoder_layer!r})"
         )
+    if context is not None:
+        features = context(features)
     encoder_names = {layer.name for layer in source_encoder.layers}
     copies: dict[str, keras.KerasTensor] = {}
 
