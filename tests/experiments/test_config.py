@@ -255,3 +255,29 @@ def test_train_settings_map_onto_one_train_config():
     assert config.mixed_precision == "mixed_bfloat16" and config.progress_bar is None
     task = settings.train_config(seed=0, optimizer="sgd", learning_rate=0.5, progress_bar=False, epochs=1)
     assert (task.optimizer.name, task.learning_rate, task.progress_bar, task.epochs) == ("sgd", 0.5, False, 1)
+
+
+def test_head_options_are_those_of_the_head_builder(tmp_path):
+    import inspect
+
+    from urep.experiments.config import head_keys
+    from urep.models import MultiTaskModel, segmentation_head_from_encoder
+
+    raw = _minimal()
+    raw["tasks"][0]["head"] = {"dropout": 0.3, "dropuot": 0.2}
+    with pytest.raises(ConfigError, match=r"tasks\[0\]\.head\.dropuot: not an option of a classification "
+                                          r"head on a cdae source; options: \['dense_units', 'dropout'\]"):
+        load_config(_write(tmp_path, raw))
+    raw["tasks"] = [{"name": "seg", "kind": "segmentation", "data": "heads",
+                     "head": {"decoder_filters": [8, 8]}}]
+    with pytest.raises(ConfigError, match=r"tasks\[0\]\.head\.decoder_filters: .*options: \['context_dilations'\]"):
+        load_config(_write(tmp_path, raw))
+    raw["tasks"][0]["head"] = {"context_dilations": [1, 2, 4]}
+    assert load_config(_write(tmp_path, raw)).tasks[0].head == {"context_dilations": [1, 2, 4]}
+    # the allowed names are keyword arguments of the builders the pipeline calls
+    classification = inspect.signature(MultiTaskModel.add_classification_head).parameters
+    segmentation = inspect.signature(MultiTaskModel.add_segmentation_head).parameters
+    assert set(head_keys("classification", "cdae")) <= set(classification)
+    assert set(head_keys("segmentation", "cdae")) <= set(segmentation)
+    assert set(head_keys("segmentation", "dilated_cnn")) <= (
+        set(segmentation) & set(inspect.signature(segmentation_head_from_encoder).parameters))

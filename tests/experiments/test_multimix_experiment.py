@@ -111,6 +111,20 @@ def test_multimix_kind_trains_a_single_task_variant_once_per_own_budget(tmp_path
     assert (tmp_path / "run" / "tables" / "label_budgets.md").is_file()
 
 
+def test_the_ablation_variants_are_tested_against_the_full_multimix(tmp_path):
+    from urep.experiments.runner import run_experiment
+
+    config = _tiny("multimix_cxr_phantom", label_budgets=((4, 4),), variants=("multimix", "umtls"))
+    results = run_experiment(config, tmp_path / "run")
+
+    assert [run["model"] for run in results["multimix"]["runs"]] == ["multimix", "umtls"]
+    pairs = {(t["a"], t["b"], t["test"], t["domain"]) for t in results["statistics"]}
+    assert pairs == {("multimix", "umtls", "mcnemar", "in_domain"), ("multimix", "umtls", "wilcoxon", "in_domain"),
+                     ("multimix", "umtls", "wilcoxon", "cross_domain")}
+    assert all(t["n"] > 0 and 0.0 <= t["p_value"] <= 1.0 for t in results["statistics"])
+    assert "umtls" in (tmp_path / "run" / "tables" / "statistics.md").read_text(encoding="utf-8")
+
+
 def test_a_multimix_run_under_the_cpu_bf16_profile_trains_in_bfloat16(tmp_path):
     from urep.experiments.distribution import apply_profile
     from urep.experiments.runner import run_experiment

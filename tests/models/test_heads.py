@@ -178,3 +178,30 @@ def test_outputs_stay_float32_under_mixed_precision():
             assert model.output.dtype == "float32", model.name
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("skips", [None, "add"])
+def test_context_blocks_start_as_the_papers_head_and_train_while_the_encoder_is_frozen(skips):
+    source = cdae((32, 32, 1), filters=(2, 3, 4, 5), output="residual", skips=skips)
+    plain = segmentation_head_from_autoencoder(source, name="seg")
+    head = segmentation_head_from_autoencoder(source, context_dilations=(1, 2), name="seg")
+    head.get_layer("seg_mask").set_weights(plain.get_layer("seg_mask").get_weights())
+    np.testing.assert_array_equal(plain.predict(IMAGES, verbose=0), head.predict(IMAGES, verbose=0))
+    # two blocks on the 2x2x5 map: 3x3 convolution + BN (4 per channel) + 1x1 projection, each with biases
+    block = 5 * 9 * 5 + 5 + 4 * 5 + 5 * 5 + 5
+    assert head.count_params() - plain.count_params() == 2 * block
+    assert head.get_layer("seg_context_conv2").dilation_rate == (2, 2)
+    encoder = [layer for layer in head.layers if layer.name.startswith("enc_")]
+    for layer in encoder:
+        layer.trainable = False
+    frozen = [w.numpy().copy() for layer in encoder for w in layer.weights]
+    head.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy")
+    head.fit(IMAGES, (IMAGES > 0.5).astype("float32"), epochs=2, verbose=0)
+    for before, w in zip(frozen, [w for layer in encoder for w in layer.weights], strict=True):
+        np.testing.assert_array_equal(before, w.numpy())
+    assert np.abs(head.get_layer("seg_context_proj1").kernel.numpy()).max() > 0  # left its zero start
+
+
+def test_context_dilations_are_checked(autoencoder):
+    with pytest.raises(ValueError, match=r"context_dilations must be a non-empty sequence of positive integers"):
+        segmentation_head_from_autoencoder(autoencoder, context_dilations=(0, 2))

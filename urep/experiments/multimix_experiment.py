@@ -256,7 +256,8 @@ class MultiMixExperiment:
 
     def _paired_tests(self, setting: str, scored: dict[str, dict], seed: int) -> None:
         """McNemar (per-image correctness) and Wilcoxon (per-image Dice) between every MultiMix variant and
-        every U-Rep strategy, per domain, on the same test images."""
+        every U-Rep strategy, and between the full `multimix` and each other variant (the ablation: what the
+        unlabelled data and the KL term add), per domain, on the same test images."""
         from urep.statistics import mcnemar, wilcoxon_paired
 
         stats = self.config.statistics
@@ -264,7 +265,9 @@ class MultiMixExperiment:
                  ("wilcoxon", "dice", self.seg_task.name, "per-image Dice")]
         variants = [m for m in scored if not m.startswith("urep_")]
         strategies = [m for m in scored if m.startswith("urep_")]
-        for a, b, domain in itertools.product(variants, strategies, ("in_domain", "cross_domain")):
+        pairs = [*itertools.product(variants, strategies),
+                 *(("multimix", v) for v in variants if "multimix" in variants and v != "multimix")]
+        for (a, b), domain in itertools.product(pairs, ("in_domain", "cross_domain")):
             scores_a = scored[a].get(domain, {}).get("per_image", {})
             scores_b = scored[b].get(domain, {}).get("per_image", {})
             for test, key, task, on in tests:
