@@ -114,7 +114,7 @@ def test_multimix_kind_trains_a_single_task_variant_once_per_own_budget(tmp_path
 def test_the_ablation_variants_are_tested_against_the_full_multimix(tmp_path):
     from urep.experiments.runner import run_experiment
 
-    config = _tiny("multimix_cxr_phantom", label_budgets=((4, 4),), variants=("multimix", "umtls"))
+    config = _tiny("multimix_cxr_phantom", label_budgets=((4, 4),), variants=("multimix", "umtls"), seeds=(3,))
     results = run_experiment(config, tmp_path / "run")
 
     assert [run["model"] for run in results["multimix"]["runs"]] == ["multimix", "umtls"]
@@ -123,6 +123,10 @@ def test_the_ablation_variants_are_tested_against_the_full_multimix(tmp_path):
                      ("multimix", "umtls", "wilcoxon", "cross_domain")}
     assert all(t["n"] > 0 and 0.0 <= t["p_value"] <= 1.0 for t in results["statistics"])
     assert "umtls" in (tmp_path / "run" / "tables" / "statistics.md").read_text(encoding="utf-8")
+    (umtls,) = [e for e in results["multimix"].get("summary", []) if e["model"] == "umtls"
+                and e["domain"] == "in_domain"]
+    assert set(umtls["tests"]) == {"mcnemar vs multimix", "wilcoxon vs multimix"}
+    assert umtls["tests"]["mcnemar vs multimix"]["n_seeds"] == 1
 
 
 def test_a_multimix_run_under_the_cpu_bf16_profile_trains_in_bfloat16(tmp_path):

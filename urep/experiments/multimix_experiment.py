@@ -403,7 +403,8 @@ def seed_summary(runs: list[dict], statistics: list[dict]) -> list[dict]:
         One entry per (model, setting, domain): `model`, `kind`, `method`, `setting`, `domain`, `seeds`, and per
         metric `{"mean", "std" (sample, ddof 1; 0 with one seed), "min", "max", "values"}` (NaN values left out),
         plus `tests`: `{test: {"p_values": [per seed], "significant": k, "n_seeds": n}}` against each MultiMix
-        variant (keyed `"<test> vs <variant>"`) for U-Rep rows.
+        variant (keyed `"<test> vs <variant>"`) for U-Rep rows, and against the full `multimix` for the rows of
+        the other MultiMix variants (the ablation).
     """
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
@@ -422,9 +423,11 @@ def seed_summary(runs: list[dict], statistics: list[dict]) -> list[dict]:
                                  "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
                                  "min": float(np.min(values)), "max": float(np.max(values)), "values": values}
         tests: dict[str, dict] = {}
+        against = f"urep_{entry['method']}" if entry["kind"] == "urep" else entry["method"]
         for t in statistics:
-            if t.get("b") == f"urep_{entry['method']}" and t.get("domain") == domain and \
-                    t.get("setting") == members[0].get("budget_setting") and entry["kind"] == "urep":
+            if t.get("b") == against and t.get("domain") == domain and \
+                    t.get("setting") == members[0].get("budget_setting") and \
+                    (entry["kind"] == "urep" or t.get("a") == "multimix"):
                 key = f"{t['test']} vs {t['a']}"
                 item = tests.setdefault(key, {"p_values": [], "seeds": [], "significant": 0})
                 item["p_values"].append(t["p_value"])

@@ -362,7 +362,8 @@ def label_budget_table(results: dict) -> Table | None:
 
 def seed_summary_table(results: dict) -> Table | None:
     """MultiMix and U-Rep over seeds (`multimix.seeds`): mean (spread) per budget and domain, and how many
-    seeds' paired tests (U-Rep row vs MultiMix) reached significance; from `multimix.summary`."""
+    seeds' paired tests (a U-Rep row vs MultiMix, an ablation variant vs the full MultiMix) reached
+    significance; from `multimix.summary`."""
     summary = results.get("multimix", {}).get("summary")
     if not summary:
         return None
@@ -382,8 +383,8 @@ def seed_summary_table(results: dict) -> Table | None:
         out.add(entry["setting"], entry["model"], entry["domain"].replace("_", "-"), len(entry["seeds"]), *cells,
                 *tests)
     out.notes.append("Spread: sample standard deviation over seeds (label draw, weights, data order); the split "
-                     "and U-Rep's source are fixed. p-values: U-Rep row vs MultiMix on the same test images, one "
-                     "per seed.")
+                     "and U-Rep's source are fixed. p-values, one per seed, on the same test images: a U-Rep row "
+                     "vs each MultiMix variant; a MultiMix variant's row vs the full MultiMix.")
     return out
 
 
