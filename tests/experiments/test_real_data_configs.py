@@ -27,6 +27,22 @@ def test_paper_configs_keep_augmentation_and_standardisation_off(name):
     config = load_config(name)
     assert config.preprocessing.standardize == "none"
     assert not config.training.heads.augmentation.enabled and config.training.heads.class_weight == "none"
+    # the papers' heads: no context blocks on any segmentation head
+    assert all("context_dilations" not in task.head for task in config.tasks)
+
+
+@pytest.mark.parametrize("name", REAL[:2])
+def test_real_data_segmentation_heads_widen_the_receptive_field(name, tmp_path):
+    from urep.experiments.pipeline import UrepPipeline
+
+    config = load_config(name)
+    assert config.tasks[0].kind == "segmentation" and config.tasks[0].head == {"context_dilations": [1, 2, 4]}
+    # the option reaches the model the pipeline builds, at a small size
+    config = load_config(name, overrides=["image_size=[32, 32]"])
+    pipeline = UrepPipeline(config, tmp_path)
+    pipeline.source_model = pipeline.build_source_model(name="source")
+    head = pipeline._assembly("independent", 0).task_models["lung_segmentation"]
+    assert head.get_layer("lung_segmentation_context_conv3").dilation_rate == (4, 4)
 
 
 @pytest.mark.parametrize("name", REAL)
