@@ -12,6 +12,7 @@ from urep.models.decoders import decoder_layers, segmentation_decoder
 from urep.models.dilated_cnn import dilated_cnn, dilated_convolutions
 from urep.models.heads import (
     classification_head,
+    context_block,
     reconstruction_head_from_autoencoder,
     segmentation_head_from_autoencoder,
     segmentation_head_from_encoder,
@@ -32,6 +33,7 @@ __all__ = [
     "set_residual_skip",
     "classification_head",
     "closest_constant_width",
+    "context_block",
     "decoder_layers",
     "dilated_cnn",
     "dilated_convolutions",

@@ -149,7 +149,7 @@ def segmentation_head_from_autoencoder(
         context_dilations: None (the papers' head, the default) or a variant not in the papers: one
             residual context block per rate between the encoder's output and the decoder
             (`context_block`), trainable head layers that widen the receptive field, which the frozen
-            encoder of the independent strategy fixes in pixels (docs/real_data.md, "receptive field").
+            encoder of the independent strategy fixes in pixels (docs/real_data.md section 15).
         name: head name.
 
     Returns:
