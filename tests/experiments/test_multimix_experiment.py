@@ -215,6 +215,7 @@ def test_official_split_column_sets_train_val_test_and_draws_val_when_absent():
 def test_real_config_uses_jsrts_official_split_and_a_pool_several_times_the_budget(shared_data, tmp_path):
     config = load_config("urep_vs_multimix_real")
     assert config.data["jsrt"].split_column == "split" and len(config.multimix.seeds) >= 3
+    assert config.multimix.variants == ("multimix", "umtls")  # the semi-supervised ablation is in the report
     assert config.image_size == (128, 128)
     config = dataclasses.replace(config, image_size=(32, 32))
     experiment = MultiMixExperiment(config, tmp_path, data_root=str(shared_data))
