@@ -270,7 +270,7 @@ def test_head_options_are_those_of_the_head_builder(tmp_path):
         load_config(_write(tmp_path, raw))
     raw["tasks"] = [{"name": "seg", "kind": "segmentation", "data": "heads",
                      "head": {"decoder_filters": [8, 8]}}]
-    with pytest.raises(ConfigError, match=r"tasks\[0\]\.head\.decoder_filters: .*options: \['context_dilations'\]"):
+    with pytest.raises(ConfigError, match=r"tasks\[0\]\.head\.decoder_filters: .*options: \['context_dilations', 'context_width'\]"):
         load_config(_write(tmp_path, raw))
     raw["tasks"][0]["head"] = {"context_dilations": [1, 2, 4]}
     assert load_config(_write(tmp_path, raw)).tasks[0].head == {"context_dilations": [1, 2, 4]}

@@ -235,12 +235,14 @@ def test_baseline_denoiser_is_a_fresh_cdae():
 
 def test_a_segmentation_head_with_context_blocks_saves_and_reloads(source, tmp_path):
     assembly = MultiTaskModel(truncate(source), name="cxr")
-    lungs = assembly.add_segmentation_head("lungs", autoencoder=source, context_dilations=(1, 2))
+    lungs = assembly.add_segmentation_head("lungs", autoencoder=source, context_dilations=(1, 2), context_width=3)
     assert {"lungs_context_conv1", "lungs_context_add2"} <= {layer.name for layer in lungs.layers}
     _randomise(lungs.get_layer("lungs_context_proj1"), 2)  # a trained block, not the identity
     expected = lungs(IMAGES).numpy()
     assembly.save(tmp_path / "assembly")
     manifest = json.loads((tmp_path / "assembly" / "manifest.json").read_text())
     assert manifest["heads"]["lungs"]["config"]["context_dilations"] == [1, 2]
+    assert manifest["heads"]["lungs"]["config"]["context_width"] == 3
+    assert lungs.get_layer("lungs_context_conv2").filters == 3
     loaded = MultiTaskModel.load(tmp_path / "assembly")
     np.testing.assert_array_equal(loaded.task_models["lungs"](IMAGES).numpy(), expected)

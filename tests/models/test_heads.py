@@ -205,3 +205,26 @@ def test_context_blocks_start_as_the_papers_head_and_train_while_the_encoder_is_
 def test_context_dilations_are_checked(autoencoder):
     with pytest.raises(ValueError, match=r"context_dilations must be a non-empty sequence of positive integers"):
         segmentation_head_from_autoencoder(autoencoder, context_dilations=(0, 2))
+
+
+@pytest.mark.parametrize("skips", [None, "add"])
+def test_narrow_context_blocks_keep_the_receptive_field_with_fewer_parameters(skips):
+    source = cdae((32, 32, 1), filters=(2, 3, 4, 5), output="residual", skips=skips)
+    plain = segmentation_head_from_autoencoder(source, name="seg")
+    wide = segmentation_head_from_autoencoder(source, context_dilations=(1, 2, 4), name="seg")
+    narrow = segmentation_head_from_autoencoder(source, context_dilations=(1, 2, 4), context_width=2, name="seg")
+    # per block on the 5-channel map: 3x3 convolution to `width` filters + BN (4 per filter) + 1x1 back to 5
+    assert narrow.count_params() - plain.count_params() == 3 * (5 * 9 * 2 + 2 + 4 * 2 + 2 * 5 + 5)
+    assert wide.count_params() - plain.count_params() == 3 * (5 * 9 * 5 + 5 + 4 * 5 + 5 * 5 + 5)
+    assert narrow.get_layer("seg_context_conv3").dilation_rate == (4, 4)
+    assert narrow.get_layer("seg_context_add3").output.shape == wide.get_layer("seg_context_add3").output.shape
+    narrow.get_layer("seg_mask").set_weights(plain.get_layer("seg_mask").get_weights())
+    np.testing.assert_array_equal(plain.predict(IMAGES, verbose=0), narrow.predict(IMAGES, verbose=0))
+    assert narrow.get_layer("seg_context_proj1").kernel.shape == (1, 1, 2, 5)
+
+
+def test_context_width_is_checked(autoencoder):
+    with pytest.raises(ValueError, match=r"context_width=8 needs context_dilations"):
+        segmentation_head_from_autoencoder(autoencoder, context_width=8)
+    with pytest.raises(ValueError, match=r"context_width"):
+        segmentation_head_from_autoencoder(autoencoder, context_dilations=(1,), context_width=0)

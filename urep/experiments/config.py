@@ -313,8 +313,9 @@ class TaskConfig:
             the homogeneous tasks of journal Tables 5 and 9 are cut from one data set); output order.
         paper_task: the task's name in `urep.experiments.paper_numbers` (e.g. `lung_segmentation`).
         head: keyword arguments for the head builder (`head_keys`): `dense_units`, `dropout` for
-            classification; `context_dilations` for segmentation on a CDAE (a variant, off by default:
-            `urep.models.segmentation_head_from_autoencoder`); the decoder's options on a dilated CNN.
+            classification; `context_dilations`, `context_width` for segmentation on a CDAE (a variant,
+            off by default: `urep.models.segmentation_head_from_autoencoder`); the decoder's options on a
+            dilated CNN.
         optimizer: head optimizer; default SGD for classification, RMSprop for segmentation on a CDAE and
             Adam on a dilated CNN (preprint Tables 1 and 3).
         learning_rate: head learning rate; default the `training.heads` value.
@@ -618,7 +619,7 @@ def head_keys(kind: str, source_kind: str) -> tuple[str, ...]:
     if kind == "classification":
         return ("dense_units", "dropout")
     if source_kind == "cdae":
-        return ("context_dilations",)
+        return ("context_dilations", "context_width")
     return ("decoder_filters", "kernel_size", "dilation_rates", "upsample_levels")
 
 

@@ -120,6 +120,7 @@ class MultiTaskModel:
         upsample_levels: int | None = None,
         encoder_layer: str = ENCODER_OUT,
         context_dilations: Sequence[int] | None = None,
+        context_width: int | None = None,
     ) -> keras.Model:
         """Add a segmentation head.
 
@@ -133,6 +134,7 @@ class MultiTaskModel:
             encoder_layer: the autoencoder's last encoder layer (with `autoencoder`).
             context_dilations: residual dilated context blocks between the encoder and the copied
                 decoder (with `autoencoder`; a variant not in the papers, `segmentation_head_from_autoencoder`).
+            context_width: the blocks' convolution filters (default: the encoder output's width).
 
         Returns:
             The task model, a sigmoid mask `(batch, H, W, 1)`.
@@ -142,11 +144,12 @@ class MultiTaskModel:
                 name,
                 lambda encoder, head: segmentation_head_from_autoencoder(
                     autoencoder, encoder=encoder, encoder_layer=encoder_layer,
-                    context_dilations=context_dilations, name=head
+                    context_dilations=context_dilations, context_width=context_width, name=head
                 ),
                 kind="segmentation",
                 config={"source": "autoencoder", "autoencoder": autoencoder.name,
-                        "context_dilations": None if context_dilations is None else list(context_dilations)},
+                        "context_dilations": None if context_dilations is None else list(context_dilations),
+                        "context_width": context_width},
             )
         return self.add_head(
             name,

@@ -128,6 +128,7 @@ def segmentation_head_from_autoencoder(
     output_layer: str | None = None,
     output_channels: int = 1,
     context_dilations: Sequence[int] | None = None,
+    context_width: int | None = None,
     name: str = "segmentation",
 ) -> keras.Model:
     """The whole autoencoder with its final convolution replaced by a sigmoid convolution to a mask.
@@ -150,6 +151,9 @@ def segmentation_head_from_autoencoder(
             residual context block per rate between the encoder's output and the decoder
             (`context_block`), trainable head layers that widen the receptive field, which the frozen
             encoder of the independent strategy fixes in pixels (docs/real_data.md section 15).
+        context_width: filters of each block's dilated convolution; None (default): the feature map's
+            width. A narrower block keeps the receptive field with fewer parameters (needs
+            `context_dilations`).
         name: head name.
 
     Returns:
@@ -157,15 +161,19 @@ def segmentation_head_from_autoencoder(
 
     Raises:
         ValueError: unknown layer names, a non-chain decoder, a final layer that is not a convolution, an
-            encoder whose output shape does not fit the decoder, or a dilation rate that is not a positive
-            integer.
+            encoder whose output shape does not fit the decoder, a dilation rate or `context_width` that is
+            not a positive integer, or `context_width` without `context_dilations`.
     """
     name = check_head_name(name)
     output_channels = check_positive_int(output_channels, "output_channels")
     context = None
+    if context_width is not None:
+        context_width = check_positive_int(context_width, "context_width")
+        if context_dilations is None:
+            raise ValueError(f"context_width={context_width} needs context_dilations (the blocks it sizes)")
     if context_dilations is not None:
         rates = check_filters(context_dilations, "context_dilations")
-        context = functools.partial(context_block, dilation_rates=rates, prefix=f"{name}_")
+        context = functools.partial(context_block, dilation_rates=rates, prefix=f"{name}_", width=context_width)
     if _has_skips(autoencoder):
         encoder, x, final = _skip_decoder(autoencoder, encoder, encoder_layer, output_layer, name, context)
     else:
@@ -189,10 +197,11 @@ def segmentation_head_from_autoencoder(
     return keras.Model(encoder.input, outputs, name=name)
 
 
-def context_block(x: keras.KerasTensor, dilation_rates: Sequence[int], prefix: str = "") -> keras.KerasTensor:
+def context_block(x: keras.KerasTensor, dilation_rates: Sequence[int], prefix: str = "",
+                  width: int | None = None) -> keras.KerasTensor:
     """Residual dilated convolutions that widen a feature map's receptive field (not in the papers).
 
-    Per rate r (1-based index i): `{prefix}context_conv{i}` (3x3, dilation r, the map's width) ->
+    Per rate r (1-based index i): `{prefix}context_conv{i}` (3x3, dilation r, `width` filters) ->
     `{prefix}context_bn{i}` -> `{prefix}context_relu{i}` -> `{prefix}context_proj{i}` (1x1, initialised to
     zero) added to the block's input in `{prefix}context_add{i}`. The zero projection makes each block the
     identity when built, so a head with context blocks starts as the head without them; rates (1, 2, 4) on a
@@ -202,16 +211,19 @@ def context_block(x: keras.KerasTensor, dilation_rates: Sequence[int], prefix: s
         x: feature map `(batch, h, w, c)`.
         dilation_rates: one block per rate.
         prefix: prepended to every layer name.
+        width: filters of the dilated convolution; None: the map's width `c`. The projection always
+            returns `c` channels, so the receptive field does not depend on `width`, the parameters do.
 
     Returns:
         A tensor of `x`'s shape.
     """
-    width = x.shape[-1]
+    channels = x.shape[-1]
+    filters = channels if width is None else width
     for i, rate in enumerate(dilation_rates, start=1):
-        y = keras.layers.Conv2D(width, 3, padding="same", dilation_rate=rate, name=f"{prefix}context_conv{i}")(x)
+        y = keras.layers.Conv2D(filters, 3, padding="same", dilation_rate=rate, name=f"{prefix}context_conv{i}")(x)
         y = keras.layers.BatchNormalization(name=f"{prefix}context_bn{i}")(y)
         y = keras.layers.ReLU(name=f"{prefix}context_relu{i}")(y)
-        y = keras.layers.Conv2D(width, 1, kernel_initializer="zeros", name=f"{prefix}context_proj{i}")(y)
+        y = keras.layers.Conv2D(channels, 1, kernel_initializer="zeros", name=f"{prefix}context_proj{i}")(y)
         x = keras.layers.Add(name=f"{prefix}context_add{i}")([x, y])
     return x
 
