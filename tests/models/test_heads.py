@@ -226,5 +226,5 @@ def test_narrow_context_blocks_keep_the_receptive_field_with_fewer_parameters(sk
 def test_context_width_is_checked(autoencoder):
     with pytest.raises(ValueError, match=r"context_width=8 needs context_dilations"):
         segmentation_head_from_autoencoder(autoencoder, context_width=8)
-    with pytest.raises(ValueError, match=r"context_width"):
+    with pytest.raises(ValueError, match=r"context_width must be a positive integer, got 0"):
         segmentation_head_from_autoencoder(autoencoder, context_dilations=(1,), context_width=0)
