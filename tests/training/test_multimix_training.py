@@ -264,6 +264,41 @@ def test_training_step_assembles_the_papers_loss_from_the_saliency_and_the_thres
     assert 5.0 * terms["kl"] > 1e-4 * expected
 
 
+def test_model_fit_runs_the_same_step_as_the_trainer(data):
+    """The benchmark's `model.fit` rows time the trainer's step: one `fit` step and one `make_train_step` step
+    from the same weights on the same batch move the network to the same weights (dropout 0)."""
+    from urep.bench.multimix_throughput import FitDriver
+    from urep.training.multimix import train_step_body
+
+    batch = _fixed_batch(data)
+    config = _config(kl_weight=5.0)
+    models, optimizers = [], []
+    for _ in range(2):
+        urep.seed_everything(8)
+        model = multimix_for_variant("multimix", input_shape=(SIZE, SIZE, 1), channels=CHANNELS, dropout=0.0)
+        optimizer = keras.optimizers.Adam(1e-3)
+        optimizer.build(model.network.trainable_variables)
+        models.append(model)
+        optimizers.append(optimizer)
+    start = [w.copy() for w in models[0].network.get_weights()]
+    for a, b in zip(start, models[1].network.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    make_train_step(models[0], optimizers[0], config)(batch)
+    driver = FitDriver(train_step_body(models[1], optimizers[1], config))
+    driver.compile(optimizer=optimizers[1], jit_compile=False)
+    history = driver.fit(tf.data.Dataset.from_tensors(batch).repeat(), epochs=1, steps_per_epoch=1,
+                         shuffle=False, verbose=0)
+
+    assert set(history.history) >= {"loss", "dice", "kl", "ce", "ssl"}
+    moved = 0
+    for before, loop_w, fit_w in zip(start, models[0].network.get_weights(), models[1].network.get_weights(),
+                                     strict=True):
+        np.testing.assert_allclose(fit_w, loop_w, rtol=1e-4, atol=1e-6)
+        moved += not np.array_equal(before, loop_w)
+    assert moved > len(start) // 2
+
+
 def test_a_pseudo_label_below_the_threshold_contributes_nothing(data):
     """Above every weak confidence: no pseudo-label kept, SSL term 0, and the strong views get no gradient."""
     urep.seed_everything(6)

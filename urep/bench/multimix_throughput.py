@@ -1,8 +1,10 @@
 """Training images/s of one MultiMix step (five streams of `batch` images, saliency pass included), XLA on/off.
 
-`run(out_dir, quick, sizes, rows)` times `measure` (the first `warmup` steps left out; median, min and max of
-timed groups, wall clock and CPU time) for the rows `no_xla` and `xla` at each size, and returns and writes
-them to `OUT_DIR/multimix_throughput.json`.
+`run(out_dir, quick, sizes, rows)` times, at each size, the trainer's own loop (`measure`: rows `no_xla` and
+`xla`) and the same step body run by `keras.Model.fit` (`measure_fit`: rows `fit` and `fit_xla`, the body as
+the `train_step` of a `keras.Model` compiled with `jit_compile` False / True), the first `warmup` steps or
+epoch left out; median, min and max of timed groups, wall clock and CPU time. Returns the record and writes it
+to `OUT_DIR/multimix_throughput.json`.
 Usage: `python -m urep.bench.multimix_throughput --out OUT_DIR [--quick]`.
 """
 
@@ -27,6 +29,7 @@ from urep.training.multimix import (  # noqa: E402
     make_train_step,
     multimix_for_variant,
     multimix_optimizer,
+    train_step_body,
 )
 
 STREAMS = 5
@@ -70,7 +73,59 @@ def measure(size: int, channels: tuple[int, ...], jit_compile: bool, batch: int 
             "cpu_median": statistics.median(cpu_rates), "warmup_seconds": warmup_seconds}
 
 
-ROWS = (("no_xla", False), ("xla", True))
+class FitDriver(keras.Model):
+    """A `keras.Model` whose `train_step` is the trainer's step body, so `fit` traces and runs it."""
+
+    def __init__(self, body) -> None:
+        super().__init__()
+        self._body = body
+        self.built = True
+
+    def train_step(self, data):
+        return self._body(data)
+
+
+class _EpochClock(keras.callbacks.Callback):
+    """Wall-clock and CPU seconds of every epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._started = (time.perf_counter(), time.process_time())
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self.wall.append(time.perf_counter() - self._started[0])
+        self.cpu.append(time.process_time() - self._started[1])
+
+
+def measure_fit(size: int, channels: tuple[int, ...], jit_compile: bool, batch: int = 10, steps: int = 2,
+                repeats: int = 2) -> dict:
+    """Images/s of the same step run by `model.fit(jit_compile=...)`, one epoch of `steps` steps per repeat.
+
+    The first epoch (tracing, compilation, `fit`'s set-up) is the warm-up; `fit`'s per-epoch work (callbacks,
+    logs) stays in the timed epochs, as it does in a real `fit` run.
+    """
+    keras.utils.set_random_seed(0)
+    model = multimix_for_variant("multimix", input_shape=(size, size, 1), channels=channels)
+    optimizer = multimix_optimizer(model, 1e-4)
+    driver = FitDriver(train_step_body(model, optimizer, MultiMixConfig(batch_size=batch)))
+    driver.compile(optimizer=optimizer, jit_compile=jit_compile)
+    data = tf.data.Dataset.from_tensors(_batch(size, batch, 0)).repeat()
+    clock = _EpochClock()
+    driver.fit(data, epochs=1 + repeats, steps_per_epoch=steps, callbacks=[clock], shuffle=False, verbose=0)
+    images = STREAMS * batch * steps
+    rates = [images / seconds for seconds in clock.wall[1:]]
+    cpu_rates = [images / max(seconds, 1e-9) for seconds in clock.cpu[1:]]
+    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "repeats": repeats,
+            "steps": steps, "batch_per_stream": batch, "images_per_step": images // steps,
+            "cpu_median": statistics.median(cpu_rates), "warmup_seconds": clock.wall[0]}
+
+
+# name, XLA, driver: the trainer's tf.function loop or keras.Model.fit.
+ROWS = (("no_xla", False, "loop"), ("fit", False, "fit"), ("xla", True, "loop"), ("fit_xla", True, "fit"))
 
 
 def run(out_dir: str | os.PathLike, quick: bool = False, sizes: tuple[int, ...] | None = None,
@@ -87,11 +142,12 @@ def run(out_dir: str | os.PathLike, quick: bool = False, sizes: tuple[int, ...] 
     steps, repeats = (1, 1) if quick else (2, 2)
     record: dict = {"benchmark": "multimix_throughput", "quick": quick, "channels": list(channels),
                     "batch_per_stream": 10, "streams": STREAMS, "environment": environment(), "sizes": {}}
-    for name, jit in ROWS:
+    for name, jit, driver in ROWS:
         if rows and name not in rows:
             continue
         for size in sizes:
-            row = measure(size, channels, jit, steps=steps, repeats=repeats)
+            timer = measure if driver == "loop" else measure_fit
+            row = timer(size, channels, jit, steps=steps, repeats=repeats)
             record["sizes"].setdefault(str(size), {})[name] = row
             print(f"{size}x{size} {name}: {row['median']:.2f} img/s (min {row['min']:.2f}, max {row['max']:.2f}), "
                   f"cpu {row['cpu_median']:.2f}, warm-up {row['warmup_seconds']:.1f} s", flush=True)
@@ -104,7 +160,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sizes", type=int, nargs="+", help="image sizes (default 128 256; quick 32)")
-    parser.add_argument("--rows", nargs="+", choices=[name for name, _ in ROWS], help="default: all")
+    parser.add_argument("--rows", nargs="+", choices=[row[0] for row in ROWS], help="default: all")
     args = parser.parse_args()
     run(args.out, args.quick, tuple(args.sizes) if args.sizes else None, tuple(args.rows) if args.rows else None)
 

@@ -16,6 +16,7 @@ from urep.training.multimix.step import (
     make_train_step,
     multimix_for_variant,
     predict_multimix,
+    train_step_body,
 )
 from urep.training.multimix.train import (
     MultiMixResult,
@@ -49,5 +50,6 @@ __all__ = [
     "segmentation_scores",
     "steps_per_epoch",
     "train_multimix",
+    "train_step_body",
     "training_dataset",
 ]

@@ -56,6 +56,15 @@ def make_train_step(model: MultiMix, optimizer: keras.optimizers.Optimizer, conf
     Returns:
         ``step(batch) -> {"loss", "ce", "ssl", "mask_rate", "dice", "kl"}`` (the terms the variant has).
     """
+    return tf.function(train_step_body(model, optimizer, config), jit_compile=config.jit_compile)
+
+
+def train_step_body(model: MultiMix, optimizer: keras.optimizers.Optimizer, config: MultiMixConfig):
+    """The Python body of ``make_train_step``'s step, not yet traced.
+
+    For callers that trace it themselves, e.g. a ``keras.Model.train_step`` run by ``model.fit`` (the
+    ``fit`` rows of ``urep.bench.multimix_throughput``). Same arguments and return value as ``make_train_step``.
+    """
     parts = config.parts
     network = model.network
     variables = network.trainable_variables
@@ -103,7 +112,7 @@ def make_train_step(model: MultiMix, optimizer: keras.optimizers.Optimizer, conf
         terms["loss"] = total
         return terms
 
-    return tf.function(step, jit_compile=config.jit_compile)
+    return step
 
 
 def predict_multimix(model: MultiMix, images: Any, batch_size: int = 16) -> dict[str, np.ndarray]:
