@@ -386,3 +386,19 @@ def test_segmentation_scores_binarise_and_report_per_image_values():
     assert scores["per_image"]["ssim"].shape == (2,)
     assert scores["per_image"]["ssim"][0] == pytest.approx(1.0)
     assert scores["ssim"] == pytest.approx(float(np.mean(scores["per_image"]["ssim"])))
+
+
+def test_binary_auc_carries_delongs_interval_and_multiclass_none():
+    from urep.statistics import auc_interval
+
+    labels = np.array([0, 0, 1, 1, 0, 1, 1, 0])
+    positive = np.array([0.1, 0.6, 0.8, 0.4, 0.3, 0.9, 0.7, 0.2])
+    m = metrics.classification_metrics(labels, np.stack([1 - positive, positive], axis=1))
+    interval = auc_interval(labels, positive)
+    assert (m["auc_ci_low"], m["auc_ci_high"]) == pytest.approx((interval.low, interval.high))
+    assert m["auc"] == pytest.approx(interval.auc)
+    assert m["auc_ci_low"] < m["auc"] <= m["auc_ci_high"]
+    three = metrics.classification_metrics([0, 1, 2, 1], np.eye(3)[[0, 1, 2, 0]])
+    assert three["auc_ci_low"] is None and three["auc_ci_high"] is None
+    one_class = metrics.classification_metrics([1, 1], [[0.2, 0.8], [0.6, 0.4]])
+    assert one_class["auc_ci_low"] is None

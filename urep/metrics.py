@@ -118,13 +118,17 @@ def classification_metrics(
         class_names: optional `K` names used as keys of `"per_class"`; default `"0"`, `"1"`, ...
         positive_class: the class whose sensitivity/precision/F-score is reported for K = 2.
 
+    `auc_ci_low` / `auc_ci_high` bound a 95% interval of a binary AUC from DeLong's standard error
+    (`urep.statistics.auc_interval`; None for K > 2 or when a class is absent): with 40 test images an AUC's
+    interval is about +-0.18 wide, which the tables should show beside it.
     Balanced accuracy is scikit-learn's (mean recall over the classes present). `fraction_positive` is the
     fraction of examples predicted `positive_class` (binary; None for K > 2), `max_predicted_fraction` the
     largest fraction predicted as any one class (1.0 = a constant classifier).
 
     Returns:
-        `{"accuracy", "balanced_accuracy", "auc", "fraction_positive", "max_predicted_fraction",
-        "sensitivity", "specificity", "precision", "f1", "mcc": float, "predicted_fractions": list[float],
+        `{"accuracy", "balanced_accuracy", "auc", "auc_ci_low", "auc_ci_high", "fraction_positive",
+        "max_predicted_fraction", "sensitivity", "specificity", "precision", "f1", "mcc": float (the interval:
+        float | None), "predicted_fractions": list[float],
         "confusion_matrix": list[list[int]] (rows = true class, columns = predicted),
         "per_class": {name: {"sensitivity", "specificity", "precision", "f1", "support"}},
         "class_names": list[str], "averaging": "binary" | "macro", "n": int}`.
@@ -174,10 +178,13 @@ def classification_metrics(
 
     predicted_fractions = np.bincount(predicted, minlength=num_classes) / max(predicted.size, 1)
     scores = _balanced_scores(labels, probs, predicted)
+    interval = _auc_interval(labels, probs)
     return {
         "accuracy": scores["accuracy"],
         "balanced_accuracy": scores["balanced_accuracy"],
         "auc": scores["auc"],
+        "auc_ci_low": interval[0],
+        "auc_ci_high": interval[1],
         "fraction_positive": float(predicted_fractions[positive_class]) if num_classes == 2 else None,
         "max_predicted_fraction": float(predicted_fractions.max()),
         "predicted_fractions": [float(f) for f in predicted_fractions],
@@ -198,6 +205,17 @@ def classification_metrics(
         "averaging": averaging,
         "n": int(labels.size),
     }
+
+
+def _auc_interval(labels: np.ndarray, probs: np.ndarray) -> tuple[float | None, float | None]:
+    """95% interval of a binary AUC (DeLong's standard error, `urep.statistics.auc_interval`) on the same column
+    as `_auc`; (None, None) for K > 2 or a class absent from `labels`."""
+    if probs.shape[1] != 2 or np.unique(labels).size < 2:
+        return None, None
+    from urep.statistics import auc_interval
+
+    interval = auc_interval(labels, probs[:, 1])
+    return interval.low, interval.high
 
 
 def _balanced_scores(labels: np.ndarray, probs: np.ndarray, predicted: np.ndarray) -> dict[str, float]:

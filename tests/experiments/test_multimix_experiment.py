@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from urep.experiments.config import ConfigError, load_config, parse_config
@@ -83,7 +84,9 @@ def test_urep_vs_multimix_runs_both_on_the_same_split_and_rebuilds_its_tables(tm
         assert mm["unlabelled_images"] == budget[task]["unlabelled"] > 4
     assert "random patient split" in results["data"]["split_note"]
     tests = {(t["test"], t["domain"]) for t in results["statistics"]}
-    assert tests == {("mcnemar", "in_domain"), ("wilcoxon", "in_domain"), ("wilcoxon", "cross_domain")}
+    # DeLong needs both classes among the (2) tiny test images; the phantom split gives one here
+    delong = {("delong", "in_domain")} if results["multimix"]["runs"][0]["in_domain"]["auc"] is not None else set()
+    assert tests == {("mcnemar", "in_domain"), ("wilcoxon", "in_domain"), ("wilcoxon", "cross_domain"), *delong}
     assert all(0.0 <= t["p_value"] <= 1.0 for t in results["statistics"])
 
     tables = tmp_path / "run" / "tables"
@@ -119,8 +122,10 @@ def test_the_ablation_variants_are_tested_against_the_full_multimix(tmp_path):
 
     assert [run["model"] for run in results["multimix"]["runs"]] == ["multimix", "umtls"]
     pairs = {(t["a"], t["b"], t["test"], t["domain"]) for t in results["statistics"]}
+    delong = {("multimix", "umtls", "delong", "in_domain")} \
+        if results["multimix"]["runs"][0]["in_domain"]["auc"] is not None else set()
     assert pairs == {("multimix", "umtls", "mcnemar", "in_domain"), ("multimix", "umtls", "wilcoxon", "in_domain"),
-                     ("multimix", "umtls", "wilcoxon", "cross_domain")}
+                     ("multimix", "umtls", "wilcoxon", "cross_domain"), *delong}
     assert all(t["n"] > 0 and 0.0 <= t["p_value"] <= 1.0 for t in results["statistics"])
     assert "umtls" in (tmp_path / "run" / "tables" / "statistics.md").read_text(encoding="utf-8")
     (umtls,) = [e for e in results["multimix"].get("summary", []) if e["model"] == "umtls"
@@ -163,6 +168,41 @@ def test_seeds_repeat_each_budget_with_a_new_label_draw_and_summarise_over_seeds
     assert (tmp_path / "run" / "tables" / "label_budgets_seeds.md").is_file()
 
 
+def test_paired_tests_include_delong_on_the_auc_when_both_classes_are_present():
+    """The per-seed tests of a MultiMix experiment on fabricated per-image scores: DeLong's test on the
+    positive-class scores next to McNemar and Wilcoxon, skipped where the test set holds one class."""
+    from types import SimpleNamespace
+
+    from urep.experiments.config import StatisticsConfig
+    from urep.experiments.multimix_experiment import MultiMixExperiment
+    from urep.statistics import delong
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 30)
+    strong, weak = 3 * labels + rng.normal(size=30), rng.normal(size=30)
+
+    def scored(positive, labels):
+        return {"in_domain": {"per_image": {"correct": (positive > 0.5) == labels, "labels": labels,
+                                            "positive": positive, "dice": rng.random(30)}}}
+
+    fake = SimpleNamespace(config=SimpleNamespace(statistics=StatisticsConfig()), results={"statistics": []},
+                           cls_task=SimpleNamespace(name="cls"), seg_task=SimpleNamespace(name="seg"))
+    MultiMixExperiment._paired_tests(fake, "cls=4,seg=4", {"multimix": scored(strong, labels),
+                                                           "urep_independent": scored(weak, labels)}, seed=1)
+    found = {t["test"]: t for t in fake.results["statistics"]}
+    assert set(found) == {"mcnemar", "delong", "wilcoxon"}
+    expected = delong(labels, strong, weak)
+    assert found["delong"]["p_value"] == pytest.approx(expected.p_value) and expected.p_value < 0.05
+    assert found["delong"]["detail"]["auc_a"] == pytest.approx(expected.auc_a)
+    assert (found["delong"]["a"], found["delong"]["b"], found["delong"]["seed"]) == ("multimix", "urep_independent", 1)
+
+    fake.results["statistics"] = []
+    ones = np.ones(30, dtype=int)
+    MultiMixExperiment._paired_tests(fake, "cls=4,seg=4", {"multimix": scored(strong, ones),
+                                                           "urep_independent": scored(weak, ones)}, seed=1)
+    assert {t["test"] for t in fake.results["statistics"]} == {"mcnemar", "wilcoxon"}
+
+
 def test_seed_summary_collects_per_seed_paired_tests_for_the_table():
     from urep.experiments.multimix_experiment import seed_summary
     from urep.experiments.report import seed_summary_table
@@ -175,7 +215,9 @@ def test_seed_summary_collects_per_seed_paired_tests_for_the_table():
     runs = [run("multimix", "multimix", s, a) for s, a in ((0, 0.6), (1, 0.8), (2, 0.7))] + \
         [run("urep_independent", "urep", s, 0.5) for s in (0, 1, 2)]
     tests = [{"setting": "cls=4,seg=4", "domain": "in_domain", "seed": s, "a": "multimix", "b": "urep_independent",
-              "test": "mcnemar", "p_value": p, "significant": p < 0.05} for s, p in ((0, 0.01), (1, 0.2), (2, 0.03))]
+              "test": test, "p_value": p, "significant": p < 0.05}
+             for test, values in (("mcnemar", (0.01, 0.2, 0.03)), ("delong", (0.5, 0.6, 0.04)))
+             for s, p in enumerate(values)]
     summary = {e["model"]: e for e in seed_summary(runs, tests)}
     assert summary["multimix"]["accuracy"]["mean"] == pytest.approx(0.7)
     assert summary["multimix"]["accuracy"]["std"] == pytest.approx(0.1)
@@ -186,7 +228,8 @@ def test_seed_summary_collects_per_seed_paired_tests_for_the_table():
                                 "data": {"split_note": "jsrt official"}})
     assert "split: jsrt official" in table.title
     row = next(r for r in table.rows if r[1] == "urep_independent")
-    assert row[3] == 3 and row[-2] == "0.01, 0.2, 0.03 (2/3 sig.)"
+    assert row[3] == 3 and row[-3] == "0.01, 0.2, 0.03 (2/3 sig.)" and row[-2] == "0.5, 0.6, 0.04 (1/3 sig.)"
+    assert row[-1] is None  # no Wilcoxon given
 
 
 def test_official_split_column_sets_train_val_test_and_draws_val_when_absent():

@@ -112,3 +112,29 @@ def test_the_reference_unet_trains_on_the_baselines_augmented_batches(tmp_path, 
     assert isinstance(batches, AugmentedBatches)
     assert batches.masks is True  # the masks follow the images' geometric transform
     assert batches.options["zoom"] == 0.2 and batches.options["gamma"] == 0.1
+
+
+def test_every_method_is_tested_against_the_references_with_the_auc_interval(two_runs):
+    """Paired tests of the U-Rep method against each same-run reference (not references against each other),
+    DeLong's on the AUC among them, and every binary AUC with its DeLong interval."""
+    out, results = two_runs[0]
+    found = {(t["task"], t["a"], t["b"], t["test"]) for t in results["statistics"]}
+    assert found == {
+        ("lung_segmentation", "independent", "mean_mask", "wilcoxon"),
+        ("lung_segmentation", "independent", "unet", "wilcoxon"),
+        ("abnormality_classification", "independent", "majority", "mcnemar"),
+        ("abnormality_classification", "independent", "majority", "delong"),
+        ("abnormality_classification", "independent", "pca_logistic", "mcnemar"),
+        ("abnormality_classification", "independent", "pca_logistic", "delong"),
+    }
+    task = results["tasks"]["abnormality_classification"]
+    for test in results["statistics"]:
+        assert 0.0 <= test["p_value"] <= 1.0 and test["n"] == task["methods"]["independent"]["n_test"]
+        if test["test"] == "delong":
+            assert test["detail"]["auc_a"] == pytest.approx(task["methods"]["independent"]["metrics"]["auc"])
+            assert test["detail"]["auc_b"] == pytest.approx(task["references"][test["b"]]["metrics"]["auc"])
+    assert task["references"]["majority"]["metrics"]["auc"] == 0.5
+    for entry in (task["methods"]["independent"], *task["references"].values()):
+        metrics = entry["metrics"]
+        assert metrics["auc_ci_low"] <= metrics["auc"] <= metrics["auc_ci_high"]
+    assert "PCA + logistic regression" in (out / "tables" / "statistics.md").read_text(encoding="utf-8")

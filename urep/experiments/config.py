@@ -410,12 +410,14 @@ class CrossValidation:
 
 @dataclass(frozen=True)
 class StatisticsConfig:
-    """Paired tests between strategies and against the baseline (journal: McNemar, p < 0.05).
+    """Paired tests between strategies, against the baseline and against the references (journal: McNemar,
+    p < 0.05).
 
-    Wilcoxon's signed-rank test on per-fold scores is our addition (used when there are folds).
+    `mcnemar`: per-image correctness (classification; the papers' test). `wilcoxon`: signed-rank on per-image
+    IoU (segmentation; ours). `delong`: DeLong's paired test of two AUCs (binary classification; ours).
     """
 
-    tests: tuple[Literal["mcnemar", "wilcoxon"], ...] = ("mcnemar", "wilcoxon")
+    tests: tuple[Literal["mcnemar", "wilcoxon", "delong"], ...] = ("mcnemar", "wilcoxon", "delong")
     alpha: Annotated[float, Rule(gt=0, lt=1)] = 0.05
 
 

@@ -2,9 +2,10 @@
 
 Metrics use urep's names (classification from `urep.metrics.classification_metrics`, segmentation per-image
 means from `urep.metrics.segmentation_metrics` plus pooled overlaps from `urep.metrics.pooled_overlap`; the
-list: docs/design.md, "Module notes"). Paired tests: McNemar on per-image correctness (classification),
-Wilcoxon signed-rank on per-image IoU (segmentation), on the fold ensemble's predictions when
-cross-validated (docs/choices.md, "Paired tests").
+list: docs/design.md, "Module notes"). Paired tests: McNemar on per-image correctness and DeLong on the AUC
+(classification), Wilcoxon signed-rank on per-image IoU (segmentation), on the fold ensemble's predictions
+when cross-validated, between methods and of each method against the same run's references (docs/choices.md,
+"Paired tests").
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 
 __all__ = ["predict", "task_metrics", "summarise_method", "out_of_fold_metrics", "paired_tests"]
 
-CLASSIFICATION_KEYS = ("accuracy", "balanced_accuracy", "auc", "fraction_positive", "max_predicted_fraction",
-                       "sensitivity", "specificity", "precision", "f1", "mcc")
+CLASSIFICATION_KEYS = ("accuracy", "balanced_accuracy", "auc", "auc_ci_low", "auc_ci_high", "fraction_positive",
+                       "max_predicted_fraction", "sensitivity", "specificity", "precision", "f1", "mcc")
 SEGMENTATION_KEYS = ("accuracy", "f1", "iou", "dice", "precision", "recall", "hausdorff", "avg_hausdorff")
 
 
@@ -141,36 +142,50 @@ def ensemble_outputs(fold_outputs: list[np.ndarray]) -> np.ndarray:
 
 
 def paired_tests(task: str, kind: str, truth: np.ndarray, outputs: dict[str, np.ndarray],
-                 tests: tuple[str, ...], alpha: float) -> list[dict]:
-    """McNemar (classification) or Wilcoxon (segmentation) between every pair of methods on one task.
+                 tests: tuple[str, ...], alpha: float, references: dict[str, np.ndarray] | None = None) -> list[dict]:
+    """Paired tests between every pair of methods on one task, and of every method against every reference.
+
+    Classification: McNemar on per-image correctness (`mcnemar`) and DeLong on the AUCs (`delong`, binary
+    tasks); segmentation: Wilcoxon on per-image IoU (`wilcoxon`); each when listed in `tests`.
 
     Args:
         task: task name (recorded).
         kind: task kind.
         truth: test targets.
         outputs: method -> test outputs (ensemble when cross-validated), same images.
-        tests: the configured tests; McNemar runs for classification when listed, Wilcoxon for segmentation
-            when listed.
+        tests: the configured tests.
         alpha: significance level (recorded as `significant`).
+        references: reference -> test outputs on the same images (e.g. the U-Net, PCA + logistic regression);
+            each method is tested against each (references are not tested against each other).
 
     Returns:
-        One dict per pair: `task, a, b, test, on, statistic, p_value, significant, n, detail`.
+        One dict per pair and test: `task, a, b, test, on, statistic, p_value, significant, n, detail`.
     """
-    from urep.statistics import mcnemar, wilcoxon_paired
+    from urep.statistics import delong, mcnemar, wilcoxon_paired
+
+    everything = {**outputs, **(references or {})}
+    scores = {m: per_image_scores(kind, truth, out) for m, out in everything.items()}
+    pairs = [*itertools.combinations(outputs, 2), *itertools.product(outputs, references or {})]
+    binary = kind == "classification" and next(iter(everything.values())).shape[-1] == 2 \
+        and np.unique(truth).size == 2
+
+    def record(a: str, b: str, test: str, on: str, statistic: float, p_value: float, detail: dict) -> dict:
+        return {"task": task, "a": a, "b": b, "test": test, "on": on, "statistic": statistic, "p_value": p_value,
+                "significant": bool(p_value < alpha), "n": int(len(truth)), "detail": detail}
 
     records = []
-    scores = {m: per_image_scores(kind, truth, out) for m, out in outputs.items()}
-    for a, b in itertools.combinations(outputs, 2):
+    for a, b in pairs:
         if kind == "classification" and "mcnemar" in tests:
             result = mcnemar(scores[a], scores[b])
-            records.append({"task": task, "a": a, "b": b, "test": "mcnemar", "on": "per-image correctness",
-                            "statistic": result.statistic, "p_value": result.p_value,
-                            "significant": bool(result.p_value < alpha), "n": int(len(truth)),
-                            "detail": {"b": result.b, "c": result.c, "method": result.method}})
-        elif kind == "segmentation" and "wilcoxon" in tests:
+            records.append(record(a, b, "mcnemar", "per-image correctness", result.statistic, result.p_value,
+                                  {"b": result.b, "c": result.c, "method": result.method}))
+        if binary and "delong" in tests:
+            result = delong(truth, everything[a][:, 1], everything[b][:, 1])
+            records.append(record(a, b, "delong", "AUC", result.statistic, result.p_value,
+                                  {"auc_a": result.auc_a, "auc_b": result.auc_b, "difference": result.difference,
+                                   "note": result.note}))
+        if kind == "segmentation" and "wilcoxon" in tests:
             result = wilcoxon_paired(scores[a], scores[b])
-            records.append({"task": task, "a": a, "b": b, "test": "wilcoxon", "on": "per-image IoU",
-                            "statistic": result.statistic, "p_value": result.p_value,
-                            "significant": bool(result.p_value < alpha), "n": int(len(truth)),
-                            "detail": {"median_difference": result.median_difference, "note": result.note}})
+            records.append(record(a, b, "wilcoxon", "per-image IoU", result.statistic, result.p_value,
+                                  {"median_difference": result.median_difference, "note": result.note}))
     return records

@@ -204,10 +204,15 @@ class MultiMixExperiment:
             if domain in cls_probs and domain in cls_sets:
                 scores = classification_scores(cls_sets[domain].labels, cls_probs[domain], self.classes)
                 metrics.update(accuracy=scores["accuracy"], balanced_accuracy=scores["balanced_accuracy"],
-                               auc=scores["auc"], positive_fraction=scores["positive_fraction"],
+                               auc=scores["auc"], auc_ci_low=scores["metrics"]["auc_ci_low"],
+                               auc_ci_high=scores["metrics"]["auc_ci_high"],
+                               positive_fraction=scores["positive_fraction"],
                                n_classification=int(len(cls_sets[domain])),
                                **{f"f1_{c}": scores["f1_per_class"][c] for c in self.classes})
                 per_image["correct"] = np.asarray(scores["correct"], dtype=bool)
+                if len(self.classes) == 2:  # DeLong's test needs the labels and the positive-class scores
+                    per_image["labels"] = np.asarray(cls_sets[domain].labels)
+                    per_image["positive"] = np.asarray(cls_probs[domain], dtype=np.float64)[:, 1]
             if domain in seg_probs and domain in seg_sets:
                 scores = segmentation_scores(seg_sets[domain].masks, seg_probs[domain])
                 metrics.update(dice=scores["dice"], hausdorff=scores["avg_hausdorff"], ssim=scores["ssim"],
@@ -255,13 +260,15 @@ class MultiMixExperiment:
         self.results["multimix"]["runs"].append(entry)
 
     def _paired_tests(self, setting: str, scored: dict[str, dict], seed: int) -> None:
-        """McNemar (per-image correctness) and Wilcoxon (per-image Dice) between every MultiMix variant and
-        every U-Rep strategy, and between the full `multimix` and each other variant (the ablation: what the
-        unlabelled data and the KL term add), per domain, on the same test images."""
-        from urep.statistics import mcnemar, wilcoxon_paired
+        """McNemar (per-image correctness), DeLong (AUC, binary classification) and Wilcoxon (per-image Dice)
+        between every MultiMix variant and every U-Rep strategy, and between the full `multimix` and each other
+        variant (the ablation: what the unlabelled data and the KL term add), per domain, on the same test
+        images."""
+        from urep.statistics import delong, mcnemar, wilcoxon_paired
 
         stats = self.config.statistics
         tests = [("mcnemar", "correct", self.cls_task.name, "per-image correctness"),
+                 ("delong", "positive", self.cls_task.name, "AUC"),
                  ("wilcoxon", "dice", self.seg_task.name, "per-image Dice")]
         variants = [m for m in scored if not m.startswith("urep_")]
         strategies = [m for m in scored if m.startswith("urep_")]
@@ -276,6 +283,11 @@ class MultiMixExperiment:
                 if test == "mcnemar":
                     r = mcnemar(scores_a[key], scores_b[key])
                     detail = {"b": r.b, "c": r.c, "method": r.method}
+                elif test == "delong":
+                    if np.unique(scores_a["labels"]).size < 2:
+                        continue
+                    r = delong(scores_a["labels"], scores_a[key], scores_b[key])
+                    detail = {"auc_a": _plain(r.auc_a), "auc_b": _plain(r.auc_b), "note": r.note}
                 else:
                     r = wilcoxon_paired(scores_a[key], scores_b[key])
                     detail = {"median_difference": _plain(r.median_difference), "note": r.note}

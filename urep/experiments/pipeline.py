@@ -143,6 +143,8 @@ class UrepPipeline:
         self.source_model = None
         self.denoiser = None
         self.task_data: dict[str, TaskData] = {}
+        #: task -> reference -> test outputs (fold ensemble), for the paired tests against the references
+        self.reference_outputs: dict[str, dict[str, np.ndarray]] = {}
         self.parts: dict[str, str] = {}
         self.figures: list[str] = []
 
@@ -594,13 +596,16 @@ class UrepPipeline:
 
     # -- statistics and figures (derivable tasks: urep.experiments.derivable) -----------------------------
     def run_statistics(self) -> None:
-        """Paired tests between every pair of methods (strategies and baseline) on each task."""
+        """Paired tests between every pair of methods (strategies and baseline) on each task, and of each method
+        against each of the same run's references."""
         for name, data in self.task_data.items():
             outputs = {m: ensemble_outputs(o.folds) for m, o in self.outputs.get(name, {}).items()}
-            if len(outputs) < 2:
+            references = self.reference_outputs.get(name, {})
+            if not outputs or len(outputs) + len(references) < 2:
                 continue
             self.results["statistics"] += paired_tests(name, data.config.kind, data.truth(), outputs,
-                                                       self.config.statistics.tests, self.config.statistics.alpha)
+                                                       self.config.statistics.tests, self.config.statistics.alpha,
+                                                       references)
 
     def primary_strategy(self) -> str:
         return self.config.strategies[0]

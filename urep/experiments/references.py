@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from urep.experiments.evaluation import out_of_fold_metrics, predict, summarise_method
+from urep.experiments.evaluation import ensemble_outputs, out_of_fold_metrics, predict, summarise_method
 
 if TYPE_CHECKING:
     from urep.experiments.config import ExperimentConfig
@@ -180,6 +180,7 @@ def run_references(pipeline: UrepPipeline) -> None:
             "kind": kind, "paper_task": data.config.paper_task, "classes": list(data.config.classes),
             "methods": {}})
         entry["references"] = {}
+        pipeline.reference_outputs[name] = {method: ensemble_outputs(outputs) for method, outputs in methods.items()}
         for method, outputs in methods.items():
             summary = summarise_method(kind, data.truth(), outputs, data.config.classes)
             summary["in_domain"] = out_of_fold_metrics(kind, data.pool_truth(), validation[method],

@@ -28,14 +28,17 @@ METRIC_LABELS = {
     "minutes": "Minutes", "seconds": "Seconds", "params": "Parameters", "val_loss": "Val loss",
     "val_accuracy": "Val acc", "hausdorff": "HD", "avg_hausdorff": "Avg HD", "f1_normal": "F1-N",
     "f1_pneumonia": "F1-P", "balanced_accuracy": "BalAcc", "fraction_positive": "Pred+ frac",
+    "auc_ci_low": "AUC 95% low", "auc_ci_high": "AUC 95% high",
 }
 
 #: Measured-only columns added to every paper table of a run with a classification task.
 CLASSIFIER_CHECKS = ("balanced_accuracy", "auc", "fraction_positive")
 
 #: Metrics of the run-wide table (every task, every method), in this order.
-ALL_METRICS = ("accuracy", "balanced_accuracy", "auc", "fraction_positive", "sensitivity", "precision", "f1", "mcc",
-               "iou", "dice")
+#: The AUC's 95% interval is DeLong's (`urep.metrics.classification_metrics`); cross-validated rows give the mean
+#: of the fold models' bounds, the ensemble table the ensemble's own interval.
+ALL_METRICS = ("accuracy", "balanced_accuracy", "auc", "auc_ci_low", "auc_ci_high", "fraction_positive",
+               "sensitivity", "precision", "f1", "mcc", "iou", "dice")
 
 
 def _label(metric: str) -> str:
@@ -372,11 +375,11 @@ def seed_summary_table(results: dict) -> Table | None:
     split = results.get("data", {}).get("split_note")
     out = Table("label_budgets_seeds", title + (f"; split: {split}" if split else ""),
                 ["Budget", "Model", "Domain", "Seeds", "Acc", "Bal acc", "AUC", "Pred pos", "Dice",
-                 "McNemar p per seed", "Wilcoxon p per seed"])
+                 "McNemar p per seed", "DeLong p per seed", "Wilcoxon p per seed"])
     for entry in summary:
         cells = [(entry[m]["mean"], entry[m]["std"]) if m in entry else None for m in metrics]
         tests = []
-        for test in ("mcnemar", "wilcoxon"):
+        for test in ("mcnemar", "delong", "wilcoxon"):
             found = [v for k, v in entry.get("tests", {}).items() if k.startswith(test)]
             tests.append("; ".join(", ".join(f"{p:.3g}" for p in v["p_values"]) + f" ({v['significant']}/"
                                    f"{v['n_seeds']} sig.)" for v in found) or None)
@@ -420,16 +423,23 @@ def _p(value: float | None) -> PValue | None:
 
 
 def statistics_table(results: dict) -> Table | None:
-    """Paired tests between strategies and against the baseline."""
+    """Paired tests between strategies, against the baseline and against the same run's references."""
     tests = results.get("statistics", [])
     if not tests:
         return None
+    from urep.experiments.references import REFERENCE_LABELS as METHOD_REFERENCES
+
     alpha = results["config"]["statistics"]["alpha"]
-    out = Table("statistics", "Paired tests (McNemar on per-image correctness; Wilcoxon on per-image scores)",
-                ["Task", "A", "B", "Test", "On", "N", "Statistic", "p", f"p < {alpha:g}"], digits=4)
+    out = Table("statistics", "Paired tests (McNemar on per-image correctness; DeLong on the AUC; Wilcoxon on "
+                "per-image scores)", ["Task", "A", "B", "Test", "On", "N", "Statistic", "p", f"p < {alpha:g}"],
+                digits=4)
+
+    def label(method: str) -> str:
+        return STRATEGY_LABELS.get(method, METHOD_REFERENCES.get(method, method))
+
     for test in tests:
         p = test["p_value"]
-        out.add(test["task"], STRATEGY_LABELS.get(test["a"], test["a"]), STRATEGY_LABELS.get(test["b"], test["b"]),
+        out.add(test["task"], label(test["a"]), label(test["b"]),
                 test["test"], test.get("on", ""), test.get("n"), test["statistic"], _p(p),
                 None if p is None or (isinstance(p, float) and math.isnan(p)) else bool(p < alpha))
     for key in results["config"].get("paper_tables", []):
