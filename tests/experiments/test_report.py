@@ -138,6 +138,23 @@ def test_p_values_never_print_as_zero():
     assert "3e-07" in csv  # the CSV keeps the number
 
 
+def test_paired_tests_show_which_method_they_favour():
+    results = synthetic_results()
+    results["statistics"] = [
+        {"task": "t", "a": "independent", "b": "pca_logistic", "test": "mcnemar", "statistic": 1.0, "p_value": 0.2,
+         "n": 40, "detail": {"b": 3, "c": 8, "method": "exact"}},
+        {"task": "t", "a": "independent", "b": "pca_logistic", "test": "delong", "statistic": -1.5, "p_value": 0.13,
+         "n": 40, "detail": {"auc_a": 0.57, "auc_b": 0.72, "note": ""}},
+        {"task": "s", "a": "alternating", "b": "unet", "test": "wilcoxon", "statistic": 222.0, "p_value": 0.011,
+         "n": 40, "detail": {"median_difference": -0.006, "note": ""}},
+        {"task": "t", "a": "independent", "b": "joint", "test": "mcnemar", "statistic": 1.0, "p_value": 0.5, "n": 24},
+    ]
+    table = _table(build_tables(results), "statistics")
+    column = table.columns.index("A - B")
+    assert [row[column] for row in table.rows] == [-5, pytest.approx(-0.15), -0.006, None]
+    assert [row[2] for row in table.rows[:3]] == ["PCA + logistic regression", "PCA + logistic regression", "U-Net"]
+
+
 def test_format_p():
     from urep.experiments.tables import format_p
 

@@ -422,6 +422,16 @@ def _p(value: float | None) -> PValue | None:
     return None if value is None else PValue(value)
 
 
+def _difference(test: dict) -> float | int | None:
+    """Which method a paired test favours (positive: A), from the test's recorded detail."""
+    detail = test.get("detail") or {}
+    if test["test"] == "mcnemar" and "b" in detail:
+        return int(detail["b"]) - int(detail["c"])
+    if test["test"] == "delong" and detail.get("auc_a") is not None:
+        return detail["auc_a"] - detail["auc_b"]
+    return detail.get("median_difference")
+
+
 def statistics_table(results: dict) -> Table | None:
     """Paired tests between strategies, against the baseline and against the same run's references."""
     tests = results.get("statistics", [])
@@ -431,8 +441,8 @@ def statistics_table(results: dict) -> Table | None:
 
     alpha = results["config"]["statistics"]["alpha"]
     out = Table("statistics", "Paired tests (McNemar on per-image correctness; DeLong on the AUC; Wilcoxon on "
-                "per-image scores)", ["Task", "A", "B", "Test", "On", "N", "Statistic", "p", f"p < {alpha:g}"],
-                digits=4)
+                "per-image scores)", ["Task", "A", "B", "Test", "On", "N", "A - B", "Statistic", "p",
+                                      f"p < {alpha:g}"], digits=4)
 
     def label(method: str) -> str:
         return STRATEGY_LABELS.get(method, METHOD_REFERENCES.get(method, method))
@@ -440,8 +450,10 @@ def statistics_table(results: dict) -> Table | None:
     for test in tests:
         p = test["p_value"]
         out.add(test["task"], label(test["a"]), label(test["b"]),
-                test["test"], test.get("on", ""), test.get("n"), test["statistic"], _p(p),
+                test["test"], test.get("on", ""), test.get("n"), _difference(test), test["statistic"], _p(p),
                 None if p is None or (isinstance(p, float) and math.isnan(p)) else bool(p < alpha))
+    out.notes.append("A - B, the direction of each test: McNemar, images only A got right minus images only B got "
+                     "right; DeLong, AUC of A minus AUC of B; Wilcoxon, the median per-image difference.")
     for key in results["config"].get("paper_tables", []):
         notes = PAPER_TABLES[key].notes
         if PAPER_TABLES[key].kind == "performance" and "McNemar" in notes:
