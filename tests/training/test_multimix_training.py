@@ -155,6 +155,29 @@ def test_best_checkpoint_is_the_best_validation_epoch_not_the_last(data, tmp_pat
         np.testing.assert_array_equal(loaded, kept)
 
 
+def test_a_finished_run_in_the_folder_is_restored_not_retrained(data, tmp_path, monkeypatch):
+    """`--resume`: a run folder holding a finished run of the same config gives back its result and its best
+    weights without a training step; another config trains again."""
+    urep.seed_everything(2)
+    config = _config(variant="unet", epochs=2, steps_per_epoch=1)
+    first = multimix_for_variant("unet", input_shape=(SIZE, SIZE, 1), channels=CHANNELS)
+    done = train_multimix(first, data, config, run=tmp_path)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(mm_train, "make_train_step", no_training)
+    urep.seed_everything(3)
+    again = multimix_for_variant("unet", input_shape=(SIZE, SIZE, 1), channels=CHANNELS)
+    restored = train_multimix(again, data, config, run=tmp_path)
+    assert restored.best_epoch == done.best_epoch and restored.checkpoint == done.checkpoint
+    assert restored.history == done.history and restored.best_metrics == done.best_metrics
+    for a, b in zip(again.network.get_weights(), first.network.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(AssertionError, match="trained again"):
+        train_multimix(again, data, _config(variant="unet", epochs=3, steps_per_epoch=1), run=tmp_path)
+
+
 @pytest.mark.parametrize("variant, frozen_layer, trained_layer", [
     ("encoder", "segmentation_logits", "class_logits"),
     ("unet", "class_logits", "segmentation_logits"),

@@ -8,6 +8,7 @@ run directory and restored. ``multimix_strategy`` adapts it to ``urep.training.s
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -147,6 +148,25 @@ def _run_dir(run: Any, variant: str) -> Path | None:
     return RunDir(root).checkpoint(f"multimix/{variant}")
 
 
+def _restore_finished(model: MultiMix, checkpoint_dir: Path | None, config: MultiMixConfig) -> MultiMixResult | None:
+    """The result of a run that finished in `checkpoint_dir` with the same config, its best weights loaded into
+    `model`; None when there is none (or `restore_best` is off: only the best weights are kept)."""
+    if checkpoint_dir is None or not config.restore_best:
+        return None
+    result_path, weights_path = checkpoint_dir / "result.json", checkpoint_dir / "best.weights.h5"
+    if not (result_path.is_file() and weights_path.is_file()):
+        return None
+    stored = json.loads(result_path.read_text(encoding="utf-8"))
+    if stored.get("config") != json.loads(json.dumps(config.to_dict())):
+        logger.warning("multimix %s: %s holds a finished run of another config; training again", config.variant,
+                       checkpoint_dir)
+        return None
+    model.network.load_weights(weights_path)
+    logger.info("multimix %s: run already finished in %s; restored its best weights (epoch %s)", config.variant,
+                checkpoint_dir, stored.get("best_epoch"))
+    return MultiMixResult(**stored)
+
+
 def train_multimix(model: MultiMix, data: MultiMixData, config: MultiMixConfig | dict | None = None,
                    run: Any = None) -> MultiMixResult:
     """Train MultiMix (or one of its ablations) and keep the epoch with the best validation score.
@@ -157,7 +177,9 @@ def train_multimix(model: MultiMix, data: MultiMixData, config: MultiMixConfig |
         config: a ``MultiMixConfig`` or a dict of its fields; None = the paper's defaults.
         run: None, a run directory path, or a ``urep.training.Run``: the best weights are written (atomically)
             to ``RUN/checkpoints/multimix/<variant>/best.weights.h5`` whenever the score improves, and the
-            result to ``.../result.json`` at the end. (No mid-training resume.)
+            result to ``.../result.json`` at the end. A folder that already holds a finished run of the same
+            config (e.g. ``urep run --resume``) is restored: its best weights are loaded and its result
+            returned, without training. (No mid-training resume: an unfinished run trains again.)
 
     Returns:
         A ``MultiMixResult``. With ``restore_best`` the model holds the best epoch's weights on return.
@@ -178,6 +200,9 @@ def train_multimix(model: MultiMix, data: MultiMixData, config: MultiMixConfig |
                                     data.val_seg_images, data.val_cls_images) if a is not None}
     _check(all(s == expected for s in shapes), f"images {sorted(shapes)} do not fit the model input {expected}")
     checkpoint_dir = _run_dir(run, config.variant)
+    finished = _restore_finished(model, checkpoint_dir, config)
+    if finished is not None:
+        return finished
 
     optimizer = multimix_optimizer(model, config.learning_rate)
     step = make_train_step(model, optimizer, config)
