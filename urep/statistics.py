@@ -242,9 +242,9 @@ def _placements(labels: Any, scores: Any, name: str) -> tuple[np.ndarray, np.nda
     m, n = int(positive.sum()), int((~positive).sum())
     if m == 0 or n == 0:
         raise ValueError(f"{name}: needs both classes, got {m} positive and {n} negative samples")
-    combined = np.apply_along_axis(stats.rankdata, 1, x)
-    within_pos = np.apply_along_axis(stats.rankdata, 1, x[:, positive])
-    within_neg = np.apply_along_axis(stats.rankdata, 1, x[:, ~positive])
+    combined = stats.rankdata(x, axis=1)
+    within_pos = stats.rankdata(x[:, positive], axis=1)
+    within_neg = stats.rankdata(x[:, ~positive], axis=1)
     v10 = (combined[:, positive] - within_pos) / n
     v01 = 1.0 - (combined[:, ~positive] - within_neg) / m
     return v10, v01

@@ -157,7 +157,11 @@ def _restore_finished(model: MultiMix, checkpoint_dir: Path | None, config: Mult
     if not (result_path.is_file() and weights_path.is_file()):
         return None
     stored = json.loads(result_path.read_text(encoding="utf-8"))
-    if stored.get("config") != json.loads(json.dumps(config.to_dict())):
+    try:  # the config's own round trip (lists vs tuples, NumPy scalars), not a comparison of JSON texts
+        same = MultiMixConfig.from_dict(stored.get("config")) == config
+    except ValueError:  # a config this version no longer accepts
+        same = False
+    if not same:
         logger.warning("multimix %s: %s holds a finished run of another config; training again", config.variant,
                        checkpoint_dir)
         return None
