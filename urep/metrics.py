@@ -25,6 +25,9 @@ MS_SSIM_POWER_FACTORS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 EMPTY_DISTANCE_CHOICES = ("diagonal", "nan")
 
+#: (height, width, scales used, scales asked, filter size) already warned about by `reconstruction_metrics`.
+_MS_SSIM_WARNED: set[tuple[int, int, int, int, int]] = set()
+
 
 # --------------------------------------------------------------------------------------------------------
 # Classification
@@ -547,8 +550,9 @@ def reconstruction_metrics(
     fails when the coarsest scale is smaller than the filter. Here the scales that fit are kept — the finest
     `k = ms_ssim_scales(H, W, filter_size)` — and their power factors truncated to the first `k` and
     renormalised to sum to 1 (so 64x64 uses 3 scales, 32x32 uses 2). The number used is reported as
-    `"ms_ssim_scales"` and a warning is logged when fewer than `len(power_factors)` are used. If not even one
-    scale fits (`min(H, W) < filter_size`), SSIM and MS-SSIM are NaN with a logged warning.
+    `"ms_ssim_scales"` and a warning is logged when fewer than `len(power_factors)` are used (once per
+    process for each image size, filter and scale count: an experiment evaluates one size many times). If not
+    even one scale fits (`min(H, W) < filter_size`), SSIM and MS-SSIM are NaN with a logged warning.
 
     Args:
         clean: reference images `(H, W)`, `(N, H, W)` or `(N, H, W, C)`, values in [0, max_val].
@@ -590,7 +594,9 @@ def reconstruction_metrics(
         ssim = ssim.numpy().astype(np.float64)
         weights = np.asarray(power_factors[:scales], dtype=np.float64)
         weights = weights / weights.sum()
-        if scales < len(power_factors):
+        key = (height, width, scales, len(power_factors), filter_size)
+        if scales < len(power_factors) and key not in _MS_SSIM_WARNED:
+            _MS_SSIM_WARNED.add(key)
             logger.warning(
                 "MS-SSIM on %dx%d images: %d of %d scales fit a %d-px filter; using the finest %d with "
                 "renormalised power factors %s",
