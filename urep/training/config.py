@@ -136,6 +136,9 @@ class TrainConfig:
         checkpoint_every_epoch: write a resumable checkpoint at the end of every epoch (when a run is given).
         tensorboard: write TensorBoard scalars per task (when a run is given).
         progress_bar: show one Keras `Progbar` per training phase: None = only when stdout is a terminal.
+        data_autotune: keep tf.data's autotuning on for the per-epoch training and validation datasets. Off by
+            default: TensorFlow 2.21 then waits up to about 4 s (CPU idle) whenever an epoch's iterator is
+            freed (`urep.training.loop.epoch_dataset`); the values are the same either way.
         check_finite: stop with `NonFiniteInputError` when a training batch holds NaN/inf values, and with
             `NonFiniteLossError` as soon as a step's loss is NaN or infinite.
         taskwise_stopping: task-wise early stopping (Zhang et al. 2014,
@@ -172,6 +175,7 @@ class TrainConfig:
     checkpoint_every_epoch: bool = True
     tensorboard: bool = True
     progress_bar: bool | None = None
+    data_autotune: bool = False
     check_finite: bool = True
     taskwise_stopping: bool | dict = False
 

@@ -47,8 +47,24 @@ logger = logging.getLogger(__name__)
 DataSource = tf.data.Dataset | Callable[[int], tf.data.Dataset]
 
 
-def epoch_dataset(source: DataSource, epoch: int) -> tf.data.Dataset:
+def _without_autotune() -> tf.data.Options:
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
+def epoch_dataset(source: DataSource, epoch: int, autotune: bool = False) -> tf.data.Dataset:
     """The dataset of `source` for a 0-based epoch.
+
+    Args:
+        source: a dataset, or a function epoch -> dataset.
+        epoch: 0-based epoch.
+        autotune: leave tf.data's autotuning on. Off (the default, `TrainConfig.data_autotune`): the loops
+            iterate a new dataset every epoch, and with autotuning on TensorFlow 2.21 frees each finished
+            iterator only after its autotuning thread wakes, a wait of up to about 4 s with the CPU idle (a
+            third of a 128x128 segmentation head's epoch on 2 cores; docs/benchmarks.md, "Epoch
+            boundaries"). Without it, `AUTOTUNE` map stages run with one call per core and the values are
+            the same.
 
     Raises:
         TypeError: `source` is neither a dataset nor a callable returning one.
@@ -57,7 +73,7 @@ def epoch_dataset(source: DataSource, epoch: int) -> tf.data.Dataset:
     if not isinstance(dataset, tf.data.Dataset):
         raise TypeError(f"expected a tf.data.Dataset or a function epoch -> tf.data.Dataset, got "
                         f"{type(dataset).__name__}")
-    return dataset
+    return dataset if autotune else dataset.with_options(_without_autotune())
 
 
 def steps_per_epoch(dataset: tf.data.Dataset, n_train: int | None, batch_size: int,
@@ -477,7 +493,8 @@ class PhaseEngine:
             logs[task.name] = {"loss": outcome.losses[task.name]}
             eval_start = time.perf_counter()
             if task.val is not None:
-                results = task.evaluator.evaluate(epoch_dataset(task.val, epoch), config.max_val_steps)
+                results = task.evaluator.evaluate(epoch_dataset(task.val, epoch, config.data_autotune),
+                                                  config.max_val_steps)
                 logs[task.name].update({f"val_{key}": value for key, value in results.items()})
             eval_seconds[task.name] = time.perf_counter() - eval_start
         values = {}
@@ -590,7 +607,7 @@ def single_task_epoch(task: PhaseTask, steps: TaskSteps, config: TrainConfig, di
     """The epoch function of a phase with one task: every batch of its data (capped), one step each."""
 
     def run_epoch(epoch: int, bar: ProgressBar) -> EpochOutcome:
-        dataset = epoch_dataset(task.train, epoch)
+        dataset = epoch_dataset(task.train, epoch, config.data_autotune)
         start = time.perf_counter()
         total, count = 0.0, 0
         for x, y in distribute_dataset(dataset, dist_strategy):

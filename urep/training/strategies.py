@@ -377,7 +377,7 @@ def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run
 
     def run_epoch(epoch: int, bar: ProgressBar) -> EpochOutcome:
         active = _active(tasks, stopper)
-        datasets = {task.name: epoch_dataset(task.train, epoch) for task in active}
+        datasets = {task.name: epoch_dataset(task.train, epoch, config.data_autotune) for task in active}
         needed = {task.name: _epoch_steps(task, datasets[task.name], config) for task in active}
         rounds = max((math.ceil(needed[name] / ratio[name]) for name in needed), default=0)
         batches = {name: _Batches(name, datasets[name], dist_strategy) for name in datasets}
@@ -479,7 +479,8 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
     def run_epoch(epoch: int, bar: ProgressBar) -> EpochOutcome:
         trained = {task.name for task in _active(tasks, stopper)}
         active = tuple(name in trained for name in names)
-        datasets = {task.name: epoch_dataset(task.train, epoch) for task in tasks if task.name in trained}
+        datasets = {task.name: epoch_dataset(task.train, epoch, config.data_autotune) for task in tasks
+                    if task.name in trained}
         n_steps = max((_epoch_steps(task, datasets[task.name], config) for task in tasks if task.name in trained),
                       default=0)
         batches = [_Batches(name, datasets[name], dist_strategy) if name in trained else None for name in names]
