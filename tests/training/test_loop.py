@@ -181,3 +181,49 @@ def test_phase_state_round_trips_through_json_and_refuses_unknown_keys():
     assert state.steps == {"cls": 0, "seg": 0} and state.epoch == 0 and state.stop_reason == "max_epochs"
     with pytest.raises(ValueError, match=r"phase state of 'joint' has unknown keys \['epochs'\]"):
         PhaseState.from_dict({**state.to_dict(), "epochs": 3})
+
+
+def _autotune_spy(monkeypatch, *modules):
+    """Replace `epoch_dataset` in `modules` by a wrapper that records each returned dataset's autotune flag."""
+    from urep.training import loop
+
+    seen = []
+    original = loop.epoch_dataset
+
+    def spy(source, epoch, autotune=False):
+        dataset = original(source, epoch, autotune)
+        seen.append(dataset.options().autotune.enabled)
+        return dataset
+
+    for module in modules:
+        monkeypatch.setattr(module, "epoch_dataset", spy)
+    return seen
+
+
+def test_epoch_dataset_turns_autotuning_off_unless_asked_and_keeps_the_values():
+    from urep.data.batches import AugmentedBatches
+    from urep.training.loop import epoch_dataset
+
+    x, _, m = disc_phantoms(12, seed=4)
+    source = AugmentedBatches(x, m, 4, seed=3, options={"rotation": 5, "zoom": 0.2, "horizontal_flip": True},
+                              masks=True)
+    off, on = epoch_dataset(source, 2), epoch_dataset(source, 2, autotune=True)
+    assert off.options().autotune.enabled is False
+    assert on.options().autotune.enabled is not False
+    for (xa, ya), (xb, yb) in zip(off, on, strict=True):
+        np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+        np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+    with pytest.raises(TypeError, match="tf.data.Dataset or a function"):
+        epoch_dataset(lambda epoch: [1, 2], 0)
+
+
+@pytest.mark.parametrize("autotune", [False, True])
+def test_train_model_iterates_training_and_validation_data_with_the_configured_autotuning(monkeypatch, autotune):
+    from urep.training import loop
+
+    seen = _autotune_spy(monkeypatch, loop)
+    model, x, y = _model_and_data()
+    train_model(model, "categorical_crossentropy", batches(x, y, seed=0), batches(x, y),
+                TrainConfig(epochs=2, data_autotune=autotune, **FAST), name="cls")
+    assert len(seen) == 5  # the step count for the progress bar, then two epochs of training and validation
+    assert all((flag is not False) == autotune for flag in seen), seen

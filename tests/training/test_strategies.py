@@ -332,3 +332,26 @@ def test_a_non_finite_segmentation_batch_stops_the_multi_task_strategies_naming_
                     n_train=len(x))
     with pytest.raises(NonFiniteInputError, match=r"batch of task 'seg' at epoch 1, step \d"):
         finetune(encoder, tasks, strategy, TrainConfig(epochs=1, **FAST))
+
+
+@pytest.mark.parametrize("strategy", ["alternating", "joint"])
+@pytest.mark.parametrize("autotune", [False, True])
+def test_shared_strategies_iterate_every_task_with_the_configured_autotuning(phantoms, monkeypatch, strategy,
+                                                                            autotune):
+    from urep.training import loop, strategies
+
+    seen = []
+    original = loop.epoch_dataset
+
+    def spy(source, epoch, autotune=False):
+        dataset = original(source, epoch, autotune)
+        seen.append(dataset.options().autotune.enabled)
+        return dataset
+
+    monkeypatch.setattr(loop, "epoch_dataset", spy)
+    monkeypatch.setattr(strategies, "epoch_dataset", spy)
+    x, y, m = phantoms
+    _, cls, seg = tiny_encoder_and_heads()
+    finetune(None, _tasks(cls, seg, x, y, m), strategy, TrainConfig(epochs=1, data_autotune=autotune, **FAST))
+    assert len(seen) >= 4  # both tasks' training data and both validation sets (and step counts)
+    assert all((flag is not False) == autotune for flag in seen), seen

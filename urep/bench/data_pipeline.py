@@ -2,7 +2,8 @@
 
 `run(out_dir, quick, sizes)` measures the images/s of decoding (PNG and DICOM, first pass and cached), of the
 streaming and in-memory `tf.data` routes and of a CDAE training step at the same sizes, each the median, min
-and max of several runs, and returns and writes them to `OUT_DIR/data_pipeline.json`.
+and max of several runs, and the time the training loops lose at each epoch's end freeing the epoch's
+iterator with tf.data autotuning on and off; it returns and writes them to `OUT_DIR/data_pipeline.json`.
 Usage: ``python -m urep.bench.data_pipeline OUT_DIR [--quick]``.
 """
 
@@ -193,6 +194,35 @@ def _cdae_rate(size: int, repeats: int, steps: int) -> dict:
     return result
 
 
+def _epoch_end_wait(autotune: bool, epochs: int, epoch_seconds: float, size: int = 128, n: int = 312) -> dict:
+    """Seconds the loop waits, CPU idle, when it frees a finished epoch's iterator.
+
+    Every epoch iterates a new augmented pipeline (`AugmentedBatches` through `epoch_dataset`, as the training
+    loops do) at a pace that makes it last about `epoch_seconds` (a sleep per batch stands in for the training
+    step); the wait is the time `del iterator` takes. With tf.data autotuning on, TensorFlow 2.21 frees the
+    iterator only when its autotuning thread next wakes, so the wait depends on where in that thread's period
+    the epoch ends: some epochs wait seconds, some none.
+    """
+    from urep.data.batches import AugmentedBatches
+    from urep.training.loop import epoch_dataset
+
+    rng = np.random.default_rng(0)
+    images = rng.random((n, size, size, 1), dtype=np.float32)
+    source = AugmentedBatches(images, (images > 0.5).astype("float32"), 8, seed=0, masks=True,
+                              options={"rotation": 5, "zoom": 0.2, "horizontal_flip": True})
+    pause = epoch_seconds / -(-n // 8)
+    waits = []
+    for epoch in range(epochs):
+        iterator = iter(epoch_dataset(source, epoch, autotune=autotune))
+        for _ in iterator:
+            time.sleep(pause)
+        started = time.perf_counter()
+        del iterator
+        waits.append(time.perf_counter() - started)
+    return {"median": statistics.median(waits), "min": min(waits), "max": max(waits),
+            "mean": statistics.fmean(waits), "epochs": epochs, "epoch_seconds": epoch_seconds}
+
+
 def run(out_dir: str | os.PathLike, quick: bool = False, sizes: tuple[int, ...] | None = None) -> dict:
     """Run the benchmark and write ``out_dir/data_pipeline.json``.
 
@@ -256,6 +286,10 @@ def run(out_dir: str | os.PathLike, quick: bool = False, sizes: tuple[int, ...] 
                 entry["tfdata_cached_denoising_pairs"]["median"] / entry["cdae_train_step"]["median"]
             )
             results["sizes"][str(size)] = entry
+    epochs = 3 if quick else 6
+    logger.info("epoch-end wait, tf.data autotuning on and off (%d epochs of 6 s each)", epochs)
+    results["epoch_end_wait_s"] = {f"autotune_{'on' if on else 'off'}": _epoch_end_wait(on, epochs, 6.0)
+                                   for on in (True, False)}
     results["load_average"] = {"start": load_start, "end": os.getloadavg()}
     results["environment"] = environment()
     atomic_write_json(out / "data_pipeline.json", results)
@@ -276,6 +310,9 @@ def _table(results: dict) -> str:
                     f"({stats['min']:.1f} - {stats['max']:.1f})"
                 )
         lines.append(f"{size:>4}  cached pipeline / CDAE step: {entry['ratio_cached_pipeline_to_cdae']:.1f}x")
+    for setting, wait in results.get("epoch_end_wait_s", {}).items():
+        lines.append(f"wait freeing an epoch's iterator, {setting}: mean {wait['mean']:.2f} s, max {wait['max']:.2f} s "
+                     f"({wait['epochs']} epochs of {wait['epoch_seconds']:.0f} s)")
     return "\n".join(lines)
 
 

@@ -209,6 +209,8 @@ class TrainSettings:
         early_stopping_patience: epochs without improvement before stopping; `null` disables.
         max_steps_per_epoch: cap on the steps of one epoch (reduced-scale runs); `null` = whole data set.
         jit_compile: XLA-compile the training steps.
+        data_autotune: tf.data autotuning of the per-epoch datasets; off by default because TensorFlow 2.21
+            then idles up to about 4 s at the end of every epoch (`urep.training.TrainConfig.data_autotune`).
         taskwise_stopping: task-wise early stopping (Zhang et al. 2014) of the alternating, joint and
             cross-stitch strategies (heads phase): false, true, or a mapping of `k`, `epsilon`, `main`,
             `importance` (see `urep.training.TrainConfig.taskwise_stopping`). Off in the papers.
@@ -228,6 +230,7 @@ class TrainSettings:
     early_stopping_patience: int | None = 8
     max_steps_per_epoch: int | None = None
     jit_compile: bool = True
+    data_autotune: bool = False
     taskwise_stopping: Annotated[bool | dict[str, Any], Rule(check=_taskwise_problem)] = False
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     class_weight: Literal["none", "balanced"] = "none"
@@ -249,7 +252,8 @@ class TrainSettings:
             optimizer={"name": optimizer or self.optimizer, "learning_rate": learning_rate or self.learning_rate},
             reduce_lr_factor=self.reduce_lr_factor, reduce_lr_patience=self.reduce_lr_patience,
             early_stopping_patience=self.early_stopping_patience, max_steps_per_epoch=self.max_steps_per_epoch,
-            jit_compile=self.jit_compile, taskwise_stopping=self.taskwise_stopping, seed=seed,
+            jit_compile=self.jit_compile, data_autotune=self.data_autotune,
+            taskwise_stopping=self.taskwise_stopping, seed=seed,
             deterministic=deterministic, progress_bar=None, mixed_precision=mixed_precision)
         return TrainConfig(**{**mapped, **changes})
 

@@ -666,7 +666,7 @@ def model_engine(model: keras.Model, loss: str | Callable, train: DataSource, va
                      n_train=n_train, kind=kind)
     epoch_fn = single_task_epoch(task, steps, config, dist_strategy)
     return PhaseEngine(phase or name, strategy_name, [task], config, epoch_fn,
-                       run=run, steps_hint=lambda: steps_per_epoch(epoch_dataset(train, 0), n_train,
+                       run=run, steps_hint=lambda: steps_per_epoch(epoch_dataset(train, 0, config.data_autotune), n_train,
                                                                    config.batch_size, config.max_steps_per_epoch))
 
 

@@ -413,7 +413,8 @@ def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run
 
     def hint() -> int:
         return sum(ratio.values()) * max(
-            math.ceil(_epoch_steps(t, epoch_dataset(t.train, 0), config) / ratio[t.name]) for t in tasks)
+            math.ceil(_epoch_steps(t, epoch_dataset(t.train, 0, config.data_autotune), config) / ratio[t.name])
+            for t in tasks)
 
     return PhaseEngine(phase, "alternating", phase_tasks, config, run_epoch, run=run,
                        extra_info=lambda: {"schedule": schedule}, steps_hint=hint, taskwise=stopper)
@@ -514,7 +515,7 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
                             {name: share if name in trained else 0.0 for name in names}, scalars)
 
     def hint() -> int:
-        return max(_epoch_steps(t, epoch_dataset(t.train, 0), config) for t in tasks)
+        return max(_epoch_steps(t, epoch_dataset(t.train, 0, config.data_autotune), config) for t in tasks)
 
     return PhaseEngine(phase, "joint", phase_tasks, config, run_epoch, run=run,
                        extra_variables=weighting.variables,
