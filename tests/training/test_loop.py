@@ -7,7 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from training_helpers import batches, disc_phantoms, tiny_encoder_and_heads
+from training_helpers import autotune_spy, batches, disc_phantoms, tiny_encoder_and_heads
 
 from urep.io import RunDirExistsError
 from urep.training import NonFiniteInputError, NonFiniteLossError, Run, TrainConfig, TrainResult, train_model
@@ -183,23 +183,6 @@ def test_phase_state_round_trips_through_json_and_refuses_unknown_keys():
         PhaseState.from_dict({**state.to_dict(), "epochs": 3})
 
 
-def _autotune_spy(monkeypatch, *modules):
-    """Replace `epoch_dataset` in `modules` by a wrapper that records each returned dataset's autotune flag."""
-    from urep.training import loop
-
-    seen = []
-    original = loop.epoch_dataset
-
-    def spy(source, epoch, autotune=False):
-        dataset = original(source, epoch, autotune)
-        seen.append(dataset.options().autotune.enabled)
-        return dataset
-
-    for module in modules:
-        monkeypatch.setattr(module, "epoch_dataset", spy)
-    return seen
-
-
 def test_epoch_dataset_turns_autotuning_off_unless_asked_and_keeps_the_values():
     from urep.data.batches import AugmentedBatches
     from urep.training.loop import epoch_dataset
@@ -221,7 +204,7 @@ def test_epoch_dataset_turns_autotuning_off_unless_asked_and_keeps_the_values():
 def test_train_model_iterates_training_and_validation_data_with_the_configured_autotuning(monkeypatch, autotune):
     from urep.training import loop
 
-    seen = _autotune_spy(monkeypatch, loop)
+    seen = autotune_spy(monkeypatch, loop)
     model, x, y = _model_and_data()
     train_model(model, "categorical_crossentropy", batches(x, y, seed=0), batches(x, y),
                 TrainConfig(epochs=2, data_autotune=autotune, **FAST), name="cls")

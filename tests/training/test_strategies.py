@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from training_helpers import batches, disc_phantoms, tiny_encoder_and_heads
+from training_helpers import autotune_spy, batches, disc_phantoms, tiny_encoder_and_heads
 
 from urep.training import STRATEGIES, NonFiniteInputError, Task, TrainConfig, finetune
 from urep.training.strategies import alternating_ratio
@@ -340,16 +340,7 @@ def test_shared_strategies_iterate_every_task_with_the_configured_autotuning(pha
                                                                             autotune):
     from urep.training import loop, strategies
 
-    seen = []
-    original = loop.epoch_dataset
-
-    def spy(source, epoch, autotune=False):
-        dataset = original(source, epoch, autotune)
-        seen.append(dataset.options().autotune.enabled)
-        return dataset
-
-    monkeypatch.setattr(loop, "epoch_dataset", spy)
-    monkeypatch.setattr(strategies, "epoch_dataset", spy)
+    seen = autotune_spy(monkeypatch, loop, strategies)
     x, y, m = phantoms
     _, cls, seg = tiny_encoder_and_heads()
     finetune(None, _tasks(cls, seg, x, y, m), strategy, TrainConfig(epochs=1, data_autotune=autotune, **FAST))

@@ -55,3 +55,21 @@ def batches(x, y, batch_size: int = 8, seed: int | None = None):
         return dataset.batch(batch_size)
 
     return make
+
+
+def autotune_spy(monkeypatch, *modules):
+    """Replace `epoch_dataset` in `modules` by a wrapper that records each returned dataset's autotune flag
+    (`options().autotune.enabled`); returns the list it appends to."""
+    from urep.training import loop
+
+    seen = []
+    original = loop.epoch_dataset
+
+    def spy(source, epoch, autotune=False):
+        dataset = original(source, epoch, autotune)
+        seen.append(dataset.options().autotune.enabled)
+        return dataset
+
+    for module in modules:
+        monkeypatch.setattr(module, "epoch_dataset", spy)
+    return seen
