@@ -245,12 +245,15 @@ def test_train_settings_map_onto_one_train_config():
     raw = _minimal()
     raw["training"] = {"heads": {"epochs": 3, "batch_size": 4, "optimizer": "adam", "learning_rate": 0.01,
                                  "reduce_lr_patience": 2, "early_stopping_patience": None, "max_steps_per_epoch": 5,
-                                 "jit_compile": False, "taskwise_stopping": {"k": 2}}}
-    settings = parse_config(raw).training.heads
+                                 "jit_compile": False, "taskwise_stopping": {"k": 2}, "data_autotune": True}}
+    parsed = parse_config(raw).training
+    assert parsed.source.data_autotune is False  # the default: tf.data autotuning off
+    settings = parsed.heads
     config = settings.train_config(seed=7, deterministic=True, mixed_precision="mixed_bfloat16")
     assert (config.epochs, config.batch_size, config.seed, config.deterministic) == (3, 4, 7, True)
     assert (config.optimizer.name, config.learning_rate, config.reduce_lr_patience) == ("adam", 0.01, 2)
     assert config.early_stopping_patience is None and config.max_steps_per_epoch == 5 and not config.jit_compile
+    assert config.data_autotune is True
     assert config.taskwise == {"k": 2, "epsilon": 1.0, "main": None, "importance": None}
     assert config.mixed_precision == "mixed_bfloat16" and config.progress_bar is None
     task = settings.train_config(seed=0, optimizer="sgd", learning_rate=0.5, progress_bar=False, epochs=1)
