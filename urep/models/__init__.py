@@ -6,7 +6,7 @@ layers by name. See `docs/design.md` and the journal's Tables 4, 6, 8 and 10 for
 
 from urep.models.assembly import MultiTaskModel
 from urep.models.baselines import baseline_classifier, baseline_denoiser, baseline_like
-from urep.models.batchnorm import set_batchnorm_momentum
+from urep.models.batchnorm import BatchNorm, set_batchnorm_momentum
 from urep.models.cdae import cdae, cdae_parameter_count, closest_constant_width, set_residual_skip
 from urep.models.decoders import decoder_layers, segmentation_decoder
 from urep.models.dilated_cnn import dilated_cnn, dilated_convolutions
@@ -23,6 +23,7 @@ from urep.models.truncation import ENCODER_OUT, truncate
 from urep.models.unet import unet
 
 __all__ = [
+    "BatchNorm",
     "ENCODER_OUT",
     "MultiTaskModel",
     "baseline_classifier",

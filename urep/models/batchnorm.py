@@ -1,10 +1,68 @@
-"""Batch-normalization settings applied to a built model (before training)."""
+"""Batch normalization: a fused layer for TensorFlow, and settings applied to a built model.
+
+`BatchNorm` is `keras.layers.BatchNormalization` whose 4-D, last-axis case runs TensorFlow's fused kernel
+(`FusedBatchNormV3`: one op forward and one backward, oneDNN's on a CPU, cuDNN's on a GPU) instead of Keras
+3's composite of moments, casts and element-wise ops. Same variables, same statistics, same outputs to float
+rounding; every other case (a mask, renormalisation, `synchronized=True` across replicas, another backend or
+rank or dtype, `fused=False`) runs the Keras layer unchanged. Measured in docs/benchmarks.md ("Batch normalization").
+"""
 
 from __future__ import annotations
 
 import keras
 
-__all__ = ["set_batchnorm_momentum"]
+__all__ = ["BatchNorm", "set_batchnorm_momentum"]
+
+
+@keras.saving.register_keras_serializable(package="urep")
+class BatchNorm(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` with TensorFlow's fused kernel where it applies.
+
+    Args:
+        fused: run the fused kernel where it applies (TensorFlow backend, 4-D input normalised over its last
+            axis, no mask, no renormalisation, not synchronized across replicas); False always runs the Keras
+            layer. Default True.
+        **kwargs: as `keras.layers.BatchNormalization`.
+
+    The moving statistics follow Keras' update, `moving = moving * momentum + batch * (1 - momentum)`, with the
+    batch variance without Bessel's correction (the kernel returns it corrected; the correction is undone).
+    Normalisation runs in float32 for bfloat16/float16 inputs, as in the Keras layer.
+    """
+
+    def __init__(self, fused: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.fused = bool(fused)
+
+    def _use_fused(self, inputs, mask) -> bool:
+        return (self.fused and keras.backend.backend() == "tensorflow" and mask is None and not self.renorm
+                and not self.synchronized and len(inputs.shape) == 4 and self.axis in (-1, 3)
+                and inputs.dtype in ("float16", "bfloat16", "float32"))
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._use_fused(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        ones = tf.ones_like(self.moving_mean)
+        scale = tf.cast(self.gamma, "float32") if self.scale else ones
+        offset = tf.cast(self.beta, "float32") if self.center else tf.zeros_like(ones)
+        if training and self.trainable:
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                inputs, scale, offset, epsilon=self.epsilon, data_format="NHWC", is_training=True)
+            count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], "float32")
+            variance = variance * tf.maximum(count - 1.0, 1.0) / tf.maximum(count, 1.0)
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(
+                self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                inputs, scale, offset, mean=tf.cast(self.moving_mean, "float32"),
+                variance=tf.cast(self.moving_variance, "float32"), epsilon=self.epsilon, data_format="NHWC",
+                is_training=False)
+        return tf.cast(outputs, self.compute_dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "fused": self.fused}
 
 
 def set_batchnorm_momentum(model: keras.Model, momentum: float | None) -> keras.Model:

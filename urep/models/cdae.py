@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from urep.models._checks import check_filters, check_input_shape, check_positive_int
+from urep.models.batchnorm import BatchNorm
 
 #: Journal Table 4, "Shared Source" / "Separate Denoising Model".
 PAPER_PARAMS = 800_067
@@ -107,7 +108,7 @@ def cdae(
     levels = [inputs]  # encoder maps by resolution, full resolution first (the skip sources)
     for i, width_i in enumerate(filters, start=1):
         x = keras.layers.Conv2D(width_i, kernel_size, strides=strides, padding="same", name=f"enc_conv{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"enc_bn{i}")(x)
+        x = BatchNorm(name=f"enc_bn{i}")(x)
         x = keras.layers.ReLU(name="encoder_out" if i == len(filters) else f"enc_relu{i}")(x)
         levels.append(x)
     for i, width_i in enumerate(decoder_filters, start=1):
@@ -115,7 +116,7 @@ def cdae(
         if skips is not None:
             x = _merge_skip(x, levels[len(filters) - i], skips, f"dec_skip{i}", f"dec_skip_proj{i}")
         x = keras.layers.Conv2D(width_i, kernel_size, padding="same", name=f"dec_conv{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"dec_bn{i}")(x)
+        x = BatchNorm(name=f"dec_bn{i}")(x)
         x = keras.layers.ReLU(name=f"dec_relu{i}")(x)
     if output == "direct":
         outputs = keras.layers.Conv2D(

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import keras
 
 from urep.models._checks import check_filters, check_positive_int, check_rate
+from urep.models.batchnorm import BatchNorm
 from urep.models.decoders import DEFAULT_DILATION_RATES, DEFAULT_FILTERS, decoder_layers
 from urep.models.truncation import ENCODER_OUT, truncate
 
@@ -221,7 +222,7 @@ def context_block(x: keras.KerasTensor, dilation_rates: Sequence[int], prefix: s
     filters = channels if width is None else width
     for i, rate in enumerate(dilation_rates, start=1):
         y = keras.layers.Conv2D(filters, 3, padding="same", dilation_rate=rate, name=f"{prefix}context_conv{i}")(x)
-        y = keras.layers.BatchNormalization(name=f"{prefix}context_bn{i}")(y)
+        y = BatchNorm(name=f"{prefix}context_bn{i}")(y)
         y = keras.layers.ReLU(name=f"{prefix}context_relu{i}")(y)
         y = keras.layers.Conv2D(channels, 1, kernel_initializer="zeros", name=f"{prefix}context_proj{i}")(y)
         x = keras.layers.Add(name=f"{prefix}context_add{i}")([x, y])

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import keras
 
 from urep.models._checks import check_filters, check_input_shape, check_positive_int
+from urep.models.batchnorm import BatchNorm
 
 __all__ = ["unet"]
 
@@ -81,7 +82,7 @@ def unet(
             x = keras.layers.Conv2D(width_, kernel_size, padding="same", use_bias=not batch_norm,
                                     name=f"{prefix}_conv{j}")(x)
             if batch_norm:
-                x = keras.layers.BatchNormalization(name=f"{prefix}_bn{j}")(x)
+                x = BatchNorm(name=f"{prefix}_bn{j}")(x)
             x = keras.layers.Activation(activation, name=f"{prefix}_act{j}")(x)
         return x
 
