@@ -159,3 +159,18 @@ def test_profiles_build_the_models_in_their_policy_and_record_it(tmp_path, monke
     assert record["profile"] == profile and record["benchmarks"]["params"]["profile"] == profile
     assert "peak_device_memory_mb" not in record["benchmarks"]["params"]  # no GPU here
     assert f"profile {profile}" in (tmp_path / "o" / "bench.md").read_text(encoding="utf-8")
+
+
+def test_batchnorm_benchmark_times_both_layers_on_the_same_model():
+    """`urep.bench.batchnorm.measure`: both variants timed, each round; the speedup is their median ratio."""
+    from urep.bench import batchnorm
+
+    assert "batchnorm" in suite.DELEGATED and suite._load("batchnorm") is batchnorm.run
+    assert batchnorm.precisions()[0] == "float32"
+    result = batchnorm.measure("head", 32, "float32", steps=1, repeats=2)
+    assert result["fused"]["n"] == result["keras"]["n"] == 2
+    assert all(v > 0 for side in ("fused", "keras") for v in result[side]["values"])
+    assert result["speedup"] == pytest.approx(result["fused"]["median"] / result["keras"]["median"])
+    import keras
+
+    assert keras.config.dtype_policy().name == "float32"

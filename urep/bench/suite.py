@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "cost": ("urep.bench.cost", "run_cost", "Shared vs separate to the same stopping rule"),
     "inference": ("urep.bench.inference", "run", "Inference: fused vs separate"),
     "train_throughput": ("urep.bench.train_throughput", "run", "Training-step throughput"),
+    "batchnorm": ("urep.bench.batchnorm", "run", "Batch normalization: fused kernel vs Keras layer"),
     "data_pipeline": ("urep.bench.data_pipeline", "run", "Data pipeline throughput"),
     "scaling": ("urep.bench.scaling", "run", "Scaling with tasks"),
     "memory": ("urep.bench.memory", "run", "Peak memory of CDAE training"),
@@ -48,7 +49,7 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "multimix_throughput": ("urep.bench.multimix_throughput", "run", "MultiMix training-step throughput"),
 }
 #: Benchmarks written elsewhere, called as `run(out_dir, quick)`; their records are tabulated here.
-DELEGATED = ("train_throughput", "data_pipeline", "tuner_memory", "multimix_throughput")
+DELEGATED = ("train_throughput", "batchnorm", "data_pipeline", "tuner_memory", "multimix_throughput")
 #: Delegated benchmarks that measure the peak memory of their own process: run in a fresh child process, so
 #: the suite's earlier benchmarks do not count.
 ISOLATED = ("tuner_memory",)
