@@ -162,15 +162,16 @@ def test_profiles_build_the_models_in_their_policy_and_record_it(tmp_path, monke
 
 
 def test_batchnorm_benchmark_times_both_layers_on_the_same_model():
-    """`urep.bench.batchnorm.measure`: both variants timed, each round; the speedup is their median ratio."""
+    """`urep.bench.batchnorm.measure`: every variant timed, each round; the speedups are median ratios."""
     from urep.bench import batchnorm
 
     assert "batchnorm" in suite.DELEGATED and suite._load("batchnorm") is batchnorm.run
     assert batchnorm.precisions()[0] == "float32"
     result = batchnorm.measure("head", 32, "float32", steps=1, repeats=2)
-    assert result["fused"]["n"] == result["keras"]["n"] == 2
-    assert all(v > 0 for side in ("fused", "keras") for v in result[side]["values"])
-    assert result["speedup"] == pytest.approx(result["fused"]["median"] / result["keras"]["median"])
+    assert result["auto"]["n"] == result["fused"]["n"] == result["keras"]["n"] == 2
+    assert all(v > 0 for side in batchnorm.VARIANTS for v in result[side]["values"])
+    assert result["speedup"] == pytest.approx(result["auto"]["median"] / result["keras"]["median"])
+    assert result["speedup_fused"] == pytest.approx(result["fused"]["median"] / result["keras"]["median"])
     import keras
 
     assert keras.config.dtype_policy().name == "float32"

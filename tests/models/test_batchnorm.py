@@ -127,11 +127,38 @@ def test_cases_outside_the_kernel_give_the_keras_result(case):
 def test_fused_kernel_is_the_op_that_runs():
     x = _input((2, 8, 8, 4))
     _, bn = _pair(x.shape)
-    graph = tf.function(lambda t: bn(t, training=True)).get_concrete_function(x).graph
-    assert any(op.type.startswith("FusedBatchNorm") for op in graph.get_operations())
+    assert _runs_fused(bn, x)
     bn.fused = False
+    assert not _runs_fused(bn, x)
+
+
+def _runs_fused(bn: BatchNorm, x: tf.Tensor) -> bool:
     graph = tf.function(lambda t: bn(t, training=True)).get_concrete_function(x).graph
-    assert not any(op.type.startswith("FusedBatchNorm") for op in graph.get_operations())
+    return any(op.type.startswith("FusedBatchNorm") for op in graph.get_operations())
+
+
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="the rule is for machines without a GPU")
+@pytest.mark.parametrize(("channels", "fused", "expected"), [
+    (8, None, False), (24, None, False), (16, None, True), (48, None, True), (8, True, True), (16, False, False)])
+def test_automatic_choice_in_bfloat16_follows_the_channel_count(channels, fused, expected):
+    """On a CPU, oneDNN's bfloat16 kernel was measured slower than Keras' layer for channels not a multiple of
+    16: `fused=None` keeps the Keras layer there, `fused=True` forces the kernel."""
+    bn = BatchNorm(fused=fused, dtype="mixed_bfloat16")
+    x = tf.cast(_input((2, 4, 4, channels)), tf.bfloat16)
+    bn.build(x.shape)
+    assert _runs_fused(bn, x) is expected
+
+
+def test_automatic_choice_in_float32_is_always_the_kernel():
+    bn = BatchNorm()
+    x = _input((2, 4, 4, 8))
+    bn.build(x.shape)
+    assert _runs_fused(bn, x)
+
+
+def test_fused_must_be_none_true_or_false():
+    with pytest.raises(ValueError, match=r"fused='yes'.*None \(automatic\), True or False"):
+        BatchNorm(fused="yes")
 
 
 def test_saved_model_keeps_the_layer_and_its_setting(tmp_path):
@@ -149,6 +176,6 @@ def test_saved_model_keeps_the_layer_and_its_setting(tmp_path):
 def test_builders_use_the_fused_layer_and_momentum_setting_reaches_it():
     for model in (cdae(input_shape=(32, 32, 1), filters=[8, 8]), unet(input_shape=(32, 32, 1), filters=[4, 8])):
         norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-        assert norms and all(type(layer) is BatchNorm and layer.fused for layer in norms)
+        assert norms and all(type(layer) is BatchNorm and layer.fused is None for layer in norms)
         set_batchnorm_momentum(model, 0.5)
         assert all(layer.momentum == 0.5 for layer in norms)

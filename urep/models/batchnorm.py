@@ -4,7 +4,14 @@
 (`FusedBatchNormV3`: one op forward and one backward, oneDNN's on a CPU, cuDNN's on a GPU) instead of Keras
 3's composite of moments, casts and element-wise ops. Same variables, same statistics, same outputs to float
 rounding; every other case (a mask, renormalisation, `synchronized=True` across replicas, another backend or
-rank or dtype, `fused=False`) runs the Keras layer unchanged. Measured in docs/benchmarks.md ("Batch normalization").
+rank or dtype, `fused=False`) runs the Keras layer unchanged.
+
+By default (`fused=None`) one more case keeps the Keras layer: bfloat16 on a machine without a GPU when the
+channels are not a multiple of 16. Measured forward + backward on 8-image batches, TensorFlow 2.21 with
+oneDNN on an Intel Xeon with AMX: bfloat16 with 8, 12 or 24 channels, the fused kernel took 1.6-3.4x the
+Keras layer's time (a U-Net whose first level has 8 channels trained 2x slower), with 16, 32, 48, 64 or 128
+channels it took 0.3-0.6x; in float32 it was faster at every width tried (4-64). Numbers:
+docs/benchmarks.md ("Batch normalization").
 """
 
 from __future__ import annotations
@@ -14,14 +21,22 @@ import keras
 __all__ = ["BatchNorm", "set_batchnorm_momentum"]
 
 
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 @keras.saving.register_keras_serializable(package="urep")
 class BatchNorm(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` with TensorFlow's fused kernel where it applies.
 
     Args:
-        fused: run the fused kernel where it applies (TensorFlow backend, 4-D input normalised over its last
-            axis, no mask, no renormalisation, not synchronized across replicas); False always runs the Keras
-            layer. Default True.
+        fused: True: run the fused kernel where it applies (TensorFlow backend, 4-D input normalised over its
+            last axis, float16/bfloat16/float32, no mask, no renormalisation, not synchronized across
+            replicas); None (default): the same, except bfloat16 on a machine without a GPU with a channel
+            count that is not a multiple of 16 (slower fused there, see the module docstring); False: always
+            the Keras layer.
         **kwargs: as `keras.layers.BatchNormalization`.
 
     The moving statistics follow Keras' update, `moving = moving * momentum + batch * (1 - momentum)`, with the
@@ -29,14 +44,21 @@ class BatchNorm(keras.layers.BatchNormalization):
     Normalisation runs in float32 for bfloat16/float16 inputs, as in the Keras layer.
     """
 
-    def __init__(self, fused: bool = True, **kwargs) -> None:
+    def __init__(self, fused: bool | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.fused = bool(fused)
+        if fused not in (None, True, False):
+            raise ValueError(f"BatchNorm fused={fused!r}: expected None (automatic), True or False")
+        self.fused = fused
 
     def _use_fused(self, inputs, mask) -> bool:
-        return (self.fused and keras.backend.backend() == "tensorflow" and mask is None and not self.renorm
-                and not self.synchronized and len(inputs.shape) == 4 and self.axis in (-1, 3)
-                and inputs.dtype in ("float16", "bfloat16", "float32"))
+        if self.fused is False or keras.backend.backend() != "tensorflow":
+            return False
+        applies = (mask is None and not self.renorm and not self.synchronized and len(inputs.shape) == 4
+                   and self.axis in (-1, 3) and inputs.dtype in ("float16", "bfloat16", "float32"))
+        if not applies or self.fused is True:
+            return applies
+        channels = inputs.shape[-1]
+        return not (inputs.dtype == "bfloat16" and (channels is None or channels % 16) and not _has_gpu())
 
     def call(self, inputs, training=None, mask=None):
         if not self._use_fused(inputs, mask):
