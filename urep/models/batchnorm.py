@@ -9,9 +9,9 @@ rank or dtype, `fused=False`) runs the Keras layer unchanged.
 By default (`fused=None`) one more case keeps the Keras layer: bfloat16 on a machine without a GPU when the
 channels are not a multiple of 16. Measured forward + backward on 8-image batches, TensorFlow 2.21 with
 oneDNN on an Intel Xeon with AMX: bfloat16 with 8, 12 or 24 channels, the fused kernel took 1.6-3.4x the
-Keras layer's time (a U-Net whose first level has 8 channels trained 2x slower), with 16, 32, 48, 64 or 128
-channels it took 0.3-0.6x; in float32 it was faster at every width tried (4-64). Numbers:
-docs/benchmarks.md ("Batch normalization").
+Keras layer's time (a U-Net whose first level has 8 channels trained 2.8-3.2x slower), with 16, 32, 48 or 64
+channels 0.33-0.45x (128 channels: 0.6x on a 16x16 map, 1.3x on an 8x8 one, microseconds either way); in
+float32 it was faster at every width tried (4-64). Numbers: docs/benchmarks.md ("Batch normalization").
 """
 
 from __future__ import annotations
