@@ -161,7 +161,7 @@ def test_profiles_build_the_models_in_their_policy_and_record_it(tmp_path, monke
     assert f"profile {profile}" in (tmp_path / "o" / "bench.md").read_text(encoding="utf-8")
 
 
-def test_batchnorm_benchmark_times_both_layers_on_the_same_model():
+def test_batchnorm_benchmark_times_every_variant_on_the_same_model():
     """`urep.bench.batchnorm.measure`: every variant timed, each round; the speedups are median ratios."""
     from urep.bench import batchnorm
 

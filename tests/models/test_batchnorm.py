@@ -70,11 +70,11 @@ def test_fused_matches_keras_outputs_statistics_and_gradients(training):
         loss_expected, loss_got = (tf.reduce_sum(y * tf.sin(y)) for y in (expected, got))
     np.testing.assert_allclose(got, expected, atol=1e-5)
     # moving statistics: updated identically in training (Bessel's correction undone), untouched otherwise
-    for a, b in zip(keras_bn.get_weights(), fused_bn.get_weights()):
+    for a, b in zip(keras_bn.get_weights(), fused_bn.get_weights(), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
     assert np.allclose(fused_bn.moving_mean.numpy(), initial_mean) is not training
     for a, b in zip(tape.gradient(loss_expected, [x, *keras_bn.trainable_weights]),
-                    tape.gradient(loss_got, [x, *fused_bn.trainable_weights])):
+                    tape.gradient(loss_got, [x, *fused_bn.trainable_weights]), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
 
 
@@ -94,7 +94,7 @@ def test_frozen_layer_uses_the_moving_statistics_even_when_training():
     keras_bn.trainable = fused_bn.trainable = False
     before = fused_bn.get_weights()
     np.testing.assert_allclose(fused_bn(x, training=True), keras_bn(x, training=True), atol=1e-5)
-    for a, b in zip(before, fused_bn.get_weights()):
+    for a, b in zip(before, fused_bn.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -79,7 +79,7 @@ def _step_fn(model: keras.Model, loss_fn: keras.losses.Loss, x: tf.Tensor, y: tf
         with tf.GradientTape() as tape:
             loss = loss_fn(y, tf.cast(model(x, training=True), "float32"))
         gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         return loss
 
     return step

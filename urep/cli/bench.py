@@ -21,8 +21,8 @@ def register(subparsers) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes and 1-2 repetitions: a smoke run, not a measurement")
     parser.add_argument("--only", nargs="+", metavar="NAME",
-                        help="run only these: params cost inference train_throughput batchnorm data_pipeline scaling "
-                             "memory tuner_memory multimix_throughput")
+                        help="run only these: params cost inference train_throughput batchnorm data_pipeline "
+                             "scaling memory tuner_memory multimix_throughput")
     parser.add_argument("--repeats", type=int, default=None,
                         help="repetitions per figure for urep's own benchmarks (default: each one's own)")
     parser.add_argument("--profile", choices=sorted(PROFILE_POLICY), default="cpu",
