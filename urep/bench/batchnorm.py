@@ -13,7 +13,6 @@ Writes `OUT_DIR/batchnorm.json`. Usage: `python -m urep.bench.batchnorm --out OU
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import time
@@ -25,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from urep.bench.common import ratio, summarize  # noqa: E402
+from urep.bench.common import ratio, standalone_main, summarize  # noqa: E402
 from urep.env import environment, native_bfloat16  # noqa: E402
 from urep.io import atomic_write_json  # noqa: E402
 from urep.models import BatchNorm, MultiTaskModel, cdae, truncate, unet  # noqa: E402
@@ -159,12 +158,7 @@ def _table(record: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--quick", action="store_true", help="64x64 only, few steps")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    print(_table(run(args.out, quick=args.quick)))
+    standalone_main(__doc__.splitlines()[0], run, _table, "64x64 only, few steps")
 
 
 if __name__ == "__main__":

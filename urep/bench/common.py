@@ -218,3 +218,25 @@ def stat_leaves(record: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str
             leaves.extend(stat_leaves(value, (*path, str(index))))
         return leaves
     return []
+
+
+def standalone_main(description: str, run: Callable[..., dict], render: Callable[[dict], str],
+                    quick_help: str) -> None:
+    """Command line of a delegated benchmark run alone: `--out DIR [--quick]`, INFO logging, then
+    `render(run(out, quick=...))` printed.
+
+    Args:
+        description: the parser's description (the module docstring's first line).
+        run: the benchmark's `run(out_dir, quick=...) -> record`.
+        render: the record as a plain-text table.
+        quick_help: what `--quick` does.
+    """
+    import argparse
+    import logging
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    print(render(run(args.out, quick=args.quick)))

@@ -9,7 +9,6 @@ Usage: `python -m urep.bench.train_throughput --out OUT_DIR [--quick]`.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import statistics
@@ -23,6 +22,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from urep.bench.common import standalone_main  # noqa: E402
 from urep.data.batches import ArrayBatches  # noqa: E402
 from urep.env import environment  # noqa: E402
 from urep.io import atomic_write_json  # noqa: E402
@@ -191,12 +191,7 @@ def _table(record: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--quick", action="store_true", help="64x64 only, few steps")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    print(_table(run(args.out, quick=args.quick)))
+    standalone_main(__doc__.splitlines()[0], run, _table, "64x64 only, few steps")
 
 
 if __name__ == "__main__":
