@@ -14,6 +14,7 @@ from urep.models import (
     segmentation_head_from_autoencoder,
     segmentation_head_from_encoder,
     truncate,
+    unet,
 )
 
 IMAGES = np.random.default_rng(0).random((2, 32, 32, 1)).astype("float32")
@@ -84,7 +85,8 @@ def test_segmentation_head_from_autoencoder_inherits_the_decoder(autoencoder):
                 assert a is not b
                 np.testing.assert_array_equal(a.numpy(), b.numpy())
     mask = head.get_layer("lungs_mask")
-    assert mask.filters == 1 and mask.activation.__name__ == "sigmoid" and mask.kernel_size == (3, 3)
+    assert mask.filters == 1 and mask.kernel_size == (3, 3)
+    assert head.layers[-1].name == "lungs_mask_sigmoid" and head.layers[-1].activation is keras.activations.sigmoid
     # the copy is independent: training the head's decoder leaves the denoiser alone
     copy = head.get_layer("lungs_dec_conv1").kernel
     copy.assign(copy.numpy() + 1.0)
@@ -172,12 +174,32 @@ def test_outputs_stay_float32_under_mixed_precision():
             classification_head(encoder, 2, dense_units=4, name="cls"),
             segmentation_head_from_autoencoder(autoencoder, name="seg"),
             segmentation_head_from_encoder(encoder, decoder_filters=(2,) * 5, name="seg2"),
+            unet((32, 32, 1), filters=(2, 2)),
         ]
         assert encoder.output.dtype == "float16"
         for model in heads:
             assert model.output.dtype == "float32", model.name
+        # segmentation models: the mask convolution computes in float16, only its sigmoid in float32
+        for model, mask in zip(heads[2:], ("seg_mask", "seg2_mask", "mask"), strict=True):
+            assert model.get_layer(mask).compute_dtype == "float16"
+            last = model.layers[-1]
+            assert last.name == f"{mask}_sigmoid" and last.compute_dtype == "float32"
+            assert last.activation is keras.activations.sigmoid
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mask_layers_in_float32_are_the_papers_convolution_with_sigmoid(autoencoder):
+    """In float32, `{name}_mask` + `{name}_mask_sigmoid` give the values of one sigmoid convolution."""
+    head = segmentation_head_from_autoencoder(autoencoder, name="seg")
+    mask = head.get_layer("seg_mask")
+    assert mask.activation is keras.activations.linear
+    features = keras.Model(head.input, mask.input)
+    single = keras.layers.Conv2D(1, mask.kernel_size, padding=mask.padding, activation="sigmoid")
+    x = np.random.default_rng(0).random((2, *head.input.shape[1:]), dtype=np.float32)
+    single.build(features.output.shape)
+    single.set_weights(mask.get_weights())
+    np.testing.assert_allclose(head(x).numpy(), single(features(x)).numpy(), rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("skips", [None, "add"])

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import keras
 
 from urep.models._checks import check_filters, check_input_shape, check_positive_int
+from urep.models.outputs import probability_map
 
 #: Journal Tables 4 and 8: every segmentation model (U-Rep 2 encoder + this decoder, 256x256x1 input).
 PAPER_PARAMS = 786_497
@@ -36,7 +37,8 @@ def decoder_layers(
 
     Level i (1-based): `{prefix}dec_up{i}` (only for the first `upsample_levels` levels; nearest
     up-sampling by `upsampling`) -> `{prefix}dec_conv{i}` (same padding, ReLU); then `{prefix}mask`, a 1x1
-    convolution to `output_channels` with `output_activation`.
+    convolution to `output_channels`, and `{prefix}mask_{output_activation}`, the activation in float32
+    (`urep.models.outputs.probability_map`: under a mixed policy the convolution runs in the compute dtype).
 
     Args:
         x: feature map `(batch, h, w, c)`.
@@ -82,9 +84,7 @@ def decoder_layers(
             activation="relu",
             name=f"{prefix}dec_conv{i}",
         )(x)
-    return keras.layers.Conv2D(
-        output_channels, 1, activation=output_activation, dtype="float32", name=f"{prefix}mask"
-    )(x)
+    return probability_map(x, output_channels, 1, activation=output_activation, name=f"{prefix}mask")
 
 
 def segmentation_decoder(

@@ -19,6 +19,7 @@ import keras
 from urep.models._checks import check_filters, check_positive_int, check_rate
 from urep.models.batchnorm import BatchNorm
 from urep.models.decoders import DEFAULT_DILATION_RATES, DEFAULT_FILTERS, decoder_layers
+from urep.models.outputs import probability_map
 from urep.models.truncation import ENCODER_OUT, truncate
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -137,7 +138,8 @@ def segmentation_head_from_autoencoder(
     Encoder layers are shared with `encoder` (default: `truncate(autoencoder, encoder_layer)`); the
     decoder layers between `encoder_layer` and `output_layer` are copied with their trained weights and
     renamed `{name}_{original name}`; the final layer becomes `{name}_mask`, a fresh convolution with
-    `output_channels` filters, the replaced one's kernel size and padding, and a sigmoid. For the default
+    `output_channels` filters and the replaced one's kernel size and padding, followed by `{name}_mask_sigmoid`
+    in float32 (`urep.models.outputs.probability_map`). For the default
     `cdae` the count equals the CDAE's (796,769).
 
     Args:
@@ -187,14 +189,7 @@ def segmentation_head_from_autoencoder(
     if not _has_skips(autoencoder):
         features = _feature_map(encoder)
         x = _apply_copies(features if context is None else context(features), decoder, name)
-    outputs = keras.layers.Conv2D(
-        output_channels,
-        final.kernel_size,
-        padding=final.padding,
-        activation="sigmoid",
-        dtype="float32",
-        name=f"{name}_mask",
-    )(x)
+    outputs = probability_map(x, output_channels, final.kernel_size, padding=final.padding, name=f"{name}_mask")
     return keras.Model(encoder.input, outputs, name=name)
 
 

@@ -3,7 +3,8 @@
 Not a model of the papers: a plain, widely used segmenter trained beside U-Rep with the same data, budget
 and protocol, so a report can say whether U-Rep's segmentation is good in absolute terms. Every design
 choice is a keyword argument. Layer names: `enc{i}_conv{j}`, `enc{i}_pool`, `bottleneck_conv{j}`,
-`dec{i}_up`, `dec{i}_skip` (the concatenation with encoder level i), `dec{i}_conv{j}`, `mask`.
+`dec{i}_up`, `dec{i}_skip` (the concatenation with encoder level i), `dec{i}_conv{j}`, `mask` (the final 1x1
+convolution) and `mask_{output_activation}` (its activation, in float32: `urep.models.outputs.probability_map`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import keras
 
 from urep.models._checks import check_filters, check_input_shape, check_positive_int
 from urep.models.batchnorm import BatchNorm
+from urep.models.outputs import probability_map
 
 __all__ = ["unet"]
 
@@ -51,7 +53,7 @@ def unet(
         upsampling: `transpose` (2x2 transposed convolution, the original) or `bilinear` (bilinear
             upsampling followed by the level's convolutions).
         output_channels: channels of the mask output.
-        output_activation: activation of the final 1x1 convolution (`sigmoid` for binary masks).
+        output_activation: activation after the final 1x1 convolution (`sigmoid` for binary masks).
         name: model name.
 
     Returns:
@@ -103,5 +105,5 @@ def unet(
             x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{i}_up")(x)
         x = keras.layers.Concatenate(name=f"dec{i}_skip")([x, skips[i]])
         x = block(x, filters[i], f"dec{i}")
-    outputs = keras.layers.Conv2D(output_channels, 1, activation=output_activation, name="mask")(x)
+    outputs = probability_map(x, output_channels, 1, activation=output_activation, name="mask")
     return keras.Model(inputs, outputs, name=name)
