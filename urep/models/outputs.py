@@ -10,8 +10,8 @@ single convolution-with-sigmoid the papers describe (same weights, same values).
 Measured: the 128x128 segmentation head of the real-data configs on a frozen CDAE encoder, bfloat16 on a CPU
 with AMX, trains 11-21% more images per second (256x256: 14-17%) than with the whole final convolution in
 float32, where the oneDNN kernel for one output channel and its input's cast to float32 took about a sixth of
-the op time
-(docs/benchmarks.md, "Mixed-precision output layers").
+the op time (docs/benchmarks.md, "Mixed-precision output layers"). Weights saved from the earlier layout (one
+float32 convolution named `{name}`) load unchanged: the activation layer has no weights.
 """
 
 from __future__ import annotations
