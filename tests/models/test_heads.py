@@ -16,6 +16,7 @@ from urep.models import (
     truncate,
     unet,
 )
+from urep.models.outputs import probability_map
 
 IMAGES = np.random.default_rng(0).random((2, 32, 32, 1)).astype("float32")
 
@@ -250,3 +251,21 @@ def test_context_width_is_checked(autoencoder):
         segmentation_head_from_autoencoder(autoencoder, context_width=8)
     with pytest.raises(ValueError, match=r"context_width must be a positive integer, got 0"):
         segmentation_head_from_autoencoder(autoencoder, context_dilations=(1,), context_width=0)
+
+
+def test_weights_of_the_single_float32_mask_layer_load_into_the_split_layout(tmp_path):
+    """A weights file saved when the mask was one float32 sigmoid convolution loads unchanged (the activation
+    layer has no weights), as `urep.models.outputs` states."""
+    inputs = keras.Input((8, 8, 1))
+    features = keras.layers.Conv2D(4, 3, padding="same", name="features")(inputs)
+    old = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", dtype="float32",
+                                                  name="seg_mask")(features))
+    path = tmp_path / "old.weights.h5"
+    old.save_weights(path)
+    inputs = keras.Input((8, 8, 1))
+    features = keras.layers.Conv2D(4, 3, padding="same", name="features")(inputs)
+    new = keras.Model(inputs, probability_map(features, 1, 3, name="seg_mask"))
+    new.load_weights(path)
+    x = np.random.default_rng(1).random((2, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(new(x).numpy(), old(x).numpy(), rtol=1e-6, atol=1e-7)
+    assert [layer.name for layer in new.layers[-2:]] == ["seg_mask", "seg_mask_sigmoid"]

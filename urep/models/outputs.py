@@ -30,5 +30,5 @@ def probability_map(x: keras.KerasTensor, channels: int, kernel_size: int | tupl
     as before; `activation=None` gives float32 logits (layer `{name}_linear`).
     """
     logits = keras.layers.Conv2D(channels, kernel_size, padding=padding, name=name)(x)
-    label = activation if isinstance(activation, str) else getattr(activation, "__name__", "linear")
-    return keras.layers.Activation(activation, dtype="float32", name=f"{name}_{label or 'linear'}")(logits)
+    label = getattr(activation, "__name__", activation) or "linear"
+    return keras.layers.Activation(activation, dtype="float32", name=f"{name}_{label}")(logits)
