@@ -98,3 +98,31 @@ def test_augmented_batches_disable_precomputed_features():
     y = np.zeros((4, 1), np.float32)
     assert head_on_features(model, ArrayBatches(x, y, 2, seed=0)) is not None
     assert head_on_features(model, AugmentedBatches(x, y, 2, 0, OPTIONS)) is None
+
+
+def test_array_batches_keep_the_order_of_shuffling_the_rows_themselves():
+    """The epoch's datasets gather rows by shuffled index from tensors made once; the order is the one that
+    shuffling the rows with the same seed gives (runs before the change keep their batches)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((11, 4, 4, 1), dtype=np.float32)
+    y = {"label": np.arange(11), "weight": rng.random(11).astype(np.float32)}
+    batches = ArrayBatches(x, y, 4, seed=5)
+    for epoch in (0, 3):
+        expected = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
+            11, seed=5 * 1009 + epoch, reshuffle_each_iteration=False).batch(4)
+        got = list(batches(epoch))
+        assert [len(b[0]) for b in got] == [4, 4, 3]
+        for (gx, gy), (ex, ey) in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(gx.numpy(), ex.numpy())
+            np.testing.assert_array_equal(gy["label"].numpy(), ey["label"].numpy())
+            np.testing.assert_array_equal(gy["weight"].numpy(), ey["weight"].numpy())
+    in_order = np.concatenate([b[0].numpy() for b in ArrayBatches(x, y, 4)(7)])
+    np.testing.assert_array_equal(in_order, x)
+
+
+def test_augmented_batches_trace_their_augmentation_once_for_every_epoch():
+    image, mask = _pair()
+    batches = _batches(np.stack([image] * 6), np.stack([mask] * 6))
+    for epoch in range(3):
+        list(batches(epoch))
+    assert batches._view().experimental_get_tracing_count() == 1

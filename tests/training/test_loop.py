@@ -94,6 +94,28 @@ def test_non_finite_input_batch_stops_with_task_epoch_step_and_keeps_the_last_ch
     _assert_last_checkpoint_is_epoch_1(tmp_path / "run")
 
 
+def test_the_finite_check_runs_in_the_input_pipeline_and_names_only_its_own_failures():
+    import tensorflow as tf
+
+    from urep.training.loop import finite_checked, raise_non_finite
+
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    labels = np.arange(6)
+    clean = list(finite_checked(tf.data.Dataset.from_tensor_slices((x, labels)).batch(2)))
+    np.testing.assert_array_equal(np.concatenate([b[0].numpy() for b in clean]), x)
+    np.testing.assert_array_equal(np.concatenate([b[1].numpy() for b in clean]), labels)  # integers pass as they are
+    x[3, 1] = np.inf
+    iterator = iter(finite_checked(tf.data.Dataset.from_tensor_slices((x, labels)).batch(2)))
+    next(iterator)
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        next(iterator)
+    with pytest.raises(NonFiniteInputError, match=r"batch of task 'seg' at epoch 4, step 2"):
+        raise_non_finite(caught.value, "seg", 4, 2)
+    other = tf.errors.InvalidArgumentError(None, None, "Incompatible shapes: [2] vs. [3]")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Incompatible shapes"):
+        raise_non_finite(other, "seg", 4, 2)
+
+
 def test_diverging_loss_stops_with_task_epoch_step_and_keeps_the_last_checkpoint(tmp_path):
     model, x, y = _model_and_data()
     optimizer = keras.optimizers.SGD(0.01)

@@ -335,6 +335,22 @@ def test_a_non_finite_segmentation_batch_stops_the_multi_task_strategies_naming_
 
 
 @pytest.mark.parametrize("strategy", ["alternating", "joint"])
+def test_the_multi_task_strategies_name_the_step_of_the_non_finite_batch(strategy):
+    """In order, without shuffling: the segmentation batch 2 of 2 holds NaN; alternating steps go cls 1, seg 1,
+    cls 2, seg 2 (step 4); joint steps take one batch of each task (step 2)."""
+    x, y, m = disc_phantoms(16, seed=0)
+    encoder, cls, seg = tiny_encoder_and_heads(seed=0)
+    bad = x.copy()
+    bad[12, 3, 3, 0] = np.nan
+    tasks = [Task("cls", "classification", cls, "categorical_crossentropy", batches(x, y), batches(x, y),
+                  n_train=len(x)),
+             Task("seg", "segmentation", seg, "binary_crossentropy", batches(bad, m), batches(x, m), n_train=len(x))]
+    step = {"alternating": 4, "joint": 2}[strategy]
+    with pytest.raises(NonFiniteInputError, match=rf"batch of task 'seg' at epoch 1, step {step}:"):
+        finetune(encoder, tasks, strategy, TrainConfig(epochs=1, **FAST))
+
+
+@pytest.mark.parametrize("strategy", ["alternating", "joint"])
 @pytest.mark.parametrize("autotune", [False, True])
 def test_shared_strategies_iterate_every_task_with_the_configured_autotuning(phantoms, monkeypatch, strategy,
                                                                             autotune):

@@ -10,12 +10,32 @@ of the images; the independent strategy uses it to train heads on a frozen encod
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 __all__ = ["ArrayBatches", "AugmentedBatches"]
+
+
+def _as_tensors(cache: dict, x, y):
+    """`x` and `y` as tensors, converted at the first call and kept in `cache`: an epoch's dataset gathers its
+    rows from them instead of copying the arrays into a new dataset every epoch."""
+    if not cache:
+        import tensorflow as tf
+
+        cache["x"] = tf.convert_to_tensor(x)
+        cache["y"] = tf.nest.map_structure(tf.convert_to_tensor, y)
+    return cache["x"], cache["y"]
+
+
+def _order(n: int, shuffle_seed: int | None):
+    """The row indices of one epoch: `0..n-1`, shuffled with `shuffle_seed` unless None. A shuffle's order
+    depends on its seed and the number of elements only, so it is the order shuffling the rows themselves gave."""
+    import tensorflow as tf
+
+    rows = tf.data.Dataset.range(n)
+    return rows if shuffle_seed is None else rows.shuffle(n, seed=shuffle_seed, reshuffle_each_iteration=False)
 
 
 def _check_batch_size(batch_size) -> None:
@@ -39,6 +59,7 @@ class ArrayBatches:
     y: Any
     batch_size: int
     seed: int | None = None
+    _tensors: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_batch_size(self.batch_size)
@@ -49,10 +70,10 @@ class ArrayBatches:
     def __call__(self, epoch: int = 0):
         import tensorflow as tf
 
-        dataset = tf.data.Dataset.from_tensor_slices((self.x, self.y))
-        if self.seed is not None:
-            dataset = dataset.shuffle(len(self.x), seed=self.seed * 1009 + epoch, reshuffle_each_iteration=False)
-        return dataset.batch(self.batch_size)
+        x, y = _as_tensors(self._tensors, self.x, self.y)
+        dataset = _order(len(self.x), None if self.seed is None else self.seed * 1009 + epoch).batch(self.batch_size)
+        return dataset.map(lambda rows: (tf.gather(x, rows), tf.nest.map_structure(lambda t: tf.gather(t, rows), y)),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def with_inputs(self, x: np.ndarray) -> ArrayBatches:
         """The same batches (same examples, order, targets) with `x` (one row per example) as inputs.
@@ -95,6 +116,7 @@ class AugmentedBatches:
     masks: bool = False
     mean: float = 0.0
     scale: float = 1.0
+    _tensors: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_batch_size(self.batch_size)
@@ -105,18 +127,30 @@ class AugmentedBatches:
     def __call__(self, epoch: int = 0):
         import tensorflow as tf
 
-        from urep.data.augment import paired_augment
-
-        options, masks, mean, scale = dict(self.options), self.masks, float(self.mean), float(self.scale)
         base = tf.constant([self.seed, epoch], dtype=tf.int64)
+        view = self._view()
+        dataset = _order(len(self.x), self.seed * 1009 + epoch)
+        return dataset.enumerate().map(lambda index, row: view(base, index, row),
+                                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(self.batch_size)
 
-        def view(index, element):
-            image, target = element
-            seed = tf.random.experimental.stateless_fold_in(base, index)
-            image, mask = paired_augment(image, target if masks else None, seed, **options)
-            return (image - mean) / scale, (mask if masks else target)
+    def _view(self):
+        """The augmented, normalized example `(base seed, position, row) -> (x, y)`, one `tf.function` for
+        every epoch (its epoch is in the base seed), so the augmentation is traced once, not once per epoch."""
+        if "view" not in self._tensors:
+            import tensorflow as tf
 
-        dataset = tf.data.Dataset.from_tensor_slices((self.x, self.y))
-        dataset = dataset.shuffle(len(self.x), seed=self.seed * 1009 + epoch, reshuffle_each_iteration=False)
-        return dataset.enumerate().map(view, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) \
-            .batch(self.batch_size)
+            from urep.data.augment import paired_augment
+
+            options, masks, mean, scale = dict(self.options), self.masks, float(self.mean), float(self.scale)
+            x, y = _as_tensors(self._tensors, self.x, self.y)
+
+            @tf.function(autograph=False, input_signature=[tf.TensorSpec([2], tf.int64), tf.TensorSpec([], tf.int64),
+                                                             tf.TensorSpec([], tf.int64)])
+            def view(base, index, row):
+                target = tf.nest.map_structure(lambda t: tf.gather(t, row), y)
+                seed = tf.random.experimental.stateless_fold_in(base, index)
+                image, mask = paired_augment(tf.gather(x, row), target if masks else None, seed, **options)
+                return (image - mean) / scale, (mask if masks else target)
+
+            self._tensors["view"] = view
+        return self._tensors["view"]

@@ -120,15 +120,6 @@ def distribute_dataset(dataset: tf.data.Dataset, dist_strategy: tf.distribute.St
     return dist_strategy.experimental_distribute_dataset(dataset)
 
 
-def batch_is_finite(batch, dist_strategy: tf.distribute.Strategy) -> bool:
-    """True when every floating-point tensor of a (possibly distributed) batch is finite."""
-    for value in tf.nest.flatten(batch, expand_composites=False):
-        for part in dist_strategy.experimental_local_results(value):
-            if part.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(part))):
-                return False
-    return True
-
-
 def _to_float32(value):
     return tf.nest.map_structure(
         lambda t: tf.cast(t, tf.float32) if t.dtype.is_floating and t.dtype != tf.float32 else t, value)

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from urep.training.config import OptimizerConfig, TrainConfig, make_optimizer
-from urep.training.distribute import batch_is_finite, distribute_dataset, get_dist_strategy
+from urep.training.distribute import distribute_dataset, get_dist_strategy
 from urep.training.features import DEFAULT_MAX_BYTES, head_on_features
 from urep.training.loop import (
     DataSource,
@@ -32,12 +32,14 @@ from urep.training.loop import (
     PhaseTask,
     TrainResult,
     epoch_dataset,
+    finite_checked,
+    raise_non_finite,
     resolve_loss,
     steps_per_epoch,
     train_model,
 )
 from urep.training.loss_weighting import FixedWeights, LossWeighting, make_loss_weighting
-from urep.training.run import NonFiniteInputError, ProgressBar, Run, check_finite
+from urep.training.run import ProgressBar, Run, check_finite
 from urep.training.steps import Evaluator, JointStep, TaskSteps, count_params, unique_variables
 from urep.training.taskwise_stopping import TaskwiseEarlyStopping
 
@@ -182,21 +184,31 @@ def _make_optimizer(spec, config: TrainConfig, dist_strategy: tf.distribute.Stra
 
 
 class _Batches:
-    """Endless batches of one task within an epoch: its data again from the start when it runs out."""
+    """Endless batches of one task within an epoch: its data again from the start when it runs out.
 
-    def __init__(self, name: str, dataset: tf.data.Dataset, dist_strategy: tf.distribute.Strategy) -> None:
-        self.name, self.dataset, self.dist_strategy = name, dataset, dist_strategy
-        self._iterator = iter(distribute_dataset(dataset, dist_strategy))
+    With `check_finite`, every batch is checked for NaN/inf in the input pipeline (`finite_checked`) and
+    `next` raises `NonFiniteInputError` for the one that fails.
+    """
 
-    def next(self):
+    def __init__(self, name: str, dataset: tf.data.Dataset, dist_strategy: tf.distribute.Strategy,
+                 check_finite: bool = False) -> None:
+        self.name, self.dist_strategy = name, dist_strategy
+        self.dataset = finite_checked(dataset) if check_finite else dataset
+        self._iterator = iter(distribute_dataset(self.dataset, dist_strategy))
+
+    def next(self, epoch: int, step: int):
+        """The next batch; `epoch` and `step` (1-based) name it in a `NonFiniteInputError`."""
         try:
-            return next(self._iterator)
-        except StopIteration:
-            self._iterator = iter(distribute_dataset(self.dataset, self.dist_strategy))
             try:
                 return next(self._iterator)
             except StopIteration:
-                raise ValueError(f"task {self.name!r}: the training dataset gave no batches") from None
+                self._iterator = iter(distribute_dataset(self.dataset, self.dist_strategy))
+                try:
+                    return next(self._iterator)
+                except StopIteration:
+                    raise ValueError(f"task {self.name!r}: the training dataset gave no batches") from None
+        except tf.errors.InvalidArgumentError as error:
+            raise_non_finite(error, self.name, epoch, step)
 
 
 def _epoch_steps(task: Task, dataset: tf.data.Dataset, config: TrainConfig) -> int:
@@ -380,7 +392,7 @@ def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run
         datasets = {task.name: epoch_dataset(task.train, epoch, config.data_autotune) for task in active}
         needed = {task.name: _epoch_steps(task, datasets[task.name], config) for task in active}
         rounds = max((math.ceil(needed[name] / ratio[name]) for name in needed), default=0)
-        batches = {name: _Batches(name, datasets[name], dist_strategy) for name in datasets}
+        batches = {name: _Batches(name, datasets[name], dist_strategy, config.check_finite) for name in datasets}
         names = [task.name for task in tasks]
         sums = dict.fromkeys(names, 0.0)
         counts = dict.fromkeys(names, 0)
@@ -393,11 +405,9 @@ def alternating_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run
                     continue
                 start = time.perf_counter()
                 for _ in range(ratio[task.name]):
-                    x, y = batches[task.name].next()
-                    counts[task.name] += 1
                     step += 1
-                    if config.check_finite and not batch_is_finite((x, y), dist_strategy):
-                        raise NonFiniteInputError(task.name, epoch + 1, step)
+                    x, y = batches[task.name].next(epoch + 1, step)
+                    counts[task.name] += 1
                     loss = float(steps.train_step(x, y))
                     if config.check_finite:
                         check_finite(loss, task.name, epoch + 1, step)
@@ -484,16 +494,13 @@ def joint_engine(assembly, tasks: Sequence[Task], config: TrainConfig, run: Run 
                     if task.name in trained}
         n_steps = max((_epoch_steps(task, datasets[task.name], config) for task in tasks if task.name in trained),
                       default=0)
-        batches = [_Batches(name, datasets[name], dist_strategy) if name in trained else None for name in names]
+        batches = [_Batches(name, datasets[name], dist_strategy, config.check_finite) if name in trained else None
+                   for name in names]
         sums = np.zeros(len(names))
         total_sum = 0.0
         start = time.perf_counter()
         for step in range(1, n_steps + 1):
-            step_batches = [b.next() if b is not None else None for b in batches]
-            if config.check_finite:
-                for name, batch in zip(names, step_batches, strict=True):
-                    if batch is not None and not batch_is_finite(batch, dist_strategy):
-                        raise NonFiniteInputError(name, epoch + 1, step)
+            step_batches = [b.next(epoch + 1, step) if b is not None else None for b in batches]
             total, task_losses = step_fn.train_step(step_batches, None if all(active) else active)
             task_losses = task_losses.numpy()
             total = float(total)
