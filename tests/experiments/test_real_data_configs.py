@@ -49,3 +49,19 @@ def test_real_data_segmentation_heads_widen_the_receptive_field(name, tmp_path):
 def test_real_data_configs_find_their_folders(name, shared_data):
     config = load_config(name, data_root=shared_data, check_data=True)
     assert {source.root for source in config.data.values()} <= {p.name for p in shared_data.iterdir()}
+
+
+@pytest.mark.parametrize("name", REAL + PAPER)
+def test_only_the_real_data_configs_start_the_separate_classifier_from_he_normal_weights(name, tmp_path):
+    from urep.experiments.baselines import baseline_model
+    from urep.experiments.pipeline import UrepPipeline
+
+    config = load_config(name, overrides=["image_size=[32, 32]"])
+    expected = "he_normal" if name in REAL else "glorot_uniform"
+    assert config.baseline.classifier.get("kernel_initializer", "glorot_uniform") == expected
+    task = next((t for t in config.tasks if t.kind == "classification"), None)
+    if task is None:
+        return
+    model = baseline_model(UrepPipeline(config, tmp_path), task, 0)  # the option reaches the built model
+    initializer = model.get_layer("conv1").get_config()["kernel_initializer"]
+    assert initializer["class_name"] == {"he_normal": "HeNormal", "glorot_uniform": "GlorotUniform"}[expected]

@@ -82,6 +82,23 @@ def test_shapes_at_32():
     assert super_resolution((16, 16, 1), filters=4, n_convs=2)(images[:, :16, :16]).shape == (2, 32, 32, 1)
 
 
+def test_baseline_classifier_initializes_its_convolutions_as_asked_and_keeps_its_size():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    default = baseline_classifier((64, 64, 1))
+    he = baseline_classifier((64, 64, 1), kernel_initializer="he_normal")
+    assert he.count_params() == default.count_params()
+    for i in range(1, 7):
+        kernels = [m.get_layer(f"conv{i}").kernel.numpy() for m in (default, he)]
+        fan_in, fan_out = np.prod(kernels[0].shape[:-1]), kernels[0].shape[-1] * 9
+        # glorot-uniform: std sqrt(2 / (fan_in + fan_out)); He-normal: sqrt(2 / fan_in)
+        np.testing.assert_allclose(kernels[0].std(), np.sqrt(2.0 / (fan_in + fan_out)), rtol=0.15)
+        np.testing.assert_allclose(kernels[1].std(), np.sqrt(2.0 / fan_in), rtol=0.15)
+    with pytest.raises(ValueError, match="no_such_initializer"):
+        baseline_classifier((32, 32, 1), kernel_initializer="no_such_initializer")
+
+
 def test_baseline_classifier_pools_after_every_convolution():
     model = baseline_classifier((64, 64, 1), filters=(2, 2, 2, 2, 2, 2))
     assert model.get_layer("encoder_out").output.shape == (None, 1, 1, 2)

@@ -30,6 +30,7 @@ def baseline_classifier(
     pool_size: int = 2,
     n_classes: int = 2,
     name: str = "baseline_classifier",
+    kernel_initializer: str = "glorot_uniform",
 ) -> keras.Model:
     """Build the separate-model classifier of the traditional approach.
 
@@ -47,6 +48,9 @@ def baseline_classifier(
         pool_size: max-pooling size after every convolution.
         n_classes: softmax outputs.
         name: model name.
+        kernel_initializer: initializer of the convolution kernels. The default (Keras' own, glorot_uniform,
+            as in the authors' public code) shrinks the signal through six ReLU layers without normalization;
+            "he_normal" (He et al. 2015) keeps its scale (docs/real_data.md section 23).
 
     Returns:
         A Functional `keras.Model` mapping `(batch, H, W, C)` to class probabilities `(batch, n_classes)`.
@@ -54,7 +58,8 @@ def baseline_classifier(
     shape = check_input_shape(input_shape)
     n_classes = check_positive_int(n_classes, "n_classes")
     inputs = keras.Input(shape, name="image")
-    x = dilated_convolutions(inputs, filters, kernel_size, dilation_rate, dilated_layers, pool_size=pool_size)
+    x = dilated_convolutions(inputs, filters, kernel_size, dilation_rate, dilated_layers, pool_size=pool_size,
+                             kernel_initializer=kernel_initializer)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)

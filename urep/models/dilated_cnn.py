@@ -32,6 +32,7 @@ def dilated_convolutions(
     dilation_rate: int = 2,
     dilated_layers: Sequence[int] = (4, 5, 6),
     pool_size: int | None = None,
+    kernel_initializer: str = "glorot_uniform",
 ) -> keras.KerasTensor:
     """Apply the convolution stack shared by `dilated_cnn` and `baseline_classifier` to a tensor.
 
@@ -46,6 +47,8 @@ def dilated_convolutions(
         dilation_rate: dilation of the layers listed in `dilated_layers`.
         dilated_layers: 1-based numbers of the dilated convolutions.
         pool_size: max-pooling size after every convolution; None for no pooling.
+        kernel_initializer: initializer of the convolution kernels (Keras' name; default Keras' own, which
+            the authors' public code kept).
 
     Returns:
         The `encoder_out` tensor.
@@ -63,6 +66,7 @@ def dilated_convolutions(
             kernel_size,
             padding="same",
             dilation_rate=dilation_rate if i in dilated else 1,
+            kernel_initializer=kernel_initializer,
             name=f"conv{i}",
         )(x)
         x = keras.layers.ReLU(name="encoder_out" if i == last and pool_size is None else f"relu{i}")(x)

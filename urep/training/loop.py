@@ -92,7 +92,7 @@ def finite_checked(dataset: tf.data.Dataset) -> tf.data.Dataset:
         return tf.nest.map_structure(
             lambda t: tf.debugging.assert_all_finite(t, _NON_FINITE_MESSAGE) if t.dtype.is_floating else t, element)
 
-    return dataset.map(check, deterministic=True)
+    return dataset.map(check)  # sequential: in order
 
 
 def raise_non_finite(error: tf.errors.InvalidArgumentError, task: str, epoch: int, step: int) -> None:
