@@ -84,7 +84,7 @@ def finite_checked(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """`dataset` with every floating-point tensor of each element asserted finite inside tf.data.
 
     The check runs in the input pipeline, ahead of the step, instead of a separate check on the main thread
-    that waits for the batch (2% of a 128x128 segmentation epoch on a 2-core CPU, docs/real_data.md section 23);
+    that waits for the batch (2% of a 128x128 segmentation epoch on a 2-core CPU, docs/real_data.md section 20);
     the loops turn its failure into `NonFiniteInputError` with `raise_non_finite`.
     """
     def check(*element):
