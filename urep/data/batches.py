@@ -20,8 +20,9 @@ __all__ = ["ArrayBatches", "AugmentedBatches"]
 
 def _as_tensors(cache: dict, x, y):
     """`x` and `y` as tensors, converted at the first call and kept in `cache`: an epoch's dataset gathers its
-    rows from them instead of copying the arrays into a new dataset every epoch."""
-    if not cache:
+    rows from them instead of copying the arrays into a new dataset every epoch. (`cache` may hold other
+    entries, e.g. `AugmentedBatches`' traced augmentation.)"""
+    if "x" not in cache:
         import tensorflow as tf
 
         cache["x"] = tf.convert_to_tensor(x)
