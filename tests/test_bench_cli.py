@@ -175,3 +175,17 @@ def test_batchnorm_benchmark_times_every_variant_on_the_same_model():
     import keras
 
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_epoch_start_benchmark_times_each_epochs_first_batch():
+    """`urep.bench.data_pipeline._epoch_start_ms`: one time per epoch and source, the first epoch apart."""
+    from urep.bench import data_pipeline
+
+    result = data_pipeline._epoch_start_ms(3, size=32, n_train=20, n_val=12)
+    assert (result["size"], result["n_train"], result["n_val"], result["epochs"]) == (32, 20, 12, 3)
+    for name in ("augmented_training_pairs", "validation_pairs"):
+        assert result[name]["first_epoch"] > 0
+        assert result[name]["n"] == 2 and all(v > 0 for v in result[name]["values"])
+        assert result[name]["min"] <= result[name]["median"] <= result[name]["max"]
+    assert "time to an epoch's first batch, validation pairs (20 / 12 at 32x32)" in data_pipeline._table(
+        {"sizes": {}, "epoch_start_ms": result})
