@@ -258,6 +258,26 @@ def test_train_settings_map_onto_one_train_config():
     assert config.mixed_precision == "mixed_bfloat16" and config.progress_bar is None
     task = settings.train_config(seed=0, optimizer="sgd", learning_rate=0.5, progress_bar=False, epochs=1)
     assert (task.optimizer.name, task.learning_rate, task.progress_bar, task.epochs) == ("sgd", 0.5, False, 1)
+    assert task.optimizer.lookahead_steps is None  # Lookahead off by default
+
+
+def test_lookahead_reaches_every_optimizer_of_its_phase(tmp_path):
+    """`lookahead_steps` / `lookahead_alpha` of a phase reach its own and its tasks' optimizers; bad values are
+    named with their key."""
+    raw = _minimal()
+    raw["training"] = {"baseline": {"optimizer": "adam", "lookahead_steps": 5, "lookahead_alpha": 0.5}}
+    settings = parse_config(raw).training.baseline
+    assert settings.optimizer_spec() == {"name": "adam", "learning_rate": 1e-3, "lookahead_steps": 5,
+                                         "lookahead_alpha": 0.5}
+    assert settings.optimizer_spec("rmsprop", 0.01)["name"] == "rmsprop"
+    optimizer = settings.train_config(seed=0, optimizer="sgd").optimizer
+    assert (optimizer.name, optimizer.lookahead_steps, optimizer.lookahead_alpha) == ("sgd", 5, 0.5)
+    assert "lookahead_steps" not in parse_config(raw).training.heads.optimizer_spec()  # per phase
+    for changes, message in [({"lookahead_steps": 0}, "training.baseline.lookahead_steps: must be at least 1"),
+                             ({"lookahead_alpha": 0}, r"training.baseline.lookahead_alpha: must be in \(0, 1\]")]:
+        raw["training"] = {"baseline": changes}
+        with pytest.raises(ConfigError, match=message):
+            load_config(_write(tmp_path, raw))
 
 
 def test_head_options_are_those_of_the_head_builder(tmp_path):

@@ -44,6 +44,11 @@ def run(dist_strategy):
     single = train_model(cls, "categorical_crossentropy", batches(x, y, seed=1), batches(x, y), config,
                          name="cls", dist_strategy=dist_strategy)
     with scoped.scope():
+        cls3, _ = models(2)
+    lookahead = train_model(cls3, "categorical_crossentropy", batches(x, y, seed=1), batches(x, y),
+                            TrainConfig(epochs=2, optimizer={"name": "sgd", "lookahead_steps": 3}, learning_rate=0.1,
+                                        progress_bar=False, jit_compile=False), name="cls", dist_strategy=dist_strategy)
+    with scoped.scope():
         cls2, seg2 = models(1)
     tasks = [Task("cls", "classification", cls2, "categorical_crossentropy", batches(x, y, seed=1),
                   batches(x, y), n_train=32),
@@ -53,7 +58,8 @@ def run(dist_strategy):
     return {"single_val_loss": single.history["val_loss"],
             "joint_val_loss": [joint["cls"].history["val_loss"], joint["seg"].history["val_loss"]],
             "gradnorm_weights": joint["cls"].extra["final_loss_weights"],
-            "weights": [v.numpy() for v in cls.weights + cls2.weights + seg2.weights]}
+            "lookahead_val_loss": lookahead.history["val_loss"],
+            "weights": [v.numpy() for v in cls.weights + cls2.weights + seg2.weights + cls3.weights]}
 
 
 def main() -> None:

@@ -31,6 +31,8 @@ def test_mirrored_strategy_on_two_logical_devices_matches_one_device():
     np.testing.assert_allclose(two["single_val_loss"], one["single_val_loss"], rtol=1e-5)
     np.testing.assert_allclose(two["joint_val_loss"], one["joint_val_loss"], rtol=1e-5)
     assert two["gradnorm_weights"] == pytest.approx(one["gradnorm_weights"], rel=1e-5)
+    np.testing.assert_allclose(two["lookahead_val_loss"], one["lookahead_val_loss"], rtol=1e-5)
+    assert one["lookahead_val_loss"] != one["single_val_loss"]  # a different model and optimizer: not a copy
     assert report["max_weight_diff"] < 1e-5
 
 

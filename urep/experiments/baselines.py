@@ -51,7 +51,7 @@ def run_baselines(pipeline: UrepPipeline) -> None:
                                         config.seed + fold, settings, data.config.kind),
                 pipeline._batches(x[val_index], y[val_index], batch), train_config, name=name,
                 kind=data.config.kind,
-                optimizer={"name": optimizer, "learning_rate": config.training.baseline.learning_rate},
+                optimizer=settings.optimizer_spec(optimizer),
                 n_train=int(len(train_index)), run=pipeline.manager, phase=f"baseline/fold{fold}/{name}",
                 strategy_name="baseline", metrics=accuracy_metric(data.config.kind))
             pipeline._record(result, "baseline", "baseline", name, fold)

@@ -219,6 +219,10 @@ class TrainSettings:
         class_weight: `none`, or `balanced`: the classification loss (training and validation, hence the
             model selection by validation loss) weights each class by `n / (k * n_class)` of the training
             fold (scikit-learn's `compute_class_weight`). Ignored by segmentation tasks.
+        lookahead_steps: wrap the optimizer in Lookahead, merging into slow weights every this many steps
+            (`urep.training.lookahead`); null disables. Off in the papers; the authors' public Keras code wraps
+            its classifier's Adam with 5 (docs/choices.md).
+        lookahead_alpha: the slow weights' step towards the fast ones at each merge (the authors' code: 0.5).
     """
 
     epochs: Annotated[int, AT_LEAST_1] = 64
@@ -234,6 +238,16 @@ class TrainSettings:
     taskwise_stopping: Annotated[bool | dict[str, Any], Rule(check=_taskwise_problem)] = False
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     class_weight: Literal["none", "balanced"] = "none"
+    lookahead_steps: Annotated[int | None, AT_LEAST_1] = None
+    lookahead_alpha: Annotated[float, Rule(gt=0, max=1)] = 0.5
+
+    def optimizer_spec(self, name: str | None = None, learning_rate: float | None = None) -> dict:
+        """The `urep.training.OptimizerConfig` (as a dict) of this phase, or of a task's own optimizer name and
+        learning rate (None, or 0 for the rate, keeps this phase's)."""
+        spec = {"name": name or self.optimizer, "learning_rate": learning_rate or self.learning_rate}
+        if self.lookahead_steps is not None:
+            spec.update(lookahead_steps=self.lookahead_steps, lookahead_alpha=self.lookahead_alpha)
+        return spec
 
     def train_config(self, *, seed: int, deterministic: bool = False, mixed_precision: str | None = None,
                      optimizer: str | None = None, learning_rate: float | None = None, **changes: Any) -> TrainConfig:
@@ -249,7 +263,7 @@ class TrainSettings:
 
         mapped = dict(
             epochs=self.epochs, batch_size=self.batch_size,
-            optimizer={"name": optimizer or self.optimizer, "learning_rate": learning_rate or self.learning_rate},
+            optimizer=self.optimizer_spec(optimizer, learning_rate),
             reduce_lr_factor=self.reduce_lr_factor, reduce_lr_patience=self.reduce_lr_patience,
             early_stopping_patience=self.early_stopping_patience, max_steps_per_epoch=self.max_steps_per_epoch,
             jit_compile=self.jit_compile, data_autotune=self.data_autotune,

@@ -520,7 +520,7 @@ class UrepPipeline:
                 train=self._train_batches(pool.images[train_index], x[train_index], y[train_index], batch,
                                           self.config.seed + fold, settings, data.config.kind),
                 val=self._batches(x[val_index], y[val_index], batch), n_train=int(len(train_index)),
-                optimizer={"name": optimizer, "learning_rate": learning_rate}, weight=data.config.loss_weight,
+                optimizer=settings.optimizer_spec(optimizer, learning_rate), weight=data.config.loss_weight,
                 metrics=accuracy_metric(data.config.kind)))
         return tasks
 

@@ -130,7 +130,7 @@ def _unet(pipeline: UrepPipeline, task_name: str, fold: int, train_index: np.nda
                                 config.seed + fold, settings, "segmentation"),
         pipeline._batches(x[val_index], y[val_index], settings.batch_size), pipeline._train_config(settings),
         name=task_name, kind="segmentation",
-        optimizer={"name": optimizer, "learning_rate": settings.learning_rate},
+        optimizer=settings.optimizer_spec(optimizer),
         n_train=int(len(train_index)), run=pipeline.manager, phase=f"reference_unet/fold{fold}/{task_name}",
         strategy_name="reference_unet", metrics=accuracy_metric("segmentation"))
     pipeline._record(result, "reference", "unet", task_name, fold)

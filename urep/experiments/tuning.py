@@ -226,7 +226,7 @@ def _train_config(settings, job: TuningJob, optimizer: str | None = None):
     tuning, experiment = job.settings, job.experiment
     return TrainConfig(
         epochs=tuning.epochs or settings.epochs, batch_size=settings.batch_size,
-        optimizer={"name": optimizer or settings.optimizer, "learning_rate": settings.learning_rate},
+        optimizer=settings.optimizer_spec(optimizer),
         reduce_lr_factor=settings.reduce_lr_factor, reduce_lr_patience=settings.reduce_lr_patience,
         early_stopping_patience=settings.early_stopping_patience,
         max_steps_per_epoch=tuning.max_steps_per_epoch or settings.max_steps_per_epoch,

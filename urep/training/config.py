@@ -61,6 +61,10 @@ class OptimizerConfig:
         epsilon: numerical stability constant (Keras default 1e-7).
         clipnorm: clip each gradient to this norm; None disables (papers silent).
         weight_decay: decoupled weight decay; None disables (papers silent).
+        lookahead_steps: wrap the optimizer in Lookahead (Zhang et al. 2019; `urep.training.lookahead`) that
+            merges its weights into slow weights every this many steps; None disables. The papers are silent;
+            the authors' public Keras code wraps its classifier's Adam with 5.
+        lookahead_alpha: the fraction of the way the slow weights move at each merge (the authors' code: 0.5).
     """
 
     name: OptimizerName = "adam"
@@ -72,6 +76,8 @@ class OptimizerConfig:
     epsilon: Annotated[float, POSITIVE] = 1e-7
     clipnorm: Annotated[float | None, POSITIVE] = None
     weight_decay: Annotated[float | None, POSITIVE] = None
+    lookahead_steps: Annotated[int | None, AT_LEAST_1] = None
+    lookahead_alpha: Annotated[float, Rule(gt=0, max=1)] = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.name, str):
@@ -288,13 +294,17 @@ def make_optimizer(config: OptimizerConfig | TrainConfig | dict | str, mixed_flo
     common = {"learning_rate": config.learning_rate, "clipnorm": config.clipnorm,
               "weight_decay": config.weight_decay}
     if config.name == "adam":
-        optimizer = keras.optimizers.Adam(beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon,
-                                          **common)
+        cls, own = keras.optimizers.Adam, {"beta_1": config.beta_1, "beta_2": config.beta_2, "epsilon": config.epsilon}
     elif config.name == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(rho=config.rho, momentum=config.momentum, epsilon=config.epsilon,
-                                             **common)
+        cls, own = keras.optimizers.RMSprop, {"rho": config.rho, "momentum": config.momentum, "epsilon": config.epsilon}
     else:
-        optimizer = keras.optimizers.SGD(momentum=config.momentum, **common)
+        cls, own = keras.optimizers.SGD, {"momentum": config.momentum}
+    if config.lookahead_steps is not None:
+        from urep.training.lookahead import with_lookahead
+
+        optimizer = with_lookahead(cls, config.lookahead_steps, config.lookahead_alpha, **own, **common)
+    else:
+        optimizer = cls(**own, **common)
     if mixed_float16:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
