@@ -80,3 +80,29 @@ def test_bad_lookahead_settings_are_refused(kwargs, message):
         with_lookahead(keras.optimizers.Adam, kwargs.get("lookahead_steps", 5), kwargs.get("lookahead_alpha", 0.5))
     with pytest.raises(TypeError, match="wraps a Keras optimizer class"):
         lookahead_class(dict)
+
+
+def test_slow_weights_start_from_the_weights_at_build_and_steps_on_a_subset_merge_that_subset():
+    a, b = keras.Variable(np.array([1.0], "float32")), keras.Variable(np.array([5.0], "float32"))
+    optimizer = with_lookahead(keras.optimizers.SGD, 2, 0.5, learning_rate=1.0)
+    optimizer.build([a, b])
+    slow = {v.path.split("/")[-1]: float(v.numpy()[0]) for v in optimizer.variables if v.path.endswith("_slow")}
+    assert sorted(slow.values()) == [1.0, 5.0]
+    optimizer.apply([tf.constant([1.0])], [a])  # step 1: a only
+    optimizer.apply([tf.constant([1.0])], [a])  # step 2: a merges half-way back from -1 to 1; b untouched
+    assert (float(a.numpy()[0]), float(b.numpy()[0])) == (0.0, 5.0)
+    optimizer.apply([tf.constant([1.0]), tf.constant([2.0])], [a, b])
+    optimizer.apply([tf.constant([1.0]), tf.constant([2.0])], [a, b])  # step 4: both merge from their slow weights
+    assert (float(a.numpy()[0]), float(b.numpy()[0])) == (-1.0, 3.0)
+
+
+def test_building_inside_a_traced_step_is_refused():
+    weights = keras.Variable(np.ones(2, "float32"))
+    optimizer = with_lookahead(keras.optimizers.Adam)
+
+    @tf.function
+    def step():
+        optimizer.apply([tf.ones(2)], [weights])
+
+    with pytest.raises(RuntimeError, match="must be built eagerly before the training step is traced"):
+        step()

@@ -5,12 +5,16 @@ The inner optimizer (Adam, RMSprop, SGD) takes the "fast" steps on the model's w
 
     slow <- slow + alpha * (fast - slow);   fast <- slow
 
-The slow weights start as the weights before the first step. The papers do not mention it; the authors' public
+The slow weights start as the weights when the optimizer is built (urep builds it eagerly just before a phase
+trains, after any weights were inherited or restored). The papers do not mention it; the authors' public
 Keras code wraps its separate classifier's Adam in Lookahead with k = 5 and alpha = 0.5 (its segmentation model
 trains with plain Adam), so a config can ask for it (`lookahead_steps`, `lookahead_alpha` of
 `urep.training.OptimizerConfig`; off by default).
 
-The slow weights are optimizer variables (`optimizer.variables`), so checkpoints and resumed runs carry them.
+The slow weights are optimizer variables (`optimizer.variables`), so checkpoints and resumed runs carry them. A
+step that updates only some variables (task-wise stopping) merges those only. Under the alternating strategy each
+task's optimizer keeps its own slow copy of the shared encoder, as Lookahead injected into each task's model
+would.
 The updates run in cross-replica context through `tf.distribute`'s `extended.update`, one per variable, like
 Keras' own optimizer updates, so the wrapper works under a `MirroredStrategy` and inside XLA-compiled steps.
 """
@@ -45,40 +49,44 @@ class _Lookahead:
         self.lookahead_alpha = float(lookahead_alpha)
 
     def build(self, variables) -> None:
+        """Create the slow weights as copies of `variables`' current values.
+
+        Raises:
+            RuntimeError: called while tracing a `tf.function` (the copy would run at every call): build the
+                optimizer eagerly first, as `urep.training.distribute.build_optimizer` does.
+        """
         if self.built:
             return
+        if tf.inside_function():
+            raise RuntimeError(f"{type(self).__name__} must be built eagerly before the training step is traced "
+                               "(urep.training.distribute.build_optimizer), not inside a tf.function")
         super().build(variables)
         self._slow_weights = self.add_optimizer_variables(variables, "slow")
+        for slow, variable in zip(self._slow_weights, variables, strict=True):
+            slow.assign(variable)
 
     def _backend_apply_gradients(self, grads, trainable_variables) -> None:
-        slow = [self._slow_weights[self._get_variable_index(v)] for v in trainable_variables]
-        self._lookahead_update(trainable_variables, slow, "start")
         super()._backend_apply_gradients(grads, trainable_variables)
-        self._lookahead_update(trainable_variables, slow, "sync")
+        self._merge(trainable_variables)
 
-    def _lookahead_update(self, variables, slow, when: str) -> None:
-        """At the first step ("start") copy the weights into the slow ones; every k-th step ("sync") merge."""
+    def _merge(self, variables) -> None:
+        """After every k-th step: slow += alpha * (fast - slow); fast = slow."""
+        slow = [self._slow_weights[self._get_variable_index(v)] for v in variables]
         pairs = [(v.value if isinstance(v, keras.Variable) else v, s.value if isinstance(s, keras.Variable) else s)
                  for v, s in zip(variables, slow, strict=True)]
         alpha = self.lookahead_alpha
 
         def merged(distribution, pairs):
             step = tf.convert_to_tensor(self.iterations)  # the step being taken, 0-based, before its increment
-            if when == "start":
-                due = tf.equal(step, 0)
-            else:
-                due = tf.equal(tf.math.floormod(step + 1, self.lookahead_steps), 0)
+            due = tf.equal(tf.math.floormod(step + 1, self.lookahead_steps), 0)
 
             def update(fast, slow_var):
-                def start():
-                    slow_var.assign(fast)
-
-                def sync():
+                def merge():
                     value = slow_var + tf.cast(alpha, slow_var.dtype) * (fast - slow_var)
                     slow_var.assign(value)
                     fast.assign(value)
 
-                tf.cond(due, start if when == "start" else sync, lambda: None)
+                tf.cond(due, merge, lambda: None)
 
             for fast, slow_var in pairs:
                 distribution.extended.update(fast, update, args=(slow_var,), group=False)
