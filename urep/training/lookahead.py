@@ -15,6 +15,7 @@ The slow weights are optimizer variables (`optimizer.variables`), so checkpoints
 step that updates only some variables (task-wise stopping) merges those only. Under the alternating strategy each
 task's optimizer keeps its own slow copy of the shared encoder, as Lookahead injected into each task's model
 would.
+
 The updates run in cross-replica context through `tf.distribute`'s `extended.update`, one per variable, like
 Keras' own optimizer updates, so the wrapper works under a `MirroredStrategy` and inside XLA-compiled steps.
 """
